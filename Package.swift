@@ -1,0 +1,137 @@
+// swift-tools-version: 6.1
+//
+// Secure RPC for Swift: ONC RPC v2 with Sun-style AUTH_DH and a strong
+// RPCSEC_GSS Diffie-Hellman mechanism. Module layering (see DESIGN.md):
+//   XDR -> ONCRPC -> SecureRPC;  CGMP/COpenSSLDES -> KeyCrypto -> KeyServer/KeyDirectory/SecureRPC.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "SecureRPC",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "XDR", targets: ["XDR"]),
+        .library(name: "ONCRPC", targets: ["ONCRPC"]),
+        .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
+        .executable(name: "rpcbench", targets: ["rpcbench"]),
+        .executable(name: "keybench", targets: ["keybench"]),
+        .executable(name: "filesvc-server", targets: ["filesvc-server"]),
+        .executable(name: "filesvc", targets: ["filesvc"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        // MARK: wire encoding and RPC runtime
+        .target(
+            name: "XDR",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ONCRPC",
+            dependencies: [
+                "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: key material
+        .systemLibrary(
+            name: "CGMP",
+            pkgConfig: nil,
+            providers: [.apt(["libgmp-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSLDES",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "KeyCrypto",
+            dependencies: [
+                "CGMP",
+                "COpenSSLDES",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: example service and tools
+        .target(
+            name: "FileService",
+            dependencies: ["XDR", "ONCRPC"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "filesvc-server",
+            dependencies: [
+                "FileService", "ONCRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "filesvc",
+            dependencies: [
+                "FileService", "ONCRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "rpcbench",
+            dependencies: [
+                "XDR", "ONCRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keybench",
+            dependencies: [
+                "KeyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer entry point for the XDR and RPC message decoders; built only with
+        // `swift build --sanitize fuzzer` (see docs/FUZZING.md).
+        .executableTarget(
+            name: "rpcfuzz",
+            dependencies: ["XDR", "ONCRPC", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tests
+        .testTarget(name: "XDRTests", dependencies: ["XDR"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ONCRPCTests",
+            dependencies: [
+                "ONCRPC", "XDR", "FileService",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto"], swiftSettings: swiftSettings),
+    ]
+)

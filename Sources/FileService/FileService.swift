@@ -1,0 +1,1 @@
+// FileService: the example file service protocol (types, client, server) on ONCRPC.

@@ -1,0 +1,1 @@
+// KeyCrypto: Diffie-Hellman on GMP, Sun legacy DES rules, strong groups, sealed secret keys.

@@ -1,0 +1,1 @@
+// ONCRPC: RFC 5531 messages, transports, client and server runtime.

@@ -1,0 +1,2 @@
+// keybench: placeholder entry point until the tool lands.
+print("keybench: not built yet")

@@ -1,0 +1,2 @@
+// rpcbench: placeholder entry point until the tool lands.
+print("rpcbench: not built yet")
