@@ -1,1 +1,0 @@
-// XDR: RFC 4506 encoding on ByteBuffer.
