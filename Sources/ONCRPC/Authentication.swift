@@ -1,0 +1,200 @@
+// The authentication plug-in points. A flavor is one client-side and one server-side
+// type; the transports only call these protocols, so AUTH_DH and RPCSEC_GSS fit in
+// without touching framing or dispatch. Authenticators decide who the caller is; whether
+// that caller may run a procedure is the program's `RPCAuthorizationPolicy`.
+
+import NIOCore
+import XDR
+
+// MARK: - Identity handed to handlers
+
+/// Who made a call, as far as its authentication flavor can tell.
+///
+/// Only flavors that prove the caller (AUTH_DH, RPCSEC_GSS) set ``isVerified``; AUTH_SYS
+/// values are the client's own claims and AUTH_NONE carries nothing.
+public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
+    public var flavor: AuthFlavor
+    /// True when the credential was cryptographically verified.
+    public var isVerified: Bool
+    /// The verified principal (a netname such as `unix.1001@example.org`), if any.
+    public var netname: String?
+    public var machineName: String?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var gids: [UInt32]
+    /// The security mechanism and service, e.g. "dh192-des" or "ffdhe3072/privacy".
+    public var mechanism: String?
+
+    public init(
+        flavor: AuthFlavor, isVerified: Bool = false, netname: String? = nil, machineName: String? = nil,
+        uid: UInt32? = nil, gid: UInt32? = nil, gids: [UInt32] = [], mechanism: String? = nil
+    ) {
+        self.flavor = flavor
+        self.isVerified = isVerified
+        self.netname = netname
+        self.machineName = machineName
+        self.uid = uid
+        self.gid = gid
+        self.gids = gids
+        self.mechanism = mechanism
+    }
+
+    /// A caller that presented no credential.
+    public static let anonymous = RPCCaller(flavor: .none)
+
+    public var description: String {
+        var parts = ["\(flavor)"]
+        if let netname { parts.append(netname) }
+        if let uid { parts.append("uid=\(uid)") }
+        if let machineName { parts.append("host=\(machineName)") }
+        if isVerified { parts.append("verified") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// Where a call came from and how.
+public struct RPCCallContext: Sendable {
+    public enum Transport: String, Sendable { case tcp, udp }
+    public var transport: Transport
+    public var remoteAddress: SocketAddress?
+    public var localAddress: SocketAddress?
+
+    public init(transport: Transport, remoteAddress: SocketAddress?, localAddress: SocketAddress?) {
+        self.transport = transport
+        self.remoteAddress = remoteAddress
+        self.localAddress = localAddress
+    }
+}
+
+// MARK: - Server side
+
+/// Protects results on their way back (RPCSEC_GSS integrity/privacy). Flavors that leave
+/// results in the clear have none.
+public protocol RPCResultWrapper: Sendable {
+    /// Returns the bytes to send in place of `results`.
+    func wrap(results: ByteBuffer, allocator: ByteBufferAllocator) throws -> ByteBuffer
+}
+
+/// The outcome of a successful server-side authentication.
+public struct RPCAcceptedCall: Sendable {
+    public var caller: RPCCaller
+    /// The verifier for the reply.
+    public var replyVerifier: OpaqueAuth
+    /// The procedure arguments after any unwrapping the flavor does.
+    public var arguments: ByteBuffer
+    public var resultWrapper: (any RPCResultWrapper)?
+
+    public init(caller: RPCCaller, replyVerifier: OpaqueAuth = .none, arguments: ByteBuffer, resultWrapper: (any RPCResultWrapper)? = nil) {
+        self.caller = caller
+        self.replyVerifier = replyVerifier
+        self.arguments = arguments
+        self.resultWrapper = resultWrapper
+    }
+}
+
+/// What a server authenticator decided about a call.
+public enum RPCAuthDecision: Sendable {
+    /// Run the procedure for this caller.
+    case accepted(RPCAcceptedCall)
+    /// Answer MSG_DENIED / AUTH_ERROR with this status.
+    case rejected(AuthStatus)
+    /// Send no reply at all (RPCSEC_GSS: a sequence number already seen or below the window).
+    case drop
+    /// The flavor answered the call itself (RPCSEC_GSS context creation and destruction).
+    case handled(verifier: OpaqueAuth, AcceptedReplyStatus)
+}
+
+/// Verifies calls of one flavor on the server.
+///
+/// Implement ``authenticateImmediately(_:context:)`` when most calls can be decided without
+/// waiting (a cache hit, AUTH_SYS); return nil there to fall back to the async method.
+public protocol RPCServerAuthenticator: Sendable {
+    var flavor: AuthFlavor { get }
+    /// Decides on the event loop, without suspending; nil means "needs the async path".
+    func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision?
+    /// Decides, possibly asking other services (a keyserver, a directory).
+    func authenticate(_ call: RPCCall, context: RPCCallContext) async -> RPCAuthDecision
+}
+
+extension RPCServerAuthenticator {
+    public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? { nil }
+}
+
+/// Decides whether an authenticated caller may run a procedure. Returning a status denies
+/// the call with AUTH_ERROR and that status (normally `.tooWeak`).
+public protocol RPCAuthorizationPolicy: Sendable {
+    func authorize(_ caller: RPCCaller, procedure: UInt32) -> AuthStatus?
+}
+
+/// Accepts any caller whose flavor the server has an authenticator for.
+public struct AllowAnyFlavor: RPCAuthorizationPolicy {
+    public init() {}
+    public func authorize(_ caller: RPCCaller, procedure: UInt32) -> AuthStatus? { nil }
+}
+
+/// Accepts only the listed flavors; others get AUTH_TOOWEAK. Procedure 0 (NULL) is
+/// always allowed so that `rpcinfo` pings and RPCSEC_GSS context set-up work.
+public struct RequireFlavors: RPCAuthorizationPolicy {
+    public var flavors: Set<AuthFlavor>
+    public init(_ flavors: Set<AuthFlavor>) { self.flavors = flavors }
+    public func authorize(_ caller: RPCCaller, procedure: UInt32) -> AuthStatus? {
+        if procedure == 0 || flavors.contains(caller.flavor) { return nil }
+        return .tooWeak
+    }
+}
+
+// MARK: - Client side
+
+/// Credential, verifier and arguments for one call, plus how to check its reply.
+public struct RPCPreparedCall: Sendable {
+    public var credential: OpaqueAuth
+    public var verifier: OpaqueAuth
+    /// Arguments as they go on the wire (wrapped for RPCSEC_GSS integrity/privacy).
+    public var arguments: ByteBuffer
+    /// Checks the reply verifier and unwraps results; throws to reject the reply.
+    public var validateReply: @Sendable (_ verifier: OpaqueAuth, _ results: ByteBuffer) throws -> ByteBuffer
+
+    public init(
+        credential: OpaqueAuth, verifier: OpaqueAuth, arguments: ByteBuffer,
+        validateReply: @escaping @Sendable (_ verifier: OpaqueAuth, _ results: ByteBuffer) throws -> ByteBuffer = { _, results in results }
+    ) {
+        self.credential = credential
+        self.verifier = verifier
+        self.arguments = arguments
+        self.validateReply = validateReply
+    }
+}
+
+/// What the client tells an authenticator about the call it is about to send.
+public struct RPCCallHeader: Sendable, Hashable {
+    public var xid: UInt32
+    public var program: UInt32
+    public var version: UInt32
+    public var procedure: UInt32
+
+    public init(xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32) {
+        self.xid = xid
+        self.program = program
+        self.version = version
+        self.procedure = procedure
+    }
+}
+
+/// Produces credentials for outgoing calls of one flavor.
+public protocol RPCClientAuthenticator: Sendable {
+    var flavor: AuthFlavor { get }
+    /// Builds credential and verifier for one call. Called once per call; UDP
+    /// retransmissions resend the same bytes unless ``freshCredentialsPerTransmission``.
+    func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall
+    /// Called after the server denied a call with `status`. Return true when the
+    /// authenticator renewed its state (new session key, new context) and the call should
+    /// be sent once more.
+    func refresh(after status: AuthStatus) async -> Bool
+    /// RPCSEC_GSS needs a new sequence number on every transmission (RFC 2203 §5.3.3.1).
+    var freshCredentialsPerTransmission: Bool { get }
+}
+
+extension RPCClientAuthenticator {
+    public func refresh(after status: AuthStatus) async -> Bool { false }
+    public var freshCredentialsPerTransmission: Bool { false }
+}

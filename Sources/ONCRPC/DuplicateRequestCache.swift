@@ -1,0 +1,105 @@
+// The duplicate request cache (DRC) for UDP: RPC over UDP may deliver a call several times
+// (client retransmissions), and a non-idempotent procedure must not run twice. Keyed by
+// client address, xid, program, version, procedure and a hash of the arguments (so a
+// reused xid with other arguments is a new call). Bounded in entries and in time; owned
+// by one channel, so it is confined to that channel's event loop and needs no lock.
+
+import NIOCore
+
+struct DuplicateRequestCache {
+    struct Key: Hashable {
+        var address: SocketAddress
+        var xid: UInt32
+        var program: UInt32
+        var version: UInt32
+        var procedure: UInt32
+        var argumentsHash: Int
+    }
+
+    private enum State {
+        case inProgress
+        case completed(ByteBuffer)
+    }
+
+    private struct Entry {
+        var state: State
+        var expires: NIODeadline
+    }
+
+    let capacity: Int
+    let timeToLive: TimeAmount
+    private var entries: [Key: Entry] = [:]
+    /// Insertion order for eviction: oldest first. Keys already removed are skipped.
+    private var order: [Key] = []
+    private var orderHead = 0
+    private(set) var hits = 0
+
+    init(capacity: Int, timeToLive: TimeAmount) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        self.timeToLive = timeToLive
+    }
+
+    var count: Int { entries.count }
+
+    static func key(for call: RPCCall, arguments: ByteBuffer, from address: SocketAddress) -> Key {
+        var hasher = Hasher()
+        arguments.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
+        return Key(
+            address: address, xid: call.xid, program: call.program, version: call.version,
+            procedure: call.procedure, argumentsHash: hasher.finalize()
+        )
+    }
+
+    /// Looks the call up; when it is new, records it as in progress.
+    mutating func check(_ key: Key, now: NIODeadline) -> DuplicateCheck {
+        if let entry = entries[key], entry.expires > now {
+            hits += 1
+            switch entry.state {
+            case .inProgress: return .drop
+            case let .completed(reply): return .resend(reply)
+            }
+        }
+        insert(key, Entry(state: .inProgress, expires: now + timeToLive), now: now)
+        return .execute
+    }
+
+    /// Stores the reply of a call that ran (nil: it produced none, forget it).
+    mutating func complete(_ key: Key, reply: ByteBuffer?, now: NIODeadline) {
+        guard entries[key] != nil else { return }  // evicted meanwhile
+        if let reply {
+            entries[key] = Entry(state: .completed(reply), expires: now + timeToLive)
+        } else {
+            entries[key] = nil
+        }
+    }
+
+    private mutating func insert(_ key: Key, _ entry: Entry, now: NIODeadline) {
+        if entries.count >= capacity {
+            evict(now: now)
+        }
+        entries[key] = entry
+        order.append(key)
+    }
+
+    /// Drops expired entries from the front, and at least the oldest one.
+    private mutating func evict(now: NIODeadline) {
+        var removedOne = false
+        while orderHead < order.count {
+            let key = order[orderHead]
+            guard let entry = entries[key] else {
+                orderHead += 1
+                continue
+            }
+            if removedOne && entry.expires > now { break }
+            entries[key] = nil
+            orderHead += 1
+            removedOne = true
+        }
+        // Compact the order array once its dead prefix dominates.
+        if orderHead > 1024 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+    }
+}

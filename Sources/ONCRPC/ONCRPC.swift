@@ -1,1 +1,0 @@
-// ONCRPC: RFC 5531 messages, transports, client and server runtime.

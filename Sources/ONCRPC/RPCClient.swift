@@ -1,0 +1,369 @@
+// The ONC RPC client: async/await calls over one TCP connection (many outstanding calls,
+// matched by xid) or a connected UDP socket (retransmission with backoff). The connection
+// is made on first use and made again after it drops, so a restarted server is reached by
+// the next call. Authentication is a plug-in (`RPCClientAuthenticator`).
+
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XDR
+
+/// The transport a client uses.
+public enum RPCTransport: String, Sendable, CaseIterable {
+    case tcp, udp
+}
+
+/// A client for one program version on one server.
+///
+/// ```swift
+/// let client = try RPCClient(transport: .tcp, host: "127.0.0.1", port: 2049,
+///                            program: 100003, version: 3, authenticator: AuthSysClient())
+/// let reply: UInt32 = try await client.call(1, XDRVoid(), returning: UInt32.self)
+/// await client.close()
+/// ```
+public final class RPCClient: Sendable {
+    /// Timeouts and limits.
+    public struct Configuration: Sendable {
+        /// Time allowed for one call, retransmissions included (libtirpc's default is 25 s).
+        public var callTimeout: TimeAmount = .seconds(25)
+        public var connectTimeout: TimeAmount = .seconds(10)
+        /// Largest reply record accepted over TCP.
+        public var maximumRecordSize = RecordMarkingDecoder.defaultMaximumRecordSize
+        /// First UDP retransmission after this long, then doubling…
+        public var udpInitialRetransmitInterval: TimeAmount = .milliseconds(500)
+        /// …up to this interval.
+        public var udpMaximumRetransmitInterval: TimeAmount = .seconds(4)
+        /// How often a call is sent again after the server denies it and the authenticator
+        /// refreshes its credentials.
+        public var maximumAuthRefreshes = 2
+
+        public init() {}
+    }
+
+    private enum ConnectionState {
+        case idle
+        case connecting(EventLoopFuture<any Channel>)
+        case connected(any Channel)
+        case closed
+    }
+
+    public let transport: RPCTransport
+    public let address: SocketAddress
+    public let program: UInt32
+    public let version: UInt32
+    public let authenticator: any RPCClientAuthenticator
+    public let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let connection = NIOLockedValueBox(ConnectionState.idle)
+    private let nextXID: NIOLockedValueBox<UInt32>
+
+    public init(
+        transport: RPCTransport,
+        address: SocketAddress,
+        program: UInt32,
+        version: UInt32,
+        authenticator: any RPCClientAuthenticator = AuthNoneClient(),
+        configuration: Configuration = Configuration(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.transport = transport
+        self.address = address
+        self.program = program
+        self.version = version
+        self.authenticator = authenticator
+        self.configuration = configuration
+        self.group = group
+        // Random start so that a restarted client does not reuse the xids of its previous
+        // life inside the server's duplicate request cache.
+        self.nextXID = NIOLockedValueBox(UInt32.random(in: 1...UInt32.max))
+    }
+
+    /// A client for `host:port` (a numeric address or a name resolved now).
+    public convenience init(
+        transport: RPCTransport,
+        host: String,
+        port: Int,
+        program: UInt32,
+        version: UInt32,
+        authenticator: any RPCClientAuthenticator = AuthNoneClient(),
+        configuration: Configuration = Configuration(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        } catch {
+            throw RPCClientError.cannotConnect(address: "\(host):\(port)", reason: "cannot resolve host: \(error)")
+        }
+        self.init(
+            transport: transport, address: address, program: program, version: version,
+            authenticator: authenticator, configuration: configuration, group: group
+        )
+    }
+
+    deinit {
+        if case let .connected(channel) = connection.withLockedValue({ $0 }) {
+            channel.close(promise: nil)
+        }
+    }
+
+    // MARK: calls
+
+    /// Calls `procedure` with XDR-encoded `arguments`; returns the XDR-encoded results.
+    public func call(
+        procedure: UInt32,
+        arguments: ByteBuffer = ByteBuffer(),
+        timeout: TimeAmount? = nil
+    ) async throws -> ByteBuffer {
+        try await call(program: program, version: version, procedure: procedure, arguments: arguments, timeout: timeout)
+    }
+
+    /// Calls `procedure` with typed arguments and decodes the typed result, which must use
+    /// the results exactly.
+    public func call<Args: XDREncodable, Result: XDRDecodable>(
+        _ procedure: UInt32,
+        _ arguments: Args,
+        returning: Result.Type = Result.self,
+        timeout: TimeAmount? = nil
+    ) async throws -> Result {
+        let results = try await call(procedure: procedure, arguments: arguments.xdrEncoded(), timeout: timeout)
+        do {
+            return try results.decodeXDRExactly(Result.self)
+        } catch {
+            throw RPCClientError.badResults(error)
+        }
+    }
+
+    /// Calls NULL (procedure 0): the classic "is it there" ping.
+    public func ping(timeout: TimeAmount? = nil) async throws {
+        _ = try await call(procedure: 0, timeout: timeout)
+    }
+
+    /// Calls a procedure of another program or version on the same server and connection
+    /// (rpcbind clients speak several versions).
+    public func call(
+        program: UInt32,
+        version: UInt32,
+        procedure: UInt32,
+        arguments: ByteBuffer,
+        timeout: TimeAmount? = nil
+    ) async throws -> ByteBuffer {
+        let timeout = timeout ?? configuration.callTimeout
+        var refreshes = 0
+        while true {
+            let xid = nextXID.withLockedValue { value -> UInt32 in
+                defer { value = value &+ 1 == 0 ? 1 : value &+ 1 }
+                return value
+            }
+            let header = RPCCallHeader(xid: xid, program: program, version: version, procedure: procedure)
+            let prepared = try await authenticator.prepare(header, arguments: arguments)
+            let message = Self.encode(header, prepared)
+            let rebuild: (@Sendable () async throws -> ByteBuffer)?
+            if authenticator.freshCredentialsPerTransmission {
+                let authenticator = self.authenticator
+                rebuild = { Self.encode(header, try await authenticator.prepare(header, arguments: arguments)) }
+            } else {
+                rebuild = nil
+            }
+            let reply = try await send(xid: xid, message: message, timeout: timeout, rebuild: rebuild)
+
+            switch reply.status {
+            case let .accepted(verifier, .success(results)):
+                do {
+                    return try prepared.validateReply(verifier, results)
+                } catch let error as RPCClientError {
+                    throw error
+                } catch {
+                    throw RPCClientError.replyVerificationFailed("\(error)")
+                }
+            case .accepted(_, .programUnavailable):
+                throw RPCClientError.programUnavailable(program: program)
+            case let .accepted(_, .programMismatch(low, high)):
+                throw RPCClientError.programMismatch(program: program, version: version, low: low, high: high)
+            case .accepted(_, .procedureUnavailable):
+                throw RPCClientError.procedureUnavailable(procedure: procedure)
+            case .accepted(_, .garbageArguments):
+                throw RPCClientError.garbageArguments
+            case .accepted(_, .systemError):
+                throw RPCClientError.systemError
+            case let .denied(.rpcMismatch(low, high)):
+                throw RPCClientError.rpcMismatch(low: low, high: high)
+            case let .denied(.authError(status)):
+                if refreshes < configuration.maximumAuthRefreshes, await authenticator.refresh(after: status) {
+                    refreshes += 1
+                    continue
+                }
+                throw RPCClientError.authError(status)
+            }
+        }
+    }
+
+    private static func encode(_ header: RPCCallHeader, _ prepared: RPCPreparedCall) -> ByteBuffer {
+        var buffer = RPCFraming.startMessage(
+            allocator: ByteBufferAllocator(),
+            capacity: 40 + prepared.credential.encodedSize + prepared.verifier.encodedSize + prepared.arguments.readableBytes
+        )
+        RPCCall.encodeHeader(
+            xid: header.xid, program: header.program, version: header.version, procedure: header.procedure,
+            credential: prepared.credential, verifier: prepared.verifier, into: &buffer
+        )
+        var arguments = prepared.arguments
+        buffer.writeBuffer(&arguments)
+        return buffer
+    }
+
+    /// Sends one message and waits for the reply with its xid. If the connection turns out
+    /// to be dead before the message could be written (the server restarted), connects
+    /// again and sends once more: the server cannot have seen it.
+    private func send(
+        xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?
+    ) async throws -> RPCReply {
+        let size = message.readableBytes - 4
+        if transport == .udp && size > 65_507 {
+            throw RPCClientError.messageTooLarge(size: size, maximum: 65_507)
+        }
+        if transport == .tcp && size > configuration.maximumRecordSize {
+            throw RPCClientError.messageTooLarge(size: size, maximum: configuration.maximumRecordSize)
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            let channel = try await activeChannel()
+            let promise = channel.eventLoop.makePromise(of: RPCReply.self)
+            let call = OutboundRPCCall(xid: xid, message: message, promise: promise, timeout: timeout, rebuild: rebuild)
+            do {
+                try await channel.writeAndFlush(RPCClientOutbound.call(call)).get()
+            } catch {
+                promise.fail(RPCClientError.connectionClosed)
+                forget(channel)
+                if attempt < 2 { continue }
+                throw RPCClientError.connectionClosed
+            }
+            return try await promise.futureResult.get()
+        }
+    }
+
+    // MARK: connection management
+
+    private func activeChannel() async throws -> any Channel {
+        enum Next {
+            case use(any Channel)
+            case wait(EventLoopFuture<any Channel>)
+        }
+        let next: Next = try connection.withLockedValue { state in
+            switch state {
+            case .closed:
+                throw RPCClientError.clientClosed
+            case let .connected(channel) where channel.isActive:
+                return .use(channel)
+            case let .connecting(future):
+                return .wait(future)
+            case .idle, .connected:
+                let future = self.connect()
+                state = .connecting(future)
+                return .wait(future)
+            }
+        }
+        switch next {
+        case let .use(channel):
+            return channel
+        case let .wait(future):
+            do {
+                return try await future.get()
+            } catch let error as RPCClientError {
+                throw error
+            } catch {
+                throw RPCClientError.cannotConnect(address: "\(address)", reason: "\(error)")
+            }
+        }
+    }
+
+    /// Starts a connection; the state is updated when it completes. Called with the lock held.
+    private func connect() -> EventLoopFuture<any Channel> {
+        let future: EventLoopFuture<any Channel>
+        let configuration = self.configuration
+        let remote = self.address
+        switch transport {
+        case .tcp:
+            future = ClientBootstrap(group: group)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
+                        try sync.addHandler(RPCClientHandler(isDatagram: false, retransmit: nil))
+                    }
+                }
+                .connect(to: remote)
+        case .udp:
+            let bindHost = remote.protocol == .inet6 ? "::" : "0.0.0.0"
+            future = DatagramBootstrap(group: group)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(DatagramToBufferHandler(remote: remote))
+                        try sync.addHandler(RPCClientHandler(
+                            isDatagram: true,
+                            retransmit: RetransmitPolicy(
+                                initial: configuration.udpInitialRetransmitInterval,
+                                maximum: configuration.udpMaximumRetransmitInterval
+                            )
+                        ))
+                    }
+                }
+                .bind(host: bindHost, port: 0)
+                .flatMap { channel in
+                    // Connect so the kernel only delivers datagrams from the server.
+                    channel.connect(to: remote).map { channel }
+                }
+        }
+        future.whenComplete { [weak self] result in
+            guard let self else { return }
+            self.connection.withLockedValue { state in
+                guard case .connecting = state else {
+                    // Closed meanwhile.
+                    if case let .success(channel) = result { channel.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case let .success(channel): state = .connected(channel)
+                case .failure: state = .idle
+                }
+            }
+            if case let .success(channel) = result {
+                channel.closeFuture.whenComplete { [weak self] _ in self?.forget(channel) }
+            }
+        }
+        return future
+    }
+
+    /// Drops a dead channel so the next call connects again.
+    private func forget(_ channel: any Channel) {
+        connection.withLockedValue { state in
+            if case let .connected(current) = state, current === channel {
+                state = .idle
+            }
+        }
+    }
+
+    /// Closes the connection; calls still waiting fail with `connectionClosed`, later calls
+    /// with `clientClosed`.
+    public func close() async {
+        let previous = connection.withLockedValue { state -> ConnectionState in
+            let previous = state
+            state = .closed
+            return previous
+        }
+        switch previous {
+        case let .connected(channel):
+            try? await channel.close()
+        case let .connecting(future):
+            if let channel = try? await future.get() { try? await channel.close() }
+        case .idle, .closed:
+            break
+        }
+    }
+}

@@ -1,0 +1,209 @@
+// The client's hot path, on the connection's event loop: writes calls, matches replies to
+// calls by xid (many outstanding calls on one connection), enforces per-call timeouts and,
+// on UDP, retransmits with exponential backoff. Replies are trusted only as far as their
+// xid matches an outstanding call; their content is checked by the async caller.
+
+import NIOCore
+
+/// A call on its way to the wire.
+struct OutboundRPCCall {
+    var xid: UInt32
+    /// Encoded message with 4 bytes reserved at the front (see `RPCFraming`).
+    var message: ByteBuffer
+    var promise: EventLoopPromise<RPCReply>
+    var timeout: TimeAmount
+    /// Builds a fresh message for a retransmission (RPCSEC_GSS needs a new sequence
+    /// number each time); nil resends the same bytes.
+    var rebuild: (@Sendable () async throws -> ByteBuffer)?
+}
+
+/// Sent through the pipeline when a rebuilt retransmission is ready.
+struct RetransmitRPCCall {
+    var xid: UInt32
+    var message: ByteBuffer
+}
+
+enum RPCClientOutbound {
+    case call(OutboundRPCCall)
+    case retransmit(RetransmitRPCCall)
+}
+
+/// Retransmission schedule for UDP.
+struct RetransmitPolicy: Sendable {
+    var initial: TimeAmount
+    var maximum: TimeAmount
+}
+
+final class RPCClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = RPCClientOutbound
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var promise: EventLoopPromise<RPCReply>
+        var timeoutTask: Scheduled<Void>
+        var retransmitTask: Scheduled<Void>?
+        var message: ByteBuffer
+        var interval: TimeAmount
+        var rebuild: (@Sendable () async throws -> ByteBuffer)?
+    }
+
+    private let isDatagram: Bool
+    private let retransmit: RetransmitPolicy?
+    private var pending: [UInt32: Pending] = [:]
+    private var context: ChannelHandlerContext?
+
+    init(isDatagram: Bool, retransmit: RetransmitPolicy?) {
+        self.isDatagram = isDatagram
+        self.retransmit = retransmit
+    }
+
+    var outstandingCalls: Int { pending.count }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        failAll(RPCClientError.connectionClosed)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case let .call(call):
+            guard pending[call.xid] == nil else {
+                // Our xids are unique per client; a clash means a wrapped counter with a call
+                // still outstanding 2^32 calls later.
+                call.promise.fail(RPCClientError.garbageReply("duplicate xid \(call.xid)"))
+                promise?.fail(RPCClientError.garbageReply("duplicate xid"))
+                return
+            }
+            let xid = call.xid
+            let timeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: call.timeout) {
+                self.complete(xid: xid, with: .failure(RPCClientError.timedOut(milliseconds: call.timeout.nanoseconds / 1_000_000)))
+            }
+            var entry = Pending(
+                promise: call.promise, timeoutTask: timeoutTask, retransmitTask: nil,
+                message: call.message, interval: retransmit?.initial ?? .zero, rebuild: call.rebuild
+            )
+            if retransmit != nil {
+                entry.retransmitTask = scheduleRetransmit(xid: xid, after: entry.interval, context: context)
+            }
+            pending[xid] = entry
+            context.write(Self.wrapOutboundOut(frame(call.message)), promise: promise)
+        case let .retransmit(again):
+            guard var entry = pending[again.xid] else {
+                promise?.succeed()
+                return
+            }
+            entry.message = again.message
+            pending[again.xid] = entry
+            context.write(Self.wrapOutboundOut(frame(again.message)), promise: promise)
+        }
+    }
+
+    private func frame(_ message: ByteBuffer) -> ByteBuffer {
+        var framed = message
+        if isDatagram {
+            RPCFraming.finishDatagram(&framed)
+        } else {
+            RPCFraming.finishRecord(&framed)
+        }
+        return framed
+    }
+
+    private func scheduleRetransmit(xid: UInt32, after delay: TimeAmount, context: ChannelHandlerContext) -> Scheduled<Void> {
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.retransmitNow(xid: xid, context: context)
+        }
+    }
+
+    private func retransmitNow(xid: UInt32, context: ChannelHandlerContext) {
+        guard var entry = pending[xid], let policy = retransmit else { return }
+        entry.interval = min(entry.interval * 2, policy.maximum)
+        entry.retransmitTask = scheduleRetransmit(xid: xid, after: entry.interval, context: context)
+        pending[xid] = entry
+        if let rebuild = entry.rebuild {
+            let channel = context.channel
+            Task {
+                guard let message = try? await rebuild() else { return }
+                channel.writeAndFlush(RPCClientOutbound.retransmit(RetransmitRPCCall(xid: xid, message: message)), promise: nil)
+            }
+        } else {
+            context.writeAndFlush(Self.wrapOutboundOut(frame(entry.message)), promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let message = Self.unwrapInboundIn(data)
+        do {
+            let reply = try RPCReply.decode(message)
+            complete(xid: reply.xid, with: .success(reply))
+        } catch {
+            switch error {
+            case let .garbageReply(xid, reason):
+                complete(xid: xid, with: .failure(RPCClientError.garbageReply(reason)))
+            default:
+                // Not a reply to anything we can name: ignore it, as libtirpc does.
+                break
+            }
+        }
+    }
+
+    private func complete(xid: UInt32, with result: Result<RPCReply, any Error>) {
+        guard let entry = pending.removeValue(forKey: xid) else { return }  // late or unknown reply
+        entry.timeoutTask.cancel()
+        entry.retransmitTask?.cancel()
+        entry.promise.completeWith(result)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RPCClientError.connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if isDatagram {
+            // ICMP errors (port unreachable while the server restarts) are not fatal for UDP:
+            // retransmission carries on until the call's timeout.
+            return
+        }
+        failAll(RPCClientError.connectionClosed)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: any Error) {
+        let entries = pending
+        pending = [:]
+        for (_, entry) in entries {
+            entry.timeoutTask.cancel()
+            entry.retransmitTask?.cancel()
+            entry.promise.fail(error)
+        }
+    }
+}
+
+/// Adapts a connected UDP channel to plain buffers for `RPCClientHandler`.
+final class DatagramToBufferHandler: ChannelDuplexHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let remote: SocketAddress
+
+    init(remote: SocketAddress) {
+        self.remote = remote
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = Self.unwrapInboundIn(data)
+        context.fireChannelRead(Self.wrapInboundOut(envelope.data))
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = Self.unwrapOutboundIn(data)
+        context.write(Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: buffer)), promise: promise)
+    }
+}

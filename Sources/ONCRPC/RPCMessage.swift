@@ -1,0 +1,288 @@
+// RFC 5531 CALL and REPLY messages: typed values and their encoders/decoders. Decoding
+// reads untrusted bytes and reports failures as `RPCMessageError`, which still carries
+// the xid when it could be read so the server can answer RPC_MISMATCH or AUTH_BADCRED.
+
+import NIOCore
+import XDR
+
+/// A decoded CALL message.
+public struct RPCCall: Sendable {
+    public var xid: UInt32
+    public var program: UInt32
+    public var version: UInt32
+    public var procedure: UInt32
+    public var credential: OpaqueAuth
+    public var verifier: OpaqueAuth
+    /// The procedure's arguments (for RPCSEC_GSS integrity/privacy, the wrapped body).
+    public var arguments: ByteBuffer
+    /// The received bytes from the xid through the end of the credential, which the
+    /// RPCSEC_GSS header checksum covers. Empty for calls built locally.
+    public var headerBytes: ByteBuffer
+
+    public init(
+        xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32,
+        credential: OpaqueAuth = .none, verifier: OpaqueAuth = .none,
+        arguments: ByteBuffer = ByteBuffer(), headerBytes: ByteBuffer = ByteBuffer()
+    ) {
+        self.xid = xid
+        self.program = program
+        self.version = version
+        self.procedure = procedure
+        self.credential = credential
+        self.verifier = verifier
+        self.arguments = arguments
+        self.headerBytes = headerBytes
+    }
+}
+
+/// The body of an accepted reply.
+public enum AcceptedReplyStatus: Sendable, Equatable {
+    /// The call ran; these are its XDR-encoded results.
+    case success(ByteBuffer)
+    case programUnavailable
+    /// The program exists but not this version; the server supports `low...high`.
+    case programMismatch(low: UInt32, high: UInt32)
+    case procedureUnavailable
+    case garbageArguments
+    case systemError
+
+    public var code: AcceptStatusCode {
+        switch self {
+        case .success: return .success
+        case .programUnavailable: return .programUnavailable
+        case .programMismatch: return .programMismatch
+        case .procedureUnavailable: return .procedureUnavailable
+        case .garbageArguments: return .garbageArguments
+        case .systemError: return .systemError
+        }
+    }
+}
+
+/// The body of a denied reply. Denied replies carry no verifier.
+public enum RejectedReply: Sendable, Equatable {
+    /// The server speaks RPC versions `low...high` only.
+    case rpcMismatch(low: UInt32, high: UInt32)
+    case authError(AuthStatus)
+}
+
+/// A decoded REPLY message.
+public struct RPCReply: Sendable, Equatable {
+    public enum Status: Sendable, Equatable {
+        case accepted(verifier: OpaqueAuth, AcceptedReplyStatus)
+        case denied(RejectedReply)
+    }
+
+    public var xid: UInt32
+    public var status: Status
+
+    public init(xid: UInt32, status: Status) {
+        self.xid = xid
+        self.status = status
+    }
+}
+
+/// Why an incoming message could not be used.
+public enum RPCMessageError: Error, Equatable, Sendable {
+    /// Too short or malformed to even read an xid and message type: drop it.
+    case unreadable(XDRError)
+    /// A REPLY arrived where a CALL was expected (or the reverse).
+    case unexpectedMessageType(xid: UInt32, type: UInt32)
+    /// A CALL with an RPC version other than 2.
+    case rpcVersionMismatch(xid: UInt32, version: UInt32)
+    /// The call header's credential or verifier is malformed (e.g. longer than 400 bytes).
+    case badCredential(xid: UInt32, XDRError)
+    /// A reply whose structure or status values are invalid.
+    case garbageReply(xid: UInt32, String)
+}
+
+// MARK: - CALL
+
+extension RPCCall {
+    /// Decodes a CALL from a whole record (TCP) or datagram (UDP).
+    public static func decode(_ message: ByteBuffer) throws(RPCMessageError) -> RPCCall {
+        var buffer = message
+        let start = buffer.readerIndex
+        let xid: UInt32
+        let type: UInt32
+        do {
+            xid = try buffer.readXDRUInt32()
+            type = try buffer.readXDRUInt32()
+        } catch {
+            throw .unreadable(error)
+        }
+        guard type == RPCMessageType.call.rawValue else {
+            throw .unexpectedMessageType(xid: xid, type: type)
+        }
+        let rpcvers: UInt32, program: UInt32, version: UInt32, procedure: UInt32
+        do {
+            rpcvers = try buffer.readXDRUInt32()
+            guard rpcvers == rpcProtocolVersion else {
+                throw RPCMessageError.rpcVersionMismatch(xid: xid, version: rpcvers)
+            }
+            program = try buffer.readXDRUInt32()
+            version = try buffer.readXDRUInt32()
+            procedure = try buffer.readXDRUInt32()
+        } catch let error as RPCMessageError {
+            throw error
+        } catch let error as XDRError {
+            throw .unreadable(error)
+        } catch {
+            preconditionFailure("unreachable: \(error)")
+        }
+        let credential: OpaqueAuth
+        let headerEnd: Int
+        let verifier: OpaqueAuth
+        do {
+            credential = try OpaqueAuth(xdr: &buffer)
+            headerEnd = buffer.readerIndex
+            verifier = try OpaqueAuth(xdr: &buffer)
+        } catch {
+            throw .badCredential(xid: xid, error)
+        }
+        let header = message.getSlice(at: start, length: headerEnd - start)!
+        return RPCCall(
+            xid: xid, program: program, version: version, procedure: procedure,
+            credential: credential, verifier: verifier, arguments: buffer, headerBytes: header
+        )
+    }
+
+    /// Appends the call header (xid through verifier) for the given fields.
+    public static func encodeHeader(
+        xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32,
+        credential: OpaqueAuth, verifier: OpaqueAuth, into buffer: inout ByteBuffer
+    ) {
+        buffer.writeXDR(xid)
+        buffer.writeXDR(RPCMessageType.call.rawValue)
+        buffer.writeXDR(rpcProtocolVersion)
+        buffer.writeXDR(program)
+        buffer.writeXDR(version)
+        buffer.writeXDR(procedure)
+        credential.encode(into: &buffer)
+        verifier.encode(into: &buffer)
+    }
+
+    /// The bytes an RPCSEC_GSS header checksum covers: xid through the end of the
+    /// credential, exactly as ``encodeHeader`` writes them.
+    public static func headerBytesForChecksum(
+        xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, credential: OpaqueAuth
+    ) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(24 + credential.encodedSize)
+        buffer.writeXDR(xid)
+        buffer.writeXDR(RPCMessageType.call.rawValue)
+        buffer.writeXDR(rpcProtocolVersion)
+        buffer.writeXDR(program)
+        buffer.writeXDR(version)
+        buffer.writeXDR(procedure)
+        credential.encode(into: &buffer)
+        return buffer
+    }
+
+    /// Appends the whole call: header then arguments.
+    public func encode(into buffer: inout ByteBuffer) {
+        Self.encodeHeader(
+            xid: xid, program: program, version: version, procedure: procedure,
+            credential: credential, verifier: verifier, into: &buffer
+        )
+        var args = arguments
+        buffer.writeBuffer(&args)
+    }
+}
+
+// MARK: - REPLY
+
+extension RPCReply {
+    /// Decodes a REPLY from a whole record or datagram. Results are a slice of `message`.
+    public static func decode(_ message: ByteBuffer) throws(RPCMessageError) -> RPCReply {
+        var buffer = message
+        let xid: UInt32
+        let type: UInt32
+        do {
+            xid = try buffer.readXDRUInt32()
+            type = try buffer.readXDRUInt32()
+        } catch {
+            throw .unreadable(error)
+        }
+        guard type == RPCMessageType.reply.rawValue else {
+            throw .unexpectedMessageType(xid: xid, type: type)
+        }
+        do {
+            let replyStat = try buffer.readXDRUInt32()
+            switch replyStat {
+            case 0:  // MSG_ACCEPTED
+                let verifier = try OpaqueAuth(xdr: &buffer)
+                let stat = try buffer.readXDRUInt32()
+                let body: AcceptedReplyStatus
+                switch AcceptStatusCode(rawValue: stat) {
+                case .success: body = .success(buffer)
+                case .programUnavailable: body = .programUnavailable
+                case .programMismatch:
+                    body = .programMismatch(low: try buffer.readXDRUInt32(), high: try buffer.readXDRUInt32())
+                case .procedureUnavailable: body = .procedureUnavailable
+                case .garbageArguments: body = .garbageArguments
+                case .systemError: body = .systemError
+                case nil: throw RPCMessageError.garbageReply(xid: xid, "unknown accept_stat \(stat)")
+                }
+                return RPCReply(xid: xid, status: .accepted(verifier: verifier, body))
+            case 1:  // MSG_DENIED
+                let rejectStat = try buffer.readXDRUInt32()
+                switch rejectStat {
+                case 0:
+                    return RPCReply(xid: xid, status: .denied(.rpcMismatch(low: try buffer.readXDRUInt32(), high: try buffer.readXDRUInt32())))
+                case 1:
+                    return RPCReply(xid: xid, status: .denied(.authError(AuthStatus(rawValue: try buffer.readXDRUInt32()))))
+                default:
+                    throw RPCMessageError.garbageReply(xid: xid, "unknown reject_stat \(rejectStat)")
+                }
+            default:
+                throw RPCMessageError.garbageReply(xid: xid, "unknown reply_stat \(replyStat)")
+            }
+        } catch let error as RPCMessageError {
+            throw error
+        } catch {
+            throw .garbageReply(xid: xid, "\(error)")
+        }
+    }
+
+    /// Appends the reply. For `.success` the results buffer's readable bytes follow.
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeXDR(xid)
+        buffer.writeXDR(RPCMessageType.reply.rawValue)
+        switch status {
+        case let .accepted(verifier, body):
+            buffer.writeXDR(UInt32(0))
+            verifier.encode(into: &buffer)
+            buffer.writeXDR(body.code.rawValue)
+            switch body {
+            case var .success(results):
+                buffer.writeBuffer(&results)
+            case let .programMismatch(low, high):
+                buffer.writeXDR(low)
+                buffer.writeXDR(high)
+            default:
+                break
+            }
+        case let .denied(rejected):
+            buffer.writeXDR(UInt32(1))
+            switch rejected {
+            case let .rpcMismatch(low, high):
+                buffer.writeXDR(UInt32(0))
+                buffer.writeXDR(low)
+                buffer.writeXDR(high)
+            case let .authError(status):
+                buffer.writeXDR(UInt32(1))
+                buffer.writeXDR(status.rawValue)
+            }
+        }
+    }
+
+    /// Appends the header of a successful accepted reply; the caller writes the results
+    /// straight after it (saves building the results in a separate buffer).
+    public static func encodeSuccessHeader(xid: UInt32, verifier: OpaqueAuth, into buffer: inout ByteBuffer) {
+        buffer.writeXDR(xid)
+        buffer.writeXDR(RPCMessageType.reply.rawValue)
+        buffer.writeXDR(UInt32(0))
+        verifier.encode(into: &buffer)
+        buffer.writeXDR(AcceptStatusCode.success.rawValue)
+    }
+}

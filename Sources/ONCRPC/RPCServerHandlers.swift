@@ -1,0 +1,176 @@
+// Channel handlers that connect sockets to the dispatcher: one per TCP connection (records
+// in, records out, bounded calls in flight with read backpressure, idle timeout, graceful
+// quiesce) and one per UDP socket (datagrams, with the duplicate request cache).
+// They trust nothing from the peer; the record decoder in front has already capped sizes.
+
+import Logging
+import NIOCore
+
+/// Sent down a server connection's pipeline to ask it to finish its calls and close.
+struct RPCServerQuiesceEvent: Sendable {}
+
+final class RPCServerTCPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let dispatcher: RPCDispatcher
+    private let maximumInFlight: Int
+    private var inFlight = 0
+    private var readsPaused = false
+    private var quiescing = false
+    private var insideRead = false
+    private var flushPending = false
+    private var callContext = RPCCallContext(transport: .tcp, remoteAddress: nil, localAddress: nil)
+
+    init(dispatcher: RPCDispatcher, maximumInFlight: Int) {
+        self.dispatcher = dispatcher
+        self.maximumInFlight = maximumInFlight
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        callContext = RPCCallContext(transport: .tcp, remoteAddress: context.channel.remoteAddress, localAddress: context.channel.localAddress)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let record = Self.unwrapInboundIn(data)
+        inFlight += 1
+        if inFlight >= maximumInFlight && !readsPaused {
+            readsPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        insideRead = true
+        dispatcher.handle(
+            message: record, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop
+        ) { reply in
+            let (handler, context) = bound.value
+            handler.finished(reply: reply, context: context)
+        }
+        insideRead = false
+    }
+
+    private func finished(reply: ByteBuffer?, context: ChannelHandlerContext) {
+        inFlight -= 1
+        if var reply, context.channel.isActive {
+            RPCFraming.finishRecord(&reply)
+            if insideRead {
+                // Answered without suspending: batch the flush with the rest of this read.
+                context.write(Self.wrapOutboundOut(reply), promise: nil)
+                flushPending = true
+            } else {
+                context.writeAndFlush(Self.wrapOutboundOut(reply), promise: nil)
+            }
+        }
+        if readsPaused && inFlight < maximumInFlight / 2 + 1 {
+            readsPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        if quiescing && inFlight == 0 {
+            if flushPending { context.flush() }
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RPCServerQuiesceEvent {
+            quiescing = true
+            if inFlight == 0 { context.close(promise: nil) }
+            return
+        }
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            // Nothing arrived for the idle period: a silent peer or one that sent part of a
+            // record and stalled. Calls still running keep the connection open.
+            if inFlight == 0 {
+                dispatcher.logger.debug("closing idle connection", metadata: ["remote": "\(callContext.remoteAddress.map { "\($0)" } ?? "-")"])
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Framing errors (oversized record) and socket errors end this connection only.
+        dispatcher.logger.debug("closing connection after error", metadata: ["error": "\(error)", "remote": "\(callContext.remoteAddress.map { "\($0)" } ?? "-")"])
+        context.close(promise: nil)
+    }
+}
+
+final class RPCServerUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let dispatcher: RPCDispatcher
+    private var cache: DuplicateRequestCache
+    private var localAddress: SocketAddress?
+    private var insideRead = false
+    private var flushPending = false
+
+    init(dispatcher: RPCDispatcher, cacheCapacity: Int, cacheTimeToLive: TimeAmount) {
+        self.dispatcher = dispatcher
+        self.cache = DuplicateRequestCache(capacity: cacheCapacity, timeToLive: cacheTimeToLive)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        localAddress = context.channel.localAddress
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = Self.unwrapInboundIn(data)
+        let remote = envelope.remoteAddress
+        let callContext = RPCCallContext(transport: .udp, remoteAddress: remote, localAddress: localAddress)
+        let ticket = NIOLoopBoundBox<DuplicateRequestCache.Key?>(nil, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        insideRead = true
+        dispatcher.handle(
+            message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop,
+            duplicateCheck: { call, accepted in
+                let (handler, _) = bound.value
+                let key = DuplicateRequestCache.key(for: call, arguments: accepted.arguments, from: remote)
+                let decision = handler.cache.check(key, now: .now())
+                if case .execute = decision { ticket.value = key }
+                return decision
+            },
+            completion: { reply in
+                let (handler, context) = bound.value
+                if let key = ticket.value {
+                    handler.cache.complete(key, reply: reply, now: .now())
+                }
+                guard var reply else { return }
+                RPCFraming.finishDatagram(&reply)
+                let out = AddressedEnvelope(remoteAddress: remote, data: reply)
+                if handler.insideRead {
+                    context.write(Self.wrapOutboundOut(out), promise: nil)
+                    handler.flushPending = true
+                } else {
+                    context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
+                }
+            }
+        )
+        insideRead = false
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A datagram socket error (e.g. ICMP port unreachable from a vanished client) is not
+        // fatal for the socket.
+        dispatcher.logger.debug("UDP error", metadata: ["error": "\(error)"])
+    }
+}
