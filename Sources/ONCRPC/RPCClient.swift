@@ -281,12 +281,41 @@ public final class RPCClient: Sendable {
 
     /// Starts a connection; the state is updated when it completes. Called with the lock held.
     private func connect() -> EventLoopFuture<any Channel> {
-        let future: EventLoopFuture<any Channel>
         let configuration = self.configuration
         let remote = self.address
+        let transport = self.transport
+        // Create the socket on the event loop that will own it, not on whichever thread the
+        // calling task runs on (a thread's network namespace decides where a socket lives).
+        let loop = group.next()
+        let future: EventLoopFuture<any Channel> = loop.flatSubmit {
+            Self.makeChannel(transport: transport, remote: remote, configuration: configuration, loop: loop)
+        }
+        future.whenComplete { [weak self] result in
+            guard let self else { return }
+            self.connection.withLockedValue { state in
+                guard case .connecting = state else {
+                    // Closed meanwhile.
+                    if case let .success(channel) = result { channel.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case let .success(channel): state = .connected(channel)
+                case .failure: state = .idle
+                }
+            }
+            if case let .success(channel) = result {
+                channel.closeFuture.whenComplete { [weak self] _ in self?.forget(channel) }
+            }
+        }
+        return future
+    }
+
+    private static func makeChannel(
+        transport: RPCTransport, remote: SocketAddress, configuration: Configuration, loop: any EventLoop
+    ) -> EventLoopFuture<any Channel> {
         switch transport {
         case .tcp:
-            future = ClientBootstrap(group: group)
+            return ClientBootstrap(group: loop)
                 .connectTimeout(configuration.connectTimeout)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
@@ -299,7 +328,7 @@ public final class RPCClient: Sendable {
                 .connect(to: remote)
         case .udp:
             let bindHost = remote.protocol == .inet6 ? "::" : "0.0.0.0"
-            future = DatagramBootstrap(group: group)
+            return DatagramBootstrap(group: loop)
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -320,24 +349,6 @@ public final class RPCClient: Sendable {
                     channel.connect(to: remote).map { channel }
                 }
         }
-        future.whenComplete { [weak self] result in
-            guard let self else { return }
-            self.connection.withLockedValue { state in
-                guard case .connecting = state else {
-                    // Closed meanwhile.
-                    if case let .success(channel) = result { channel.close(promise: nil) }
-                    return
-                }
-                switch result {
-                case let .success(channel): state = .connected(channel)
-                case .failure: state = .idle
-                }
-            }
-            if case let .success(channel) = result {
-                channel.closeFuture.whenComplete { [weak self] _ in self?.forget(channel) }
-            }
-        }
-        return future
     }
 
     /// Drops a dead channel so the next call connects again.

@@ -7,6 +7,12 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
+/// One address a server listens on.
+public struct RPCServerEndpoint: Sendable, Hashable {
+    public var transport: RPCTransport
+    public var address: SocketAddress
+}
+
 /// An ONC RPC v2 server.
 ///
 /// ```swift
@@ -42,6 +48,7 @@ public final class RPCServer: Sendable {
 
     private struct State {
         var listeners: [any Channel] = []
+        var endpoints: [RPCServerEndpoint] = []
         var connections: [ObjectIdentifier: any Channel] = [:]
         var isShuttingDown = false
         var shutdownHooks: [@Sendable () async -> Void] = []
@@ -67,6 +74,9 @@ public final class RPCServer: Sendable {
         self.dispatcher = RPCDispatcher(programs: programs, authenticators: configuration.authenticators, logger: logger)
     }
 
+    /// Where the server listens, in the order the listeners were started.
+    public var endpoints: [RPCServerEndpoint] { state.withLockedValue { $0.endpoints } }
+
     /// Number of open TCP connections.
     public var connectionCount: Int { state.withLockedValue { $0.connections.count } }
 
@@ -75,7 +85,11 @@ public final class RPCServer: Sendable {
     public func listenTCP(host: String = "127.0.0.1", port: Int = 0) async throws -> SocketAddress {
         let configuration = self.configuration
         let dispatcher = self.dispatcher
-        let channel = try await ServerBootstrap(group: group)
+        // Sockets are created on the event loop that will own them (the bootstrap makes the
+        // socket on the calling thread; a thread's network namespace decides where it lives).
+        let loop = group.next()
+        let childGroup = group
+        let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -92,8 +106,8 @@ public final class RPCServer: Sendable {
                 }
             }
             .bind(host: host, port: port)
-            .get()
-        try registerListener(channel)
+        }.get()
+        try registerListener(channel, transport: .tcp)
         logger.info("listening", metadata: ["transport": "tcp", "address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
         return channel.localAddress!
     }
@@ -103,7 +117,8 @@ public final class RPCServer: Sendable {
     public func listenUDP(host: String = "127.0.0.1", port: Int = 0) async throws -> SocketAddress {
         let configuration = self.configuration
         let dispatcher = self.dispatcher
-        let channel = try await DatagramBootstrap(group: group)
+        let loop = group.next()
+        let channel = try await loop.flatSubmit { DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             // Whole datagrams: the default 2 KiB receive buffer would truncate larger calls.
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
@@ -117,8 +132,8 @@ public final class RPCServer: Sendable {
                 }
             }
             .bind(host: host, port: port)
-            .get()
-        try registerListener(channel)
+        }.get()
+        try registerListener(channel, transport: .udp)
         logger.info("listening", metadata: ["transport": "udp", "address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
         return channel.localAddress!
     }
@@ -163,10 +178,13 @@ public final class RPCServer: Sendable {
 
     // MARK: bookkeeping
 
-    private func registerListener(_ channel: any Channel) throws {
+    private func registerListener(_ channel: any Channel, transport: RPCTransport) throws {
         let accepted = state.withLockedValue { state -> Bool in
             if state.isShuttingDown { return false }
             state.listeners.append(channel)
+            if let address = channel.localAddress {
+                state.endpoints.append(RPCServerEndpoint(transport: transport, address: address))
+            }
             return true
         }
         if !accepted {

@@ -1,0 +1,13 @@
+// rpcbench: ONC RPC throughput and latency of this runtime side by side with the C
+// baseline (rpcgen + libtirpc) in the same run, printed as ratios.
+
+import ArgumentParser
+
+@main
+struct RPCBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rpcbench",
+        abstract: "Benchmark ONC RPC calls: this Swift runtime against rpcgen/libtirpc C peers.",
+        subcommands: [Serve.self]
+    )
+}

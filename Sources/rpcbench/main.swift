@@ -1,2 +1,0 @@
-// rpcbench: placeholder entry point until the tool lands.
-print("rpcbench: not built yet")
