@@ -37,6 +37,12 @@ public final class RPCClient: Sendable {
         /// How often a call is sent again after the server denies it and the authenticator
         /// refreshes its credentials.
         public var maximumAuthRefreshes = 2
+        /// When a TCP connection closes before a call's reply arrived (typically: the server
+        /// restarted), connect again and retransmit the call once with the same xid, as
+        /// kernel RPC clients do. The server may then run the call twice if it had already run
+        /// it; turn this off for procedures where that matters and the server has no
+        /// duplicate request cache.
+        public var retransmitAfterReconnect = true
 
         public init() {}
     }
@@ -214,8 +220,9 @@ public final class RPCClient: Sendable {
     }
 
     /// Sends one message and waits for the reply with its xid. If the connection turns out
-    /// to be dead before the message could be written (the server restarted), connects
-    /// again and sends once more: the server cannot have seen it.
+    /// to be dead before the message could be written, connects again and sends once more
+    /// (the server cannot have seen it); if it closes before the reply, retransmits once on
+    /// a new connection when `retransmitAfterReconnect` allows.
     private func send(
         xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?
     ) async throws -> RPCReply {
@@ -240,7 +247,12 @@ public final class RPCClient: Sendable {
                 if attempt < 2 { continue }
                 throw RPCClientError.connectionClosed
             }
-            return try await promise.futureResult.get()
+            do {
+                return try await promise.futureResult.get()
+            } catch RPCClientError.connectionClosed where transport == .tcp && configuration.retransmitAfterReconnect && attempt < 2 {
+                forget(channel)
+                continue
+            }
         }
     }
 

@@ -20,7 +20,7 @@ struct TestText: XDRCodable, Sendable, Equatable {
 enum TestProgram {
     static let number: UInt32 = 0x2000_0101
     static let echo: UInt32 = 1        // string -> string, immediate
-    static let count: UInt32 = 2       // void -> uint, counts invocations (non-idempotent)
+    static let count: UInt32 = 2       // uint tag -> uint, counts invocations (non-idempotent)
     static let slowEcho: UInt32 = 3    // string -> string after a delay, async
     static let fail: UInt32 = 4        // always throws a non-RPC error -> SYSTEM_ERR
     static let whoAmI: UInt32 = 5      // void -> uid or 0xffffffff
@@ -28,7 +28,7 @@ enum TestProgram {
     static func make(counter: NIOLockedValueBox<Int>, delay: TimeAmount = .milliseconds(200)) -> [RPCProgram] {
         var v1 = RPCProgram(number: number, version: 1)
         v1.addImmediateProcedure(echo) { (text: TestText, _) in text }
-        v1.addProcedure(count) { (_: XDRVoid, _) -> UInt32 in
+        v1.addProcedure(count) { (_: UInt32, _) -> UInt32 in
             UInt32(counter.withLockedValue { $0 += 1; return $0 })
         }
         v1.addProcedure(slowEcho) { (text: TestText, _) async throws -> TestText in
