@@ -73,7 +73,13 @@ let package = Package(
         // MARK: example service and tools
         .target(
             name: "FileService",
-            dependencies: ["XDR", "ONCRPC"],
+            dependencies: [
+                "XDR", "ONCRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["filesvc.x"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -82,7 +88,9 @@ let package = Package(
                 "FileService", "ONCRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -91,8 +99,7 @@ let package = Package(
             dependencies: [
                 "FileService", "ONCRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -25,19 +25,20 @@ mkdir -p "$work/root"
 "$bin/filesvc-server" --root "$work/root" --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do
-    "$bin/filesvc" --host 127.0.0.1 --port "$port" ping >/dev/null 2>&1 && break
+    "$bin/filesvc" ping --port "$port" >/dev/null 2>&1 && break
     sleep 0.2
 done
 
 echo "== calls to the example file service on 127.0.0.1:$port"
 echo "hello from $(id -un)" > "$work/hello.txt"
 set -x
-"$bin/filesvc" --host 127.0.0.1 --port "$port" ping
-"$bin/filesvc" --host 127.0.0.1 --port "$port" put "$work/hello.txt" /hello.txt
-"$bin/filesvc" --host 127.0.0.1 --port "$port" ls /
-"$bin/filesvc" --host 127.0.0.1 --port "$port" cat /hello.txt
-"$bin/filesvc" --host 127.0.0.1 --port "$port" --transport udp stat /hello.txt
-"$bin/filesvc" --host 127.0.0.1 --port "$port" rm /hello.txt
+"$bin/filesvc" ping --port "$port"
+"$bin/filesvc" put --port "$port" "$work/hello.txt" /hello.txt
+"$bin/filesvc" ls --port "$port" /
+"$bin/filesvc" cat --port "$port" /hello.txt
+"$bin/filesvc" stat --port "$port" --transport udp /hello.txt
+"$bin/filesvc" rm --port "$port" /hello.txt
+"$bin/filesvc" ls --port "$port" /
 set +x
 echo "== server log"
 cat "$work/server.log"

@@ -1,1 +1,0 @@
-// FileService: the example file service protocol (types, client, server) on ONCRPC.

@@ -1,0 +1,185 @@
+// filesvc: the command-line client of the example file service.
+
+import ArgumentParser
+import FileService
+import Foundation
+import NIOCore
+import ONCRPC
+
+@main
+struct FileServiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "filesvc",
+        abstract: "Use the example FILESVC file service.",
+        subcommands: [Ping.self, Stat.self, Cat.self, Get.self, Put.self, Create.self, Remove.self, List.self, MakeDirectory.self]
+    )
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Server host.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Server port.")
+    var port = FileServiceProtocol.defaultPort
+
+    @Option(help: "Transport: tcp or udp.")
+    var transport: RPCTransport = .tcp
+
+    @Option(help: "Authentication: none or sys (your uid and groups, not verified).")
+    var auth: AuthChoice = .sys
+
+    @Option(help: "Seconds to wait for each reply.")
+    var timeout: Double = 10
+
+    enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case none, sys }
+
+    /// Runs `body` with a connected client and turns every failure into one line on stderr.
+    func withClient(_ body: (FileServiceClient) async throws -> Void) async throws {
+        var configuration = RPCClient.Configuration()
+        configuration.callTimeout = .milliseconds(Int64(timeout * 1000))
+        configuration.connectTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
+        let client: FileServiceClient
+        do {
+            client = try FileServiceClient(
+                host: host, port: port, transport: transport,
+                authenticator: auth == .sys ? AuthSysClient() : AuthNoneClient(), configuration: configuration
+            )
+        } catch {
+            throw fail("\(error)")
+        }
+        do {
+            try await body(client)
+            await client.close()
+        } catch let error as RPCClientError {
+            await client.close()
+            if case .cannotConnect = error {
+                throw fail("\(error) — is filesvc-server running on \(host):\(port)?")
+            }
+            throw fail("\(error)")
+        } catch let error as ExitCode {
+            await client.close()
+            throw error
+        } catch {
+            await client.close()
+            throw fail("\(error)")
+        }
+    }
+
+    private func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("filesvc: \(message)\n".utf8))
+        return ExitCode.failure
+    }
+}
+
+extension RPCTransport: ExpressibleByArgument {}
+
+struct Ping: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Call NULL: is the server there?")
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws {
+        try await connection.withClient { client in
+            let start = ContinuousClock.now
+            try await client.ping()
+            print("filesvc at \(connection.host):\(connection.port) (\(connection.transport.rawValue)) answered in \(ContinuousClock.now - start)")
+        }
+    }
+}
+
+struct Stat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a file's attributes.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Path on the server, e.g. /notes.txt") var path: String
+    func run() async throws {
+        try await connection.withClient { client in
+            let a = try await client.stat(path)
+            let kind = a.type == .directory ? "directory" : "file"
+            print("\(path): \(kind), \(a.size) bytes, mode \(String(a.mode, radix: 8)), owner \(a.owner), modified \(Date(timeIntervalSince1970: TimeInterval(a.modified)))")
+        }
+    }
+}
+
+struct Cat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a file to standard output.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Path on the server.") var path: String
+    func run() async throws {
+        try await connection.withClient { client in
+            let contents = try await client.readAll(path)
+            FileHandle.standardOutput.write(Data(contents.readableBytesView))
+        }
+    }
+}
+
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a file from the server to a local file.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Path on the server.") var path: String
+    @Argument(help: "Local file (default: the last path component).") var local: String?
+    func run() async throws {
+        try await connection.withClient { client in
+            let contents = try await client.readAll(path)
+            let target = local ?? String(path.split(separator: "/").last ?? "download")
+            try Data(contents.readableBytesView).write(to: URL(fileURLWithPath: target))
+            print("\(path) -> \(target) (\(contents.readableBytes) bytes)")
+        }
+    }
+}
+
+struct Put: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Copy a local file (or - for standard input) to the server.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Local file, or - for standard input.") var local: String
+    @Argument(help: "Path on the server.") var path: String
+    func run() async throws {
+        let data: Data
+        do {
+            data = local == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: local))
+        } catch {
+            FileHandle.standardError.write(Data("filesvc: cannot read \(local): \(error.localizedDescription)\n".utf8))
+            throw ExitCode.failure
+        }
+        try await connection.withClient { client in
+            try await client.writeAll(path, contents: ByteBuffer(bytes: data))
+            print("\(local) -> \(path) (\(data.count) bytes)")
+        }
+    }
+}
+
+struct Create: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create an empty file.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Fail when the file exists.") var exclusive = false
+    @Argument(help: "Path on the server.") var path: String
+    func run() async throws {
+        try await connection.withClient { client in try await client.create(path, exclusive: exclusive) }
+    }
+}
+
+struct Remove: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a file or an empty directory.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Path on the server.") var path: String
+    func run() async throws {
+        try await connection.withClient { client in try await client.remove(path) }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List a directory.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Directory on the server.") var path = "/"
+    func run() async throws {
+        try await connection.withClient { client in
+            for name in try await client.list(path) { print(name) }
+        }
+    }
+}
+
+struct MakeDirectory: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mkdir", abstract: "Create a directory.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Path on the server.") var path: String
+    func run() async throws {
+        try await connection.withClient { client in try await client.makeDirectory(path) }
+    }
+}

@@ -1,2 +1,0 @@
-// filesvc: placeholder entry point until the tool lands.
-print("filesvc: not built yet")
