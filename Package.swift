@@ -136,17 +136,16 @@ let package = Package(
         .testTarget(
             name: "ONCRPCTests",
             dependencies: [
-                "ONCRPC", "XDR", "FileService",
+                "ONCRPC", "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "ONCRPC", "XDR",
+                "ONCRPC", "XDR", "FileService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

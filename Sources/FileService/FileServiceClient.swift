@@ -84,10 +84,10 @@ public final class FileServiceClient: Sendable {
         var offset: UInt64 = 0
         while true {
             var chunk = try await read(path, offset: offset)
-            offset += UInt64(chunk.data.readableBytes)
+            let count = chunk.data.readableBytes
+            offset += UInt64(count)
             contents.writeBuffer(&chunk.data)
-            if chunk.eof || chunk.data.readableBytes == 0 && chunk.eof { break }
-            if chunk.data.readableBytes == 0 { break }
+            if chunk.eof || count == 0 { break }
         }
         return contents
     }

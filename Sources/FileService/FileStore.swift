@@ -75,13 +75,21 @@ final class FileStore: Sendable {
         for part in parts.dropLast() {
             let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             let code = errno
+            let isLink = next < 0 && isSymlink(fd, part)
             close(fd)
             guard next >= 0 else {
-                throw code == ELOOP || code == ENOTDIR ? FileStoreError(code == ELOOP ? .accessDenied : .notDirectory) : .fromErrno(code)
+                throw isLink ? FileStoreError(.accessDenied) : .fromErrno(code)
             }
             fd = next
         }
         return (fd, parts.last)
+    }
+
+    /// Whether `name` in `fd` is a symlink (O_DIRECTORY|O_NOFOLLOW reports ENOTDIR for a
+    /// symlink to a directory, so the refusal needs this second look).
+    private func isSymlink(_ fd: Int32, _ name: String) -> Bool {
+        var info = stat()
+        return fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     private func statAt(_ fd: Int32, _ name: String) throws(FileStoreError) -> stat {
@@ -177,8 +185,13 @@ final class FileStore: Sendable {
     func list(_ path: String) throws(FileStoreError) -> [String] {
         let (dirFD, name) = try parent(of: path)
         defer { close(dirFD) }
-        let fd = name.map { openat(dirFD, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) } ?? dup(dirFD)
-        guard fd >= 0 else { throw errno == ELOOP ? .init(.accessDenied) : .fromErrno() }
+        // A fresh open (never dup): a duplicated descriptor would share the directory's
+        // read position with every other listing.
+        let fd = openat(dirFD, name ?? ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let code = errno
+            throw name.map { isSymlink(dirFD, $0) } == true ? .init(.accessDenied) : .fromErrno(code)
+        }
         guard let dir = fdopendir(fd) else {
             close(fd)
             throw .fromErrno()
