@@ -237,18 +237,21 @@ public final class RPCClient: Sendable {
         while true {
             attempt += 1
             let channel = try await activeChannel()
-            let promise = channel.eventLoop.makePromise(of: RPCReply.self)
-            let call = OutboundRPCCall(xid: xid, message: message, promise: promise, timeout: timeout, rebuild: rebuild)
+            let reply = PendingReply(promise: channel.eventLoop.makePromise(of: RPCReply.self))
+            let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
+            // Not awaited: one suspension per call (for the reply) instead of two. A failed
+            // write completes the reply with `RPCCallNotSent` (on the event loop, like every
+            // other completion).
+            channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
+                reply.finish(.failure(RPCCallNotSent()))
+            }
             do {
-                try await channel.writeAndFlush(RPCClientOutbound.call(call)).get()
-            } catch {
-                promise.fail(RPCClientError.connectionClosed)
+                return try await reply.futureResult.get()
+            } catch is RPCCallNotSent {
+                // The server cannot have seen it: connect again and send it once more.
                 forget(channel)
                 if attempt < 2 { continue }
                 throw RPCClientError.connectionClosed
-            }
-            do {
-                return try await promise.futureResult.get()
             } catch RPCClientError.connectionClosed where transport == .tcp && configuration.retransmitAfterReconnect && attempt < 2 {
                 forget(channel)
                 continue

@@ -5,12 +5,35 @@
 
 import NIOCore
 
+/// The reply side of one call. Completed exactly once, always on the channel's event loop
+/// (by the handler, or by the client when the write itself failed), so the flag needs no lock.
+final class PendingReply: @unchecked Sendable {
+    let promise: EventLoopPromise<RPCReply>
+    private var completed = false
+
+    init(promise: EventLoopPromise<RPCReply>) {
+        self.promise = promise
+    }
+
+    var futureResult: EventLoopFuture<RPCReply> { promise.futureResult }
+
+    func finish(_ result: Result<RPCReply, any Error>) {
+        promise.futureResult.eventLoop.preconditionInEventLoop()
+        guard !completed else { return }
+        completed = true
+        promise.completeWith(result)
+    }
+}
+
+/// The call never reached the socket (the connection was already gone).
+struct RPCCallNotSent: Error {}
+
 /// A call on its way to the wire.
 struct OutboundRPCCall {
     var xid: UInt32
     /// Encoded message with 4 bytes reserved at the front (see `RPCFraming`).
     var message: ByteBuffer
-    var promise: EventLoopPromise<RPCReply>
+    var reply: PendingReply
     var timeout: TimeAmount
     /// Builds a fresh message for a retransmission (RPCSEC_GSS needs a new sequence
     /// number each time); nil resends the same bytes.
@@ -40,7 +63,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<RPCReply>
+        var reply: PendingReply
         var timeoutTask: Scheduled<Void>
         var retransmitTask: Scheduled<Void>?
         var message: ByteBuffer
@@ -50,6 +73,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
 
     private let isDatagram: Bool
     private let retransmit: RetransmitPolicy?
+    private var flushScheduled = false
     private var pending: [UInt32: Pending] = [:]
     private var context: ChannelHandlerContext?
 
@@ -75,7 +99,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
             guard pending[call.xid] == nil else {
                 // Our xids are unique per client; a clash means a wrapped counter with a call
                 // still outstanding 2^32 calls later.
-                call.promise.fail(RPCClientError.garbageReply("duplicate xid \(call.xid)"))
+                call.reply.finish(.failure(RPCClientError.garbageReply("duplicate xid \(call.xid)")))
                 promise?.fail(RPCClientError.garbageReply("duplicate xid"))
                 return
             }
@@ -84,7 +108,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
                 self.complete(xid: xid, with: .failure(RPCClientError.timedOut(milliseconds: call.timeout.nanoseconds / 1_000_000)))
             }
             var entry = Pending(
-                promise: call.promise, timeoutTask: timeoutTask, retransmitTask: nil,
+                reply: call.reply, timeoutTask: timeoutTask, retransmitTask: nil,
                 message: call.message, interval: retransmit?.initial ?? .zero, rebuild: call.rebuild
             )
             if retransmit != nil {
@@ -100,6 +124,17 @@ final class RPCClientHandler: ChannelDuplexHandler {
             entry.message = again.message
             pending[again.xid] = entry
             context.write(Self.wrapOutboundOut(frame(again.message)), promise: promise)
+        }
+    }
+
+    /// Coalesces flushes: callers on other threads each write and flush, but one flush per
+    /// event loop turn sends everything written so far in one syscall.
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            context.flush()
         }
     }
 
@@ -155,7 +190,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
         guard let entry = pending.removeValue(forKey: xid) else { return }  // late or unknown reply
         entry.timeoutTask.cancel()
         entry.retransmitTask?.cancel()
-        entry.promise.completeWith(result)
+        entry.reply.finish(result)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -179,7 +214,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
         for (_, entry) in entries {
             entry.timeoutTask.cancel()
             entry.retransmitTask?.cancel()
-            entry.promise.fail(error)
+            entry.reply.finish(.failure(error))
         }
     }
 }

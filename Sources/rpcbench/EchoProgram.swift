@@ -24,9 +24,9 @@ enum TestEcho {
     struct RawText: XDRCodable, Sendable {
         var bytes: ByteBuffer
         init(xdr buffer: inout ByteBuffer) throws(XDRError) {
-            let start = buffer.readerIndex
+            let before = buffer
             _ = try buffer.readXDROpaque()
-            bytes = buffer.getSlice(at: start, length: buffer.readerIndex - start)!
+            bytes = before.getSlice(at: before.readerIndex, length: buffer.readerIndex - before.readerIndex)!
         }
         func encode(into buffer: inout ByteBuffer) {
             var copy = bytes

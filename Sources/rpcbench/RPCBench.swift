@@ -8,6 +8,7 @@ struct RPCBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rpcbench",
         abstract: "Benchmark ONC RPC calls: this Swift runtime against rpcgen/libtirpc C peers.",
-        subcommands: [Serve.self]
+        subcommands: [Run.self, Serve.self, ClientBench.self],
+        defaultSubcommand: Run.self
     )
 }

@@ -25,7 +25,7 @@ static int compare_double(const void *a, const void *b) {
 
 static void usage(void) {
     fprintf(stderr,
-        "usage: echo_client -h HOST -p PORT|0 -t tcp|udp [-a none|sys] -m check|bench|whoami\n"
+        "usage: echo_client -h HOST -p PORT|0 -t tcp|udp [-a none|sys] -m check|bench|benchnull|whoami\n"
         "                   [-n N] [-s SIZE] [-x TEXT]\n");
     exit(2);
 }
@@ -98,7 +98,8 @@ int main(int argc, char **argv) {
         printf("%u\n", *uid);
         return 0;
     }
-    if (strcmp(mode, "bench") != 0) usage();
+    int null_calls = strcmp(mode, "benchnull") == 0;
+    if (strcmp(mode, "bench") != 0 && !null_calls) usage();
 
     char *payload = malloc((size_t)size + 1);
     memset(payload, 'x', (size_t)size);
@@ -110,8 +111,8 @@ int main(int argc, char **argv) {
     double start = now_us();
     for (int i = 0; i < n; i++) {
         double t0 = now_us();
-        char **reply = echoproc_echo_1(&payload, clnt);
-        if (!reply) { clnt_perror(clnt, "echo_client: ECHO"); return 1; }
+        void *reply = null_calls ? (void *)echoproc_null_1(NULL, clnt) : (void *)echoproc_echo_1(&payload, clnt);
+        if (!reply) { clnt_perror(clnt, "echo_client: call"); return 1; }
         lat[i] = now_us() - t0;
     }
     double seconds = (now_us() - start) / 1e6;

@@ -1,0 +1,71 @@
+// `rpcbench client`: Swift client load against any TESTECHO server, printing the same
+// one-line result as the C client (`calls=N seconds=S p50_us=X p99_us=Y`).
+
+import ArgumentParser
+import Foundation
+import NIOCore
+import NIOPosix
+import ONCRPC
+import XDR
+
+struct ClientBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Drive a TESTECHO server with the Swift client and print calls/s and latency."
+    )
+
+    @Option(help: "Server host.") var host = "127.0.0.1"
+    @Option(name: .shortAndLong, help: "Server TCP port.") var port: Int
+    @Option(name: .shortAndLong, help: "Calls to time (after 100 warm-up calls).") var calls = 10_000
+    @Option(help: "Calls in flight at once on one connection (1 = sequential).") var concurrency = 1
+    @Option(help: "Procedure: null or echo.") var procedure: Procedure = .echo
+    @Option(help: "Echo payload size in bytes.") var size = 16
+    @Option(help: "Event loop threads.") var threads = 1
+
+    enum Procedure: String, ExpressibleByArgument { case null, echo }
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let client = RPCClient(
+            transport: .tcp, address: try SocketAddress.makeAddressResolvingHost(host, port: port),
+            program: TestEcho.program, version: TestEcho.version, group: group
+        )
+        var payload = ByteBuffer()
+        payload.writeXDR(String(repeating: "x", count: size))
+        let arguments = procedure == .null ? ByteBuffer() : payload
+        let number: UInt32 = procedure == .null ? 0 : TestEcho.echo
+        for _ in 0..<100 { _ = try await client.call(procedure: number, arguments: arguments) }
+
+        let perWorker = calls / concurrency
+        let clock = ContinuousClock()
+        let start = clock.now
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { tasks in
+            for _ in 0..<concurrency {
+                tasks.addTask {
+                    var samples: [Double] = []
+                    samples.reserveCapacity(perWorker)
+                    for _ in 0..<perWorker {
+                        let t0 = clock.now
+                        _ = try await client.call(procedure: number, arguments: arguments)
+                        samples.append(microseconds(clock.now - t0))
+                    }
+                    return samples
+                }
+            }
+            var all: [Double] = []
+            for try await samples in tasks { all += samples }
+            return all
+        }
+        let elapsed = clock.now - start
+        let seconds = microseconds(elapsed) / 1e6
+        let sorted = latencies.sorted()
+        let total = sorted.count
+        print(String(format: "calls=%d seconds=%.6f p50_us=%.1f p99_us=%.1f", total, seconds, sorted[total / 2], sorted[min(total - 1, Int(Double(total) * 0.99))]))
+        await client.close()
+        try await group.shutdownGracefully()
+    }
+}
+
+func microseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12
+}

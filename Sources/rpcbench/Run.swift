@@ -1,0 +1,258 @@
+// `rpcbench run`: the whole comparison in one invocation. Builds the C peers (rpcgen +
+// libtirpc), starts each server pinned with taskset, drives it with the C client and the
+// Swift client, and prints one table plus the ratios the project tracks. Every child
+// process is stopped before returning, also on failure.
+
+import ArgumentParser
+import Foundation
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every scenario (C and Swift servers and clients, pinned and concurrent) and print ratios."
+    )
+
+    @Option(help: "Directory with echo_server and echo_client already built (default: build them from Tests/CPeers).")
+    var cPeers: String?
+
+    @Option(help: "Calls per sequential measurement.")
+    var calls = 20_000
+
+    @Option(help: "Calls per client process in the 32-client measurements.")
+    var concurrentCalls = 3_000
+
+    @Flag(help: "A short smoke run (few calls).")
+    var quick = false
+
+    func run() async throws {
+        let calls = quick ? 500 : self.calls
+        let concurrentCalls = quick ? 100 : self.concurrentCalls
+        let peers = try cPeers ?? buildCPeers()
+        let cServer = peers + "/echo_server", cClient = peers + "/echo_client"
+        let swift = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
+            : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        var rows: [Row] = []
+        let processes = ChildProcesses()
+        defer { processes.stopAll() }
+
+        func startServer(_ kind: String, cpu: String?) throws -> (port: Int, stop: () -> Void) {
+            let port = Int.random(in: 30_000..<60_000)
+            var command = kind == "C" ? [cServer, "-p", "\(port)"] : [swift, "serve", "-p", "\(port)", "--threads", cpu == nil ? "2" : "1"]
+            if let cpu { command = ["taskset", "-c", cpu] + command }
+            let child = try processes.start(command, readyMarker: "ready")
+            return (port, { processes.stop(child) })
+        }
+
+        func clientCommand(_ kind: String, port: Int, cpu: String?, procedure: String, calls: Int, concurrency: Int = 1) -> [String] {
+            var command = kind == "C"
+                ? [cClient, "-p", "\(port)", "-t", "tcp", "-m", procedure == "null" ? "benchnull" : "bench", "-n", "\(calls)"]
+                : [swift, "client", "-p", "\(port)", "--procedure", procedure, "--calls", "\(calls)", "--concurrency", "\(concurrency)",
+                   "--threads", "1"]
+            if let cpu { command = ["taskset", "-c", cpu] + command }
+            return command
+        }
+
+        // Sequential, pinned both ways.
+        for (pinning, serverCPU, clientCPU) in [("same CPU", "0", "0"), ("cross CPU", "0", "1")] {
+            for serverKind in ["C", "Swift"] {
+                let server = try startServer(serverKind, cpu: serverCPU)
+                for clientKind in ["C", "Swift"] {
+                    for procedure in ["null", "echo"] {
+                        let result = try Measurement.parse(try runToEnd(clientCommand(clientKind, port: server.port, cpu: clientCPU, procedure: procedure, calls: calls)))
+                        rows.append(Row(scenario: "sequential \(procedure)", server: serverKind, client: clientKind, pinning: pinning, result: result))
+                    }
+                }
+                server.stop()
+            }
+        }
+
+        // 32 concurrent callers, unpinned: 32 C client processes, or one Swift client with 32
+        // calls in flight on one connection.
+        for serverKind in ["C", "Swift"] {
+            let server = try startServer(serverKind, cpu: nil)
+            let commands = (0..<32).map { _ in clientCommand("C", port: server.port, cpu: nil, procedure: "echo", calls: concurrentCalls) }
+            let started = Date()
+            let results = try runConcurrently(commands).map(Measurement.parse)
+            let wall = Date().timeIntervalSince(started)
+            rows.append(Row(scenario: "32 callers echo", server: serverKind, client: "C ×32 processes", pinning: "unpinned",
+                            result: Measurement.combine(results, wall: wall)))
+            let swiftResult = try Measurement.parse(try runToEnd(clientCommand("Swift", port: server.port, cpu: nil, procedure: "echo",
+                                                                                calls: concurrentCalls * 32, concurrency: 32)))
+            rows.append(Row(scenario: "32 callers echo", server: serverKind, client: "Swift, 32 in flight", pinning: "unpinned", result: swiftResult))
+            server.stop()
+        }
+
+        printTable(rows)
+        printRatios(rows)
+    }
+
+    // MARK: output
+
+    private func printTable(_ rows: [Row]) {
+        print("\nrpcbench — ONC RPC over loopback TCP, AUTH_NONE, 16-byte echo strings")
+        print(pad("scenario", 18) + pad("server", 7) + pad("client", 21) + pad("pinning", 10) + pad("calls/s", 10, right: true) + pad("p50 µs", 9, right: true) + pad("p99 µs", 9, right: true))
+        for row in rows {
+            print(pad(row.scenario, 18) + pad(row.server, 7) + pad(row.client, 21) + pad(row.pinning, 10)
+                  + pad(String(format: "%.0f", row.result.rate), 10, right: true)
+                  + pad(String(format: "%.1f", row.result.p50), 9, right: true)
+                  + pad(String(format: "%.1f", row.result.p99), 9, right: true))
+        }
+    }
+
+    private func printRatios(_ rows: [Row]) {
+        func rate(_ scenario: String, _ server: String, _ client: String, _ pinning: String) -> Double? {
+            rows.first { $0.scenario == scenario && $0.server == server && $0.client == client && $0.pinning == pinning }?.result.rate
+        }
+        print("\nratios (Swift / C, same run)")
+        for pinning in ["same CPU", "cross CPU"] {
+            for procedure in ["null", "echo"] {
+                let scenario = "sequential \(procedure)"
+                if let swiftServer = rate(scenario, "Swift", "C", pinning), let cServer = rate(scenario, "C", "C", pinning) {
+                    print(String(format: "  %@, %@: Swift server vs C server, same C client: %.2f×", scenario, pinning, swiftServer / cServer))
+                }
+                if let swiftBoth = rate(scenario, "Swift", "Swift", pinning), let cBoth = rate(scenario, "C", "C", pinning) {
+                    print(String(format: "  %@, %@: Swift client+server vs C client+server: %.2f×", scenario, pinning, swiftBoth / cBoth))
+                }
+            }
+        }
+        if let swiftServer = rate("32 callers echo", "Swift", "C ×32 processes", "unpinned"),
+           let cServer = rate("32 callers echo", "C", "C ×32 processes", "unpinned") {
+            print(String(format: "  32 concurrent C clients: Swift server vs C server: %.2f× (aim ≥ 1)", swiftServer / cServer))
+        }
+        if let swiftClient = rate("32 callers echo", "Swift", "Swift, 32 in flight", "unpinned"),
+           let cSequential = rate("32 callers echo", "C", "C ×32 processes", "unpinned") {
+            print(String(format: "  one Swift client, 32 in flight vs 32 C client processes (C server): %.2f× (aim > 1)", swiftClient / cSequential))
+        }
+    }
+
+    private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+        let count = text.count
+        if count >= width { return text + " " }
+        let fill = String(repeating: " ", count: width - count)
+        return right ? fill + text + " " : text + fill
+    }
+
+    // MARK: processes
+
+    private func buildCPeers() throws -> String {
+        var directory = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Tests/CPeers/build.sh").path) {
+            guard directory.path != "/" else {
+                throw ValidationError("cannot find Tests/CPeers/build.sh: run from the repository or pass --c-peers DIR")
+            }
+            directory.deleteLastPathComponent()
+        }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("rpcbench-cpeers").path
+        _ = try runToEnd(["bash", directory.appendingPathComponent("Tests/CPeers/build.sh").path, out])
+        return out
+    }
+}
+
+struct Row {
+    var scenario: String
+    var server: String
+    var client: String
+    var pinning: String
+    var result: Measurement
+}
+
+struct Measurement {
+    var calls: Int
+    var seconds: Double
+    var p50: Double
+    var p99: Double
+    var rate: Double { Double(calls) / seconds }
+
+    static func parse(_ line: String) throws -> Measurement {
+        var fields: [String: String] = [:]
+        for part in line.split(whereSeparator: \.isWhitespace) {
+            let kv = part.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
+        }
+        guard let calls = fields["calls"].flatMap(Int.init), let seconds = fields["seconds"].flatMap(Double.init),
+              let p50 = fields["p50_us"].flatMap(Double.init), let p99 = fields["p99_us"].flatMap(Double.init) else {
+            throw ValidationError("unexpected client output: \(line)")
+        }
+        return Measurement(calls: calls, seconds: seconds, p50: p50, p99: p99)
+    }
+
+    /// Many client processes at once: total calls over the wall time of the whole batch
+    /// (process start-up included, which slightly favours the other side of the ratio);
+    /// latency percentiles are the median of the clients' own percentiles.
+    static func combine(_ parts: [Measurement], wall: Double) -> Measurement {
+        let p50s = parts.map(\.p50).sorted(), p99s = parts.map(\.p99).sorted()
+        return Measurement(calls: parts.reduce(0) { $0 + $1.calls }, seconds: wall, p50: p50s[p50s.count / 2], p99: p99s[p99s.count / 2])
+    }
+}
+
+/// Runs a command to completion; returns its standard output; throws with its stderr.
+func runToEnd(_ command: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = command
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    let errors = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw ValidationError("\(command.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self))")
+    }
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// Starts all commands at once and waits for all.
+func runConcurrently(_ commands: [[String]]) throws -> [String] {
+    let results = UnsafeResults(count: commands.count)
+    DispatchQueue.concurrentPerform(iterations: commands.count) { index in
+        results.set(index, Result { try runToEnd(commands[index]) })
+    }
+    return try results.values.map { try $0!.get() }
+}
+
+private final class UnsafeResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [Result<String, any Error>?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: Result<String, any Error>) {
+        lock.lock()
+        values[index] = value
+        lock.unlock()
+    }
+}
+
+/// Long-running children, stopped with SIGKILL when done (they hold no state worth a
+/// graceful stop, and a blocked SIGTERM would make them linger).
+final class ChildProcesses: @unchecked Sendable {
+    private var children: [Process] = []
+
+    func start(_ command: [String], readyMarker: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.standardError
+        try process.run()
+        children.append(process)
+        var seen = Data()
+        while !String(decoding: seen, as: UTF8.self).contains(readyMarker) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { throw ValidationError("\(command.joined(separator: " ")) exited before it was ready") }
+            seen.append(chunk)
+        }
+        return process
+    }
+
+    func stop(_ process: Process) {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    func stopAll() {
+        for child in children { stop(child) }
+    }
+}
