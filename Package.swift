@@ -127,7 +127,7 @@ let package = Package(
         // `swift build --sanitize fuzzer` (see docs/FUZZING.md).
         .executableTarget(
             name: "rpcfuzz",
-            dependencies: ["XDR", "ONCRPC", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["ONCRPC"],
             swiftSettings: swiftSettings
         ),
 

@@ -223,17 +223,21 @@ extension RPCReply {
                 case .systemError: body = .systemError
                 case nil: throw RPCMessageError.garbageReply(xid: xid, "unknown accept_stat \(stat)")
                 }
+                if case .success = body {} else { try Self.requireEnd(buffer, xid: xid) }
                 return RPCReply(xid: xid, status: .accepted(verifier: verifier, body))
             case 1:  // MSG_DENIED
                 let rejectStat = try buffer.readXDRUInt32()
+                let rejected: RejectedReply
                 switch rejectStat {
                 case 0:
-                    return RPCReply(xid: xid, status: .denied(.rpcMismatch(low: try buffer.readXDRUInt32(), high: try buffer.readXDRUInt32())))
+                    rejected = .rpcMismatch(low: try buffer.readXDRUInt32(), high: try buffer.readXDRUInt32())
                 case 1:
-                    return RPCReply(xid: xid, status: .denied(.authError(AuthStatus(rawValue: try buffer.readXDRUInt32()))))
+                    rejected = .authError(AuthStatus(rawValue: try buffer.readXDRUInt32()))
                 default:
                     throw RPCMessageError.garbageReply(xid: xid, "unknown reject_stat \(rejectStat)")
                 }
+                try Self.requireEnd(buffer, xid: xid)
+                return RPCReply(xid: xid, status: .denied(rejected))
             default:
                 throw RPCMessageError.garbageReply(xid: xid, "unknown reply_stat \(replyStat)")
             }
@@ -241,6 +245,14 @@ extension RPCReply {
             throw error
         } catch {
             throw .garbageReply(xid: xid, "\(error)")
+        }
+    }
+
+    /// Replies other than SUCCESS have a fixed shape: bytes after it mean the message is not
+    /// what it claims to be (found by the fuzzer: such replies did not round-trip).
+    private static func requireEnd(_ buffer: ByteBuffer, xid: UInt32) throws(RPCMessageError) {
+        if buffer.readableBytes != 0 {
+            throw .garbageReply(xid: xid, "\(buffer.readableBytes) bytes after the reply")
         }
     }
 

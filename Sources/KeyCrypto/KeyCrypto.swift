@@ -1,1 +1,0 @@
-// KeyCrypto: Diffie-Hellman on GMP, Sun legacy DES rules, strong groups, sealed secret keys.

@@ -1,0 +1,113 @@
+// The one type for secret material: DH secret exponents, shared secrets, DES and AEAD keys,
+// passwords. Trusts nothing about its users: it wipes itself when freed, never prints its
+// contents, and compares in constant time.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Secret bytes that wipe themselves and never appear in logs or descriptions.
+///
+/// ```swift
+/// let key = SecretBytes.random(count: 32)
+/// key.withUnsafeBytes { bytes in /* use */ }
+/// print(key)   // "SecretBytes(32 bytes, redacted)"
+/// ```
+public final class SecretBytes: @unchecked Sendable {
+    // Immutable after init except for the wipe in deinit, so sharing across threads is safe.
+    private let storage: UnsafeMutableRawBufferPointer
+
+    /// The number of bytes.
+    public let count: Int
+
+    /// `count` zero bytes.
+    public init(count: Int) {
+        precondition(count >= 0)
+        self.count = count
+        // Never a zero-byte allocation, so the pointer is always valid.
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    /// A copy of `bytes`. Wipe the source yourself if it was secret.
+    public convenience init<Bytes: Collection>(copying bytes: Bytes) where Bytes.Element == UInt8 {
+        self.init(count: bytes.count)
+        var index = 0
+        for byte in bytes {
+            storage[index] = byte
+            index += 1
+        }
+    }
+
+    /// Fills a new secret by writing into its bytes.
+    public convenience init(count: Int, initializer: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
+        self.init(count: count)
+        try initializer(UnsafeMutableRawBufferPointer(rebasing: storage[0..<count]))
+    }
+
+    /// `count` bytes from the system CSPRNG.
+    public static func random(count: Int) -> SecretBytes {
+        SecretBytes(count: count) { bytes in
+            var generator = SystemRandomNumberGenerator()
+            for i in 0..<bytes.count { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
+        }
+    }
+
+    deinit {
+        Self.wipe(storage)
+        storage.deallocate()
+    }
+
+    /// Reads the bytes. Do not let the pointer escape.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(rebasing: storage[0..<count]))
+    }
+
+    /// A copy as an array, for APIs that need one (wipe it with `SecretBytes.wipe` after use).
+    public func copyBytes() -> [UInt8] {
+        withUnsafeBytes { Array($0) }
+    }
+
+    /// Constant-time equality: the time depends on the length only.
+    public static func constantTimeEqual(_ a: SecretBytes, _ b: SecretBytes) -> Bool {
+        a.withUnsafeBytes { x in b.withUnsafeBytes { y in constantTimeEqual(x, y) } }
+    }
+
+    /// Constant-time comparison of two byte regions of public length.
+    public static func constantTimeEqual(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<x.count { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+
+    /// Constant-time comparison of two byte arrays of public length.
+    public static func constantTimeEqual(_ x: [UInt8], _ y: [UInt8]) -> Bool {
+        x.withUnsafeBytes { a in y.withUnsafeBytes { b in constantTimeEqual(a, b) } }
+    }
+
+    /// Overwrites memory with zeros in a way the optimiser may not remove.
+    public static func wipe(_ bytes: UnsafeMutableRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        #if canImport(Glibc)
+        explicit_bzero(base, bytes.count)
+        #else
+        memset_s(base, bytes.count, 0, bytes.count)
+        #endif
+    }
+
+    /// Wipes an array in place (for temporary copies of secrets).
+    public static func wipe(_ array: inout [UInt8]) {
+        array.withUnsafeMutableBytes { wipe($0) }
+    }
+}
+
+extension SecretBytes: Equatable {
+    public static func == (lhs: SecretBytes, rhs: SecretBytes) -> Bool { constantTimeEqual(lhs, rhs) }
+}
+
+extension SecretBytes: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String { "SecretBytes(\(count) bytes, redacted)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["count": count]) }
+}

@@ -1,0 +1,96 @@
+// Sun's legacy DES rules for AUTH_DES (PROTOCOL.md §4.3-4.5): the parity rule that clears
+// bit 7, the DH common key to DES key derivation, and DES-ECB/CBC for conversation keys and
+// timestamps. The block cipher is the system OpenSSL libcrypto's DES (COpenSSLDES); nothing
+// here implements DES itself. 56-bit (48 effective) keys: for compatibility only.
+
+import COpenSSLDES
+
+/// Sun-compatible DES operations.
+public enum SunDES {
+    /// Sun's `des_setparity`: clears bit 7, keeps bits 6..1, sets bit 0 for odd parity.
+    public static func setParity(_ byte: UInt8) -> UInt8 {
+        let v = byte & 0x7e
+        return v | (v.nonzeroBitCount % 2 == 0 ? 1 : 0)
+    }
+
+    public static func setParity(_ bytes: [UInt8]) -> [UInt8] { bytes.map(setParity) }
+
+    /// The DES key keyserv derives from a 192-bit common key: bytes 15, 14, …, 8 of the
+    /// 24-byte big-endian value (middle bytes, least significant first), Sun parity.
+    public static func desKey(fromCommonKey common: SecretBytes) throws(KeyCryptoError) -> SecretBytes {
+        guard common.count == 24 else { throw .invalidLength("a dh192-des common key is 24 bytes, got \(common.count)") }
+        return SecretBytes(count: 8) { out in
+            common.withUnsafeBytes { b in
+                for i in 0..<8 { out[i] = setParity(b[15 - i]) }
+            }
+        }
+    }
+
+    /// A random conversation key with Sun parity (what KEY_GEN returns).
+    public static func randomKey() -> SecretBytes {
+        let raw = SecretBytes.random(count: 8)
+        return SecretBytes(count: 8) { out in
+            raw.withUnsafeBytes { for i in 0..<8 { out[i] = setParity($0[i]) } }
+        }
+    }
+
+    public static func ecbEncrypt(key: SecretBytes, _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try ecb(key: key, data, encrypt: true)
+    }
+
+    public static func ecbDecrypt(key: SecretBytes, _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try ecb(key: key, data, encrypt: false)
+    }
+
+    public static func cbcEncrypt(key: SecretBytes, iv: [UInt8] = [UInt8](repeating: 0, count: 8), _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try cbc(key: key, iv: iv, data, encrypt: true)
+    }
+
+    public static func cbcDecrypt(key: SecretBytes, iv: [UInt8] = [UInt8](repeating: 0, count: 8), _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try cbc(key: key, iv: iv, data, encrypt: false)
+    }
+
+    /// Wraps a conversation key for a peer: DES-ECB under the DH-derived key (KEY_ENCRYPT_PK).
+    public static func wrapConversationKey(_ conversationKey: SecretBytes, under key: SecretBytes) throws(KeyCryptoError) -> [UInt8] {
+        try ecbEncrypt(key: key, conversationKey.copyBytes())
+    }
+
+    /// Unwraps a conversation key (KEY_DECRYPT_PK).
+    public static func unwrapConversationKey(_ wrapped: [UInt8], under key: SecretBytes) throws(KeyCryptoError) -> SecretBytes {
+        var plain = try ecbDecrypt(key: key, wrapped)
+        defer { SecretBytes.wipe(&plain) }
+        return SecretBytes(copying: plain)
+    }
+
+    private static func check(key: SecretBytes, _ data: [UInt8]) throws(KeyCryptoError) {
+        guard key.count == 8 else { throw .invalidLength("a DES key is 8 bytes, got \(key.count)") }
+        guard data.count % 8 == 0 else { throw .invalidLength("DES data must be a multiple of 8 bytes, got \(data.count)") }
+    }
+
+    private static func ecb(key: SecretBytes, _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
+        try check(key: key, data)
+        var out = [UInt8](repeating: 0, count: data.count)
+        key.withUnsafeBytes { k in
+            data.withUnsafeBufferPointer { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    srpc_des_ecb(k.baseAddress!.assumingMemoryBound(to: UInt8.self), input.baseAddress, output.baseAddress, data.count, encrypt ? 1 : 0)
+                }
+            }
+        }
+        return out
+    }
+
+    private static func cbc(key: SecretBytes, iv: [UInt8], _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
+        try check(key: key, data)
+        guard iv.count == 8 else { throw .invalidLength("a DES IV is 8 bytes, got \(iv.count)") }
+        var out = [UInt8](repeating: 0, count: data.count)
+        key.withUnsafeBytes { k in
+            data.withUnsafeBufferPointer { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    srpc_des_cbc(k.baseAddress!.assumingMemoryBound(to: UInt8.self), iv, input.baseAddress, output.baseAddress, data.count, encrypt ? 1 : 0)
+                }
+            }
+        }
+        return out
+    }
+}
