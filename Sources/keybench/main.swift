@@ -1,2 +1,0 @@
-// keybench: placeholder entry point until the tool lands.
-print("keybench: not built yet")
