@@ -24,14 +24,19 @@ struct DuplicateRequestCache {
     private struct Entry {
         var state: State
         var expires: NIODeadline
+        /// Which insertion this is: a key forgotten or expired and then inserted again has
+        /// an older position in `order` that must not count for the new entry.
+        var serial: UInt64
     }
 
     let capacity: Int
     let timeToLive: TimeAmount
     private var entries: [Key: Entry] = [:]
-    /// Insertion order for eviction: oldest first. Keys already removed are skipped.
-    private var order: [Key] = []
+    /// Insertion order for eviction: oldest first. Positions whose entry was removed or
+    /// inserted again since are skipped.
+    private var order: [(key: Key, serial: UInt64)] = []
     private var orderHead = 0
+    private var nextSerial: UInt64 = 0
     private(set) var hits = 0
 
     init(capacity: Int, timeToLive: TimeAmount) {
@@ -60,7 +65,7 @@ struct DuplicateRequestCache {
             case let .completed(reply): return .resend(reply)
             }
         }
-        insert(key, Entry(state: .inProgress, expires: now + timeToLive), now: now)
+        insert(key, state: .inProgress, expires: now + timeToLive, now: now)
         return .execute
     }
 
@@ -68,26 +73,31 @@ struct DuplicateRequestCache {
     mutating func complete(_ key: Key, reply: ByteBuffer?, now: NIODeadline) {
         guard entries[key] != nil else { return }  // evicted meanwhile
         if let reply {
-            entries[key] = Entry(state: .completed(reply), expires: now + timeToLive)
+            entries[key]!.state = .completed(reply)
+            entries[key]!.expires = now + timeToLive
         } else {
             entries[key] = nil
         }
     }
 
-    private mutating func insert(_ key: Key, _ entry: Entry, now: NIODeadline) {
+    private mutating func insert(_ key: Key, state: State, expires: NIODeadline, now: NIODeadline) {
+        // An expired entry for the same key is replaced, not counted against the capacity.
+        entries[key] = nil
         if entries.count >= capacity {
             evict(now: now)
         }
-        entries[key] = entry
-        order.append(key)
+        let serial = nextSerial
+        nextSerial += 1
+        entries[key] = Entry(state: state, expires: expires, serial: serial)
+        order.append((key, serial))
     }
 
     /// Drops expired entries from the front, and at least the oldest one.
     private mutating func evict(now: NIODeadline) {
         var removedOne = false
         while orderHead < order.count {
-            let key = order[orderHead]
-            guard let entry = entries[key] else {
+            let (key, serial) = order[orderHead]
+            guard let entry = entries[key], entry.serial == serial else {
                 orderHead += 1
                 continue
             }
