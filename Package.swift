@@ -16,6 +16,8 @@ let package = Package(
         .library(name: "XDR", targets: ["XDR"]),
         .library(name: "ONCRPC", targets: ["ONCRPC"]),
         .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
+        .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
+        .executable(name: "keyadmin", targets: ["keyadmin"]),
         .executable(name: "rpcbench", targets: ["rpcbench"]),
         .executable(name: "keybench", targets: ["keybench"]),
         .executable(name: "filesvc-server", targets: ["filesvc-server"]),
@@ -27,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // MARK: wire encoding and RPC runtime
@@ -66,6 +69,21 @@ let package = Package(
                 "COpenSSLDES",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: the key directory
+        .target(
+            name: "KeyDirectory",
+            dependencies: ["KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keyadmin",
+            dependencies: [
+                "KeyDirectory", "KeyCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -153,5 +171,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KeyDirectoryTests",
+            dependencies: ["KeyDirectory", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

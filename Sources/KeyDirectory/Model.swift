@@ -1,0 +1,176 @@
+// The directory's data: principals named by netname, one key entry per mechanism, and the
+// audit trail. Values only; storage lives behind `KeyDirectoryStore`.
+
+import Foundation
+import KeyCrypto
+
+/// Netnames as Secure RPC writes them (PROTOCOL.md §4.7).
+public enum Netname {
+    /// `unix.<uid>@<domain>`.
+    public static func user(uid: UInt32, domain: String) -> String { "unix.\(uid)@\(domain)" }
+    /// `unix.<hostname>@<domain>`.
+    public static func host(_ name: String, domain: String) -> String { "unix.\(name)@\(domain)" }
+
+    /// Checks the classic form: `unix.<name>@<domain>`, at most 255 bytes, printable, no spaces.
+    public static func validate(_ netname: String) throws(DirectoryError) {
+        guard netname.utf8.count <= 255 else { throw .invalidNetname(netname, "longer than 255 bytes") }
+        guard netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
+              netname.index(netname.startIndex, offsetBy: 5) < at, netname.index(after: at) < netname.endIndex else {
+            throw .invalidNetname(netname, "expected unix.NAME@DOMAIN")
+        }
+        guard netname.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+            throw .invalidNetname(netname, "only printable ASCII without spaces")
+        }
+    }
+
+    /// The principal kind and, for users, the uid a netname names.
+    public static func classify(_ netname: String) -> (kind: PrincipalKind, name: String, uid: UInt32?) {
+        let local = netname.dropFirst(5).prefix { $0 != "@" }
+        if let uid = UInt32(local) { return (.user, String(local), uid) }
+        return (.host, String(local), nil)
+    }
+}
+
+public enum PrincipalKind: String, Codable, Sendable {
+    case user, host
+}
+
+/// A user or host that can hold keys.
+public struct Principal: Codable, Sendable, Equatable {
+    public var netname: String
+    public var kind: PrincipalKind
+    /// The user name (or uid) or host name given at creation.
+    public var name: String
+    public var uid: UInt32?
+    public var createdAt: Date
+
+    public init(netname: String, kind: PrincipalKind, name: String, uid: UInt32?, createdAt: Date = Date()) {
+        self.netname = netname
+        self.kind = kind
+        self.name = name
+        self.uid = uid
+        self.createdAt = createdAt
+    }
+}
+
+public enum KeyState: String, Codable, Sendable {
+    case active, revoked
+}
+
+/// One key pair of a principal for one mechanism. The secret is stored only sealed: for
+/// `dh192-des` as the classic xencrypt hex (so `/etc/publickey` round-trips), for the strong
+/// groups as a `SealedSecretKey` blob (scrypt + AES-256-GCM).
+public struct KeyEntry: Codable, Sendable, Equatable {
+    public var netname: String
+    public var mechanism: DHGroupName
+    /// Lowercase hex, the group's full width.
+    public var publicKey: String
+    public var sealedSecret: [UInt8]
+    public var state: KeyState
+    public var createdAt: Date
+    public var rotatedAt: Date?
+
+    public init(netname: String, mechanism: DHGroupName, publicKey: String, sealedSecret: [UInt8],
+                state: KeyState = .active, createdAt: Date = Date(), rotatedAt: Date? = nil) {
+        self.netname = netname
+        self.mechanism = mechanism
+        self.publicKey = publicKey
+        self.sealedSecret = sealedSecret
+        self.state = state
+        self.createdAt = createdAt
+        self.rotatedAt = rotatedAt
+    }
+
+    /// Seals a fresh or given key under a password.
+    public static func sealing(_ key: DHPrivateKey, netname: String, password: SecretBytes,
+                               parameters: SealedSecretKey.Parameters = .default) throws -> KeyEntry {
+        let sealed: [UInt8]
+        if key.group == .dh192des {
+            sealed = Array(try XCrypt.encryptSecret(key, password: password).utf8)
+        } else {
+            sealed = try SealedSecretKey.seal(key, password: password, parameters: parameters).encoded
+        }
+        return KeyEntry(netname: netname, mechanism: key.group, publicKey: key.publicKey.hex, sealedSecret: sealed)
+    }
+
+    /// Opens the sealed secret. Throws `KeyCryptoError.wrongPassword` for a wrong password.
+    public func open(password: SecretBytes) throws -> DHPrivateKey {
+        let key: DHPrivateKey
+        if mechanism == .dh192des {
+            key = try XCrypt.decryptSecret(String(decoding: sealedSecret, as: UTF8.self), password: password)
+        } else {
+            let sealed = try SealedSecretKey(encoded: sealedSecret)
+            guard sealed.group == mechanism else { throw DirectoryError.inconsistent(netname, "sealed key is for \(sealed.group.rawValue)") }
+            key = try sealed.open(password: password)
+        }
+        guard key.publicKey.hex == publicKey else {
+            throw DirectoryError.inconsistent(netname, "the sealed secret does not match the public key")
+        }
+        return key
+    }
+
+    /// Checks what can be checked without a password: the public key is a valid element of
+    /// its group and the sealed blob is well-formed. Returns the problems found.
+    public func verify() -> [String] {
+        var problems: [String] = []
+        do {
+            _ = try DHPublicKey(group: mechanism, hex: publicKey)
+        } catch {
+            problems.append("public key: \(error)")
+        }
+        if mechanism == .dh192des {
+            let text = String(decoding: sealedSecret, as: UTF8.self)
+            if text.utf8.count != 64 || !text.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) {
+                problems.append("encrypted secret is not 64 lowercase hex digits")
+            }
+        } else {
+            do {
+                let sealed = try SealedSecretKey(encoded: sealedSecret)
+                if sealed.group != mechanism { problems.append("sealed secret is for \(sealed.group.rawValue)") }
+            } catch {
+                problems.append("sealed secret: \(error)")
+            }
+        }
+        return problems
+    }
+}
+
+/// One line of the audit trail.
+public struct AuditEvent: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var at: Date
+    /// Who made the change (login name and uid).
+    public var actor: String
+    public var action: String
+    public var netname: String?
+    public var mechanism: String?
+    public var detail: String?
+}
+
+/// Failures of the directory, each naming what and where.
+public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidNetname(String, String)
+    case noSuchPrincipal(String)
+    case principalExists(String)
+    case noSuchKey(String, DHGroupName)
+    case keyExists(String, DHGroupName)
+    case inconsistent(String, String)
+    /// A bad line in an import file: 1-based line number and what is wrong.
+    case badImportLine(line: Int, String)
+    case badImportFile(String)
+    case storage(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidNetname(name, why): return "invalid netname \"\(name)\": \(why)"
+        case let .noSuchPrincipal(name): return "no principal \(name)"
+        case let .principalExists(name): return "principal \(name) already exists"
+        case let .noSuchKey(name, mechanism): return "\(name) has no \(mechanism.rawValue) key"
+        case let .keyExists(name, mechanism): return "\(name) already has a \(mechanism.rawValue) key (use chkey --rotate)"
+        case let .inconsistent(name, why): return "\(name): \(why)"
+        case let .badImportLine(line, why): return "line \(line): \(why)"
+        case let .badImportFile(why): return why
+        case let .storage(why): return "database: \(why)"
+        }
+    }
+}

@@ -1,0 +1,218 @@
+// The key directory against its Done-when list: publickey round trips, all-or-nothing
+// imports (a bad line among 10,000; SIGKILL in the middle of 100,000), concurrent keyadmin
+// processes, and the legacy keys' arithmetic.
+
+import Foundation
+import GRDB
+@testable import KeyCrypto
+import XCTest
+@testable import KeyDirectory
+
+final class KeyDirectoryTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("keydir-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func database(_ name: String = "keys.db") throws -> SQLiteKeyDirectory {
+        try SQLiteKeyDirectory(path: directory.appendingPathComponent(name).path)
+    }
+
+    private func password(_ text: String) -> SecretBytes { SecretBytes(copying: Array(text.utf8)) }
+
+    /// `count` publickey lines built from a few real key pairs (so every line is valid).
+    private func publicKeyLines(_ count: Int, prefix: String = "unix.") throws -> [String] {
+        let keys = (0..<8).map { _ in DHPrivateKey.generate(group: .dh192des) }
+        let sealed = try keys.map { try XCrypt.encryptSecret($0, password: password("pw")) }
+        return (0..<count).map { i in "\(prefix)\(10_000 + i)@example.org \(keys[i % 8].publicKey.hex):\(sealed[i % 8])" }
+    }
+
+    func testNewkeyExportImportExportRoundTrip() throws {
+        let first = try database("first.db")
+        var legacy: [String: String] = [:]
+        for (index, principal) in [
+            Principal(netname: "unix.1001@example.org", kind: .user, name: "alice", uid: 1001),
+            Principal(netname: "unix.1002@example.org", kind: .user, name: "bob", uid: 1002),
+            Principal(netname: "unix.fs1@example.org", kind: .host, name: "fs1", uid: nil),
+        ].enumerated() {
+            let pw = "password-\(index)"
+            let keys = try [DHGroupName.dh192des, .ffdhe2048].map {
+                try KeyEntry.sealing(DHPrivateKey.generate(group: $0), netname: principal.netname, password: password(pw), parameters: .testing)
+            }
+            try first.add(principal, keys: keys, actor: "test")
+            legacy[principal.netname] = pw
+        }
+        let exported = PublicKeyFile.render(try first.allEntries())
+        XCTAssertEqual(exported.split(separator: "\n").count, 3)
+
+        let second = try database("second.db")
+        XCTAssertEqual(try second.importEntries(try PublicKeyFile.parse(exported), actor: "test", source: "round trip", progress: nil), 3)
+        let again = PublicKeyFile.render(try second.allEntries())
+        XCTAssertEqual(again, exported, "export → import → export is identical")
+
+        // The legacy secrets open under their passwords, and public = 3^secret mod p.
+        let p = DHGroup.named(.dh192des).prime()
+        for line in again.split(separator: "\n") {
+            let entry = try PublicKeyEntry(line: String(line))
+            let key = try XCrypt.decryptSecret(entry.encryptedSecret, password: password(legacy[entry.netname]!))
+            let x = key.secret.withUnsafeBytes { BigNum(bytes: $0) }
+            XCTAssertEqual(BigNum.powPublic(BigNum(3), x, p).bytes(width: 24), entry.publicKey.bytes)
+            XCTAssertEqual(key.publicKey, entry.publicKey)
+        }
+        // The strong keys open too, and the hot-path lookup answers.
+        let strong = try first.keys(of: "unix.1001@example.org").first { $0.mechanism == .ffdhe2048 }!
+        XCTAssertEqual(try strong.open(password: password("password-0")).publicKey.hex, strong.publicKey)
+        XCTAssertThrowsError(try strong.open(password: password("nope")))
+        XCTAssertEqual(try first.publicKey(netname: "unix.1001@example.org", mechanism: .ffdhe2048)?.hex, strong.publicKey)
+        XCTAssertNil(try first.publicKey(netname: "unix.1001@example.org", mechanism: .ffdhe4096))
+
+        // JSON round trip keeps every mechanism.
+        let json = try DirectoryDocument.encoder().encode(DirectoryDocument(try first.allEntries()))
+        let third = try database("third.db")
+        _ = try third.importEntries(try DirectoryDocument.parse(json), actor: "test", source: "json", progress: nil)
+        XCTAssertEqual(try DirectoryDocument.encoder().encode(DirectoryDocument(try third.allEntries())), json)
+    }
+
+    func testMalformedLineAmongTenThousandChangesNothing() throws {
+        let db = try database()
+        _ = try db.importEntries(try PublicKeyFile.parse(try publicKeyLines(5, prefix: "unix.host").joined(separator: "\n")),
+                                 actor: "test", source: "seed", progress: nil)
+        let before = (try db.count(), try db.audit(limit: 100).count, PublicKeyFile.render(try db.allEntries()))
+        var lines = try publicKeyLines(10_000)
+        lines[6_789] = "unix.bad@example.org 1234:abcd"
+        XCTAssertThrowsError(try PublicKeyFile.parse(lines.joined(separator: "\n"))) { error in
+            XCTAssertEqual(error as? DirectoryError, .badImportLine(line: 6_790, "malformed publickey line: public key: invalid hex (expected 48 digits): got 4 digits"))
+        }
+        // Through the CLI too: the message names the file and the line, and the database is as it was.
+        let file = directory.appendingPathComponent("bad.publickey")
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        let run = try runKeyadmin(["import", "--db", directory.appendingPathComponent("keys.db").path, file.path])
+        XCTAssertEqual(run.status, 1)
+        XCTAssertTrue(run.stderr.contains("bad.publickey: line 6790: malformed publickey line"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("nothing was imported"), run.stderr)
+        let after = (try db.count(), try db.audit(limit: 100).count, PublicKeyFile.render(try db.allEntries()))
+        XCTAssertEqual(after.0, before.0)
+        XCTAssertEqual(after.1, before.1)
+        XCTAssertEqual(after.2, before.2)
+    }
+
+    func testSIGKILLDuringAHundredThousandEntryImportLeavesNoneOrAll() throws {
+        let dbPath = directory.appendingPathComponent("keys.db").path
+        _ = try SQLiteKeyDirectory(path: dbPath)
+        let file = directory.appendingPathComponent("big.publickey")
+        try (try publicKeyLines(100_000)).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: keyadminPath)
+        process.arguments = ["import", "--db", dbPath, file.path]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Kill once the transaction is writing: the WAL file grows while rows go in.
+        let wal = dbPath + "-wal"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            let size = (try? FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int) ?? 0
+            if size > 512 * 1024 { break }
+            usleep(2_000)
+        }
+        let killedMidway = process.isRunning
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertTrue(killedMidway, "the import was still running when killed")
+
+        let db = try SQLiteKeyDirectory(path: dbPath)
+        let integrity = try db.pool.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") }
+        XCTAssertEqual(integrity, "ok")
+        let count = try db.count()
+        XCTAssertTrue(count == 0 || count == 100_000, "none or all, got \(count)")
+        XCTAssertEqual(count, 0, "killed mid-transaction: nothing committed")
+    }
+
+    func testTwoKeyadminProcessesWritingAtOnceLoseNothing() throws {
+        let dbPath = directory.appendingPathComponent("keys.db").path
+        _ = try SQLiteKeyDirectory(path: dbPath)
+        let passwordFile = directory.appendingPathComponent("pw")
+        try "pw\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+        let fileA = directory.appendingPathComponent("a.publickey"), fileB = directory.appendingPathComponent("b.publickey")
+        try (try publicKeyLines(3_000, prefix: "unix.a")).joined(separator: "\n").write(to: fileA, atomically: true, encoding: .utf8)
+        try (try publicKeyLines(3_000, prefix: "unix.b")).joined(separator: "\n").write(to: fileB, atomically: true, encoding: .utf8)
+        let commands = [
+            ["import", "--db", dbPath, fileA.path],
+            ["import", "--db", dbPath, fileB.path],
+            ["newkey", "--db", dbPath, "--user", "7001", "--user", "7002", "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", passwordFile.path],
+            ["newkey", "--db", dbPath, "--host", "h1", "--host", "h2", "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", passwordFile.path],
+        ]
+        let results = try runConcurrently(commands)
+        for (command, result) in zip(commands, results) {
+            XCTAssertEqual(result.status, 0, "\(command[0]): \(result.stderr)")
+        }
+        let db = try SQLiteKeyDirectory(path: dbPath)
+        XCTAssertEqual(try db.count(), 6_004)
+        XCTAssertEqual(try db.audit(limit: 100).count, 2 + 4)
+        let integrity = try db.pool.read { try String.fetchOne($0, sql: "PRAGMA integrity_check") }
+        XCTAssertEqual(integrity, "ok")
+    }
+
+    func testAuditIsAppendOnlyAndStateChanges() throws {
+        let db = try database()
+        let key = try KeyEntry.sealing(DHPrivateKey.generate(group: .ffdhe2048), netname: "unix.9@example.org", password: password("x"), parameters: .testing)
+        try db.add(Principal(netname: "unix.9@example.org", kind: .user, name: "9", uid: 9), keys: [key], actor: "t")
+        XCTAssertThrowsError(try db.add(Principal(netname: "unix.9@example.org", kind: .user, name: "9", uid: 9), keys: [], actor: "t"))
+        XCTAssertThrowsError(try db.put(key, replacing: false, actor: "t", action: "addkey")) {
+            XCTAssertEqual($0 as? DirectoryError, .keyExists("unix.9@example.org", .ffdhe2048))
+        }
+        try db.revoke(netname: "unix.9@example.org", mechanism: .ffdhe2048, actor: "t")
+        XCTAssertNil(try db.publicKey(netname: "unix.9@example.org", mechanism: .ffdhe2048), "revoked keys are not served")
+        try db.remove(netname: "unix.9@example.org", actor: "t")
+        XCTAssertEqual(try db.keys(of: "unix.9@example.org"), [], "keys go with their principal")
+        XCTAssertThrowsError(try db.remove(netname: "unix.9@example.org", actor: "t"))
+        XCTAssertEqual(try db.audit(limit: 10).map(\.action), ["remove", "revoke", "newkey"])
+        XCTAssertThrowsError(try db.pool.write { try $0.execute(sql: "DELETE FROM audit") })
+        XCTAssertThrowsError(try db.pool.write { try $0.execute(sql: "UPDATE audit SET actor = 'mallory'") })
+        XCTAssertThrowsError(try Netname.validate("bob@example.org"))
+        XCTAssertThrowsError(try Netname.validate("unix.a b@example.org"))
+        XCTAssertNoThrow(try Netname.validate("unix.1001@example.org"))
+    }
+
+    // MARK: processes
+
+    private var keyadminPath: String {
+        Bundle.main.bundleURL.path.hasSuffix(".xctest")
+            ? Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("keyadmin").path
+            : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("keyadmin").path
+    }
+
+    private struct Output { var status: Int32; var stdout: String; var stderr: String }
+
+    private func runKeyadmin(_ arguments: [String]) throws -> Output {
+        try runConcurrently([arguments])[0]
+    }
+
+    private func runConcurrently(_ commands: [[String]]) throws -> [Output] {
+        var processes: [(Process, Pipe, Pipe)] = []
+        for arguments in commands {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: keyadminPath)
+            process.arguments = arguments
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            processes.append((process, out, err))
+        }
+        return processes.map { process, out, err in
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                          stderr: String(decoding: stderr, as: UTF8.self))
+        }
+    }
+}
