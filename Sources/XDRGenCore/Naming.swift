@@ -24,7 +24,7 @@ enum Naming {
         "ByteBuffer", "TimeAmount", "XDR", "XDREncodable", "XDRDecodable", "XDRCodable", "XDREnum", "XDRVoid",
         "XDRError", "ONCRPC", "NIOCore", "RPCClient", "RPCRequest", "RPCProgram", "RPCTransport",
         "RPCClientError", "RPCClientAuthenticator", "RPCAuthorizationPolicy", "AllowAnyFlavor", "AuthNoneClient",
-        "PreencodedResults",
+        "PreencodedResults", "Protocol", "Type", "Self", "Any",
     ]
 
     static func words(_ name: String) -> [String] {

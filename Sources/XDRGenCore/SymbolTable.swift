@@ -127,16 +127,63 @@ struct SymbolTable {
         }
         for definition in specification.definitions {
             try check(definition)
+            // A list node points to itself from its last member only; anything else that
+            // refers back (a tree's `left` and `right`) is not a list.
             if case let .structure(name, fields, _) = definition, let last = fields.last,
-               case let .optional(.named(target, _)) = underlying(last.declaration), target == name {
+               case let .optional(.named(target, _)) = underlying(last.declaration), target == name,
+               !fields.dropLast().contains(where: { field in
+                   switch underlying(field.declaration) {
+                   case let .optional(.named(other, _)), let .plain(.named(other, _)): return other == name
+                   default: return false
+                   }
+               }) {
                 listNodes.insert(name)
             }
         }
+        try checkNoInlineCycles()
     }
 
     static func parseNumber(_ text: String) -> Int64? {
         if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16).map { Int64(bitPattern: $0) } }
         return Int64(text)
+    }
+
+    /// Rejects types that would contain themselves inline in Swift (through plain members
+    /// or non-list optionals). Arrays and lists break the cycle, so only these edges count.
+    func checkNoInlineCycles() throws(XDRGenError) {
+        func inlineTargets(_ name: String) -> [(String, Field)] {
+            var fields: [Field] = []
+            switch types[name] {
+            case let .structure(structName, members, _)?:
+                fields = listNodes.contains(structName) ? Array(members.dropLast()) : members
+            case let .union(_, body, _)?:
+                fields = (body.arms + (body.defaultArm.map { [$0] } ?? [])).compactMap(\.field)
+            case let .typedef(field)?:
+                fields = [field]
+            default: break
+            }
+            return fields.compactMap { field in
+                switch underlying(field.declaration) {
+                case let .plain(.named(target, _)): return (target, field)
+                case let .optional(.named(target, _)):
+                    return listNodes.contains(target) ? nil : (target, field)
+                default: return nil
+                }
+            }
+        }
+        for start in types.keys.sorted() {
+            // Reversed so members are explored in declaration order (the first offender is reported).
+            var stack = Array(inlineTargets(start).reversed())
+            var visited = Set<String>()
+            while let (target, field) = stack.popLast() {
+                if target == start {
+                    throw XDRGenError(
+                        "'\(start)' contains itself through '\(field.name)'; recursive types are supported as linked lists only (`struct \(start) { …; \(start) *next; }` with the pointer last)",
+                        at: field.location)
+                }
+                if visited.insert(target).inserted { stack += inlineTargets(target).reversed() }
+            }
+        }
     }
 
     /// The value of a number or named constant.
