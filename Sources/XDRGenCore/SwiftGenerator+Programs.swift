@@ -64,10 +64,18 @@ extension SwiftGenerator {
         return info.arguments.enumerated().map { ("argument\($0.offset + 1)", $0.element.swiftType) }
     }
 
+    /// A procedure's argument or result type as the `.x` file spells it.
+    private func spell(_ declaration: Declaration) -> String {
+        switch declaration {
+        case .void: return "void"
+        case .string(maximum: nil): return "string"
+        default: return describe(declaration, name: "").trimmingSpaces()
+        }
+    }
+
     private func doc(_ info: ProcedureInfo) -> String {
-        let args = info.procedure.arguments.isEmpty ? "void" : info.procedure.arguments.map { describe($0, name: "").trimmingSpaces() }.joined(separator: ", ")
-        let result: String
-        if case .void = info.procedure.result { result = "void" } else { result = describe(info.procedure.result, name: "").trimmingSpaces() }
+        let args = info.procedure.arguments.isEmpty ? "void" : info.procedure.arguments.map(spell).joined(separator: ", ")
+        let result = spell(info.procedure.result)
         return "`\(result) \(info.procedure.name)(\(args)) = \(info.number)`"
     }
 
