@@ -12,6 +12,11 @@ import XCTest
 import XDR
 
 final class InteropTests: XCTestCase {
+    override class func tearDown() {
+        CPeers.remove()
+        super.tearDown()
+    }
+
     private func startSwiftServer() async throws -> (RPCServer, Int) {
         var logger = Logger(label: "xdrgen-test")
         logger.logLevel = .critical

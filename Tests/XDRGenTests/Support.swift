@@ -109,6 +109,16 @@ enum CPeers {
         built = result
         return try result.get()
     }
+
+    /// Removes the built peers (called when the tests that use them are done).
+    static func remove() {
+        lock.lock()
+        defer { lock.unlock() }
+        if case let .success(directory)? = built {
+            try? FileManager.default.removeItem(at: directory)
+        }
+        built = nil
+    }
 }
 
 enum CPeerError: Error, CustomStringConvertible {
