@@ -14,6 +14,9 @@ struct Codec {
     var encode: (_ value: String, _ buffer: String) -> String
     /// The fewest bytes a value takes on the wire (used to reject impossible counts).
     var minimumSize: Int
+    /// Whether the Swift type is itself XDRCodable with this wire form (generated types and
+    /// fixed-size primitives), so it can be handed to the runtime without a wrapper.
+    var isCodable = false
 }
 
 extension SwiftGenerator {
@@ -30,7 +33,7 @@ extension SwiftGenerator {
 
     func codec(for type: TypeSpecifier, at location: SourceLocation) throws(XDRGenError) -> Codec {
         func primitive(_ swift: String, _ reader: String, size: Int = 4) -> Codec {
-            Codec(swiftType: swift, decode: { "try \($0).\(reader)()" }, encode: { "\($1).writeXDR(\($0))" }, minimumSize: size)
+            Codec(swiftType: swift, decode: { "try \($0).\(reader)()" }, encode: { "\($1).writeXDR(\($0))" }, minimumSize: size, isCodable: true)
         }
         switch type {
         case .int, .cInteger(signed: true): return primitive("Int32", "readXDRInt32")
@@ -54,7 +57,7 @@ extension SwiftGenerator {
             }
             if symbols.types[name] == nil, symbols.externalTypes.contains(name) {
                 let swiftName = Naming.upperCamel(name)
-                return Codec(swiftType: swiftName, decode: { "try \(swiftName)(xdr: &\($0))" }, encode: { "\($0).encode(into: &\($1))" }, minimumSize: 0)
+                return Codec(swiftType: swiftName, decode: { "try \(swiftName)(xdr: &\($0))" }, encode: { "\($0).encode(into: &\($1))" }, minimumSize: 0, isCodable: true)
             }
             guard let definition = symbols.types[name], let swiftName = symbols.swiftTypeNames[name] else {
                 throw XDRGenError("unknown type '\(name)'", at: location)
@@ -78,7 +81,8 @@ extension SwiftGenerator {
                     swiftType: swiftName,
                     decode: { "try \(swiftName)(xdr: &\($0))" },
                     encode: { "\($0).encode(into: &\($1))" },
-                    minimumSize: minimumSize(ofType: name)
+                    minimumSize: minimumSize(ofType: name),
+                    isCodable: true
                 )
             }
         }

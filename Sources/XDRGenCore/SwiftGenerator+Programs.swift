@@ -205,7 +205,11 @@ extension SwiftGenerator {
             if info.isVoidResult {
                 line("            try await \(call)")
                 line("            return XDRVoid()")
+            } else if info.result.isCodable {
+                line("            return try await \(call)")
             } else {
+                // Strings, byte arrays and arrays carry their bound in the codec, not in a
+                // type, so they are encoded here.
                 line("            let result = try await \(call)")
                 line("            var encoded = ByteBuffer()")
                 line("            \(info.result.encode("result", "encoded"))")
