@@ -17,16 +17,16 @@ struct XDRGenCommand: ParsableCommand {
     @Argument(help: "The .x file to read.")
     var input: String
 
-    @Option(name: .shortAndLong, help: "Where to write the Swift file (default: standard output).")
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the Swift file (default: standard output).", valueName: "file"))
     var output: String?
 
     @Flag(inversion: .prefixedNo, help: "Run the C preprocessor first (default: only if the file has # directives).")
     var cpp: Bool?
 
-    @Option(name: .customShort("I"), help: "An include directory for the C preprocessor.")
+    @Option(name: .customShort("I"), help: ArgumentHelp("An include directory for the C preprocessor.", valueName: "dir"))
     var includeDirectories: [String] = []
 
-    @Option(name: .customShort("D"), help: "A preprocessor definition (NAME or NAME=VALUE).")
+    @Option(name: .customShort("D"), help: ArgumentHelp("A preprocessor definition (NAME or NAME=VALUE).", valueName: "symbol"))
     var definitions: [String] = []
 
     @Option(help: "Access level of the generated declarations: public or internal.")
@@ -38,7 +38,7 @@ struct XDRGenCommand: ParsableCommand {
     @Option(help: "The name of the enum holding the file's constants.")
     var constantsNamespace: String?
 
-    @Option(name: .customLong("external"), help: "A type the file uses but does not define; the Swift code expects an XDRCodable type of its UpperCamelCase name.")
+    @Option(name: .customLong("external"), help: ArgumentHelp("A type the file uses but does not define; the Swift code expects an XDRCodable type of its UpperCamelCase name.", valueName: "type"))
     var externalTypes: [String] = []
 
     func run() throws {
