@@ -106,7 +106,7 @@ extension SwiftGenerator {
                 swiftType: "[UInt8]",
                 decode: { "try \($0).readXDRFixedOpaqueBytes(count: \(n))" },
                 encode: { "precondition(\($0).count == \(n), \"fixed-length opaque must be \(n) bytes\"); \($1).writeXDRFixedOpaque(\($0))" },
-                minimumSize: Int(n) + xdrPad(Int(n))
+                minimumSize: min(Int(n) + xdrPad(Int(n)), Self.sizeHintLimit)
             )
         case let .fixedArray(type, count):
             let n = try symbols.resolveSize(count, at: location)
@@ -121,7 +121,7 @@ extension SwiftGenerator {
                     let b = closureBuffer()
                     return "precondition(\(value).count == \(n), \"fixed-length array must have \(n) elements\"); \(buffer).writeXDRFixedArray(\(value)) { \(b), element in \(element.encode("element", b)) }"
                 },
-                minimumSize: Int(n) * element.minimumSize
+                minimumSize: clampedProduct(Int(n), element.minimumSize)
             )
         case let .variableArray(type, maximum):
             let max = try bound(maximum, at: location)
@@ -190,6 +190,16 @@ extension SwiftGenerator {
 
     func xdrPad(_ n: Int) -> Int { (4 - (n & 3)) & 3 }
 
+    /// Sizes are at most 2^32-1 each, but nested fixed arrays multiply them; the runtime
+    /// multiplies count by minimum element size again, so keep the hint at 2^30 (far above
+    /// any record) to rule out overflow there and here.
+    static let sizeHintLimit = 1 << 30
+
+    func clampedProduct(_ a: Int, _ b: Int) -> Int {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? Self.sizeHintLimit : min(product, Self.sizeHintLimit)
+    }
+
     /// The fewest bytes a named type occupies; cycles (only possible through pointers,
     /// which take 4 bytes anyway) count as 4.
     func minimumSize(ofType name: String, visiting: Set<String> = []) -> Int {
@@ -200,7 +210,7 @@ extension SwiftGenerator {
         case .enumeration: return 4
         case let .typedef(field): return minimumSize(of: field.declaration, visiting: visiting)
         case let .structure(_, fields, _):
-            return fields.reduce(0) { $0 + minimumSize(of: $1.declaration, visiting: visiting) }
+            return fields.reduce(0) { min($0 + minimumSize(of: $1.declaration, visiting: visiting), Self.sizeHintLimit) }
         case let .union(_, body, _):
             let arms = (body.arms + (body.defaultArm.map { [$0] } ?? [])).map { arm in
                 arm.field.map { minimumSize(of: $0.declaration, visiting: visiting) } ?? 0
@@ -222,10 +232,10 @@ extension SwiftGenerator {
             }
         case let .fixedOpaque(count):
             let n = Int((try? symbols.resolve(count)) ?? 0)
-            return n + xdrPad(n)
+            return min(n + xdrPad(n), Self.sizeHintLimit)
         case let .fixedArray(type, count):
             let n = Int((try? symbols.resolve(count)) ?? 0)
-            return n * minimumSize(of: .plain(type), visiting: visiting)
+            return clampedProduct(n, minimumSize(of: .plain(type), visiting: visiting))
         default: return 4
         }
     }

@@ -98,7 +98,6 @@ public struct Parser {
     }
 
     private mutating func parseDefinition() throws(XDRGenError) -> Definition {
-        let location = current.location
         if acceptKeyword("const") {
             let (name, nameLocation) = try identifier("a constant name")
             try expect("=", "after the constant name")
@@ -137,7 +136,6 @@ public struct Parser {
         if acceptKeyword("program") {
             return .program(try parseProgram())
         }
-        _ = location
         throw unexpected("a definition ('const', 'typedef', 'enum', 'struct', 'union' or 'program')")
     }
 

@@ -30,7 +30,10 @@ public struct GeneratorOptions: Sendable {
     }
 }
 
-final class Counter: @unchecked Sendable {
+/// Numbers closure parameters within one generation run. A class so that the codec
+/// closures, which capture the generator by value, all advance the same count; one
+/// generator runs on one thread.
+final class Counter {
     var value = 0
 }
 
@@ -114,12 +117,7 @@ struct SwiftGenerator {
         let codec = try codec(for: field.declaration, at: field.location)
         line()
         line("/// `typedef \(describe(field.declaration, name: field.name))`")
-        line("\(access)typealias \(swiftName) = \(underlyingSwiftType(field.declaration, codec))")
-    }
-
-    /// For a typedef of a typedef, alias the other alias by name (keeps the chain readable).
-    func underlyingSwiftType(_ declaration: Declaration, _ codec: Codec) -> String {
-        codec.swiftType
+        line("\(access)typealias \(swiftName) = \(codec.swiftType)")
     }
 
     mutating func generateEnum(_ name: String, _ members: [EnumMember]) throws(XDRGenError) {
