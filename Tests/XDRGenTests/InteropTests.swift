@@ -52,7 +52,7 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(againstSwift.status, 0, againstSwift.errors)
         assertClientOutput(againstSwift.output)
 
-        let cServer = try CServer(port: try freeLoopbackPort())
+        let cServer = try CServer.start()
         defer { cServer.stop() }
         let againstC = try runProcess(client, ["-h", "127.0.0.1", "-p", "\(cServer.port)"])
         XCTAssertEqual(againstC.status, 0, againstC.errors)
@@ -61,7 +61,7 @@ final class InteropTests: XCTestCase {
 
     /// The generated Swift client calls the rpcgen C server with every XDR type class.
     func testGeneratedSwiftClientCallsCServer() async throws {
-        let cServer = try CServer(port: try freeLoopbackPort())
+        let cServer = try CServer.start()
         defer { cServer.stop() }
         let client = try TypezooV1Client(host: "127.0.0.1", port: cServer.port)
         try await client.null()
@@ -98,7 +98,7 @@ final class InteropTests: XCTestCase {
     /// bounds, which is what lets this test send the bad value.
     func testValueOverDeclaredBoundIsGarbageArgsAtBothServers() async throws {
         let (swiftServer, swiftPort) = try await startSwiftServer()
-        let cServer = try CServer(port: try freeLoopbackPort())
+        let cServer = try CServer.start()
         defer { cServer.stop() }
         for port in [swiftPort, cServer.port] {
             let client = try TypezooV1Client(host: "127.0.0.1", port: port)

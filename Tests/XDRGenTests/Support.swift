@@ -168,6 +168,20 @@ final class CServer: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// Starts a server on a free port, retrying if another process took the port between
+    /// the probe and the C server's bind.
+    static func start() throws -> CServer {
+        var lastError: Error?
+        for _ in 0..<3 {
+            do {
+                return try CServer(port: try freeLoopbackPort())
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
 }
 
 /// A loopback TCP port that was free a moment ago (for the C server, which takes a
