@@ -153,6 +153,7 @@ let package = Package(
                 "XDRGenCore", "XDR", "ONCRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["CPeers", "Fixtures/edgecases.x.txt"],
             swiftSettings: swiftSettings,

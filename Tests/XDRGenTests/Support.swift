@@ -29,7 +29,13 @@ enum TestEnvironment {
         return directory
     }()
 
-    static var xdrgen: URL { buildDirectory.appendingPathComponent("xdrgen") }
+    /// The xdrgen command: the product, or the host-tool build of it that SwiftPM makes for
+    /// XDRGenPlugin (always present, since this test target uses the plugin).
+    static var xdrgen: URL {
+        let product = buildDirectory.appendingPathComponent("xdrgen")
+        if FileManager.default.isExecutableFile(atPath: product.path) { return product }
+        return buildDirectory.appendingPathComponent("xdrgen-tool")
+    }
 
     static func temporaryDirectory(_ name: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("xdrgen-\(name)-\(UUID().uuidString)")
