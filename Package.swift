@@ -22,6 +22,9 @@ let package = Package(
         .executable(name: "keybench", targets: ["keybench"]),
         .executable(name: "filesvc-server", targets: ["filesvc-server"]),
         .executable(name: "filesvc", targets: ["filesvc"]),
+        .library(name: "XDRGenCore", targets: ["XDRGenCore"]),
+        .executable(name: "xdrgen", targets: ["xdrgen"]),
+        .plugin(name: "XDRGenPlugin", targets: ["XDRGenPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -149,6 +152,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: interface definitions to Swift (rpcgen for Swift, see docs/XDRGEN.md)
+        .target(name: "XDRGenCore", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "xdrgen",
+            dependencies: ["XDRGenCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .plugin(name: "XDRGenPlugin", capability: .buildTool(), dependencies: ["xdrgen"]),
+
         // MARK: tests
         .testTarget(name: "XDRTests", dependencies: ["XDR"], swiftSettings: swiftSettings),
         .testTarget(
@@ -175,6 +187,20 @@ let package = Package(
             name: "KeyDirectoryTests",
             dependencies: ["KeyDirectory", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
+        ),
+        // Fixtures/typezoo.x is turned into Swift by XDRGenPlugin at build time; CPeers/ holds
+        // the rpcgen-generated C peers built by CPeers/build.sh during the test.
+        .testTarget(
+            name: "XDRGenTests",
+            dependencies: [
+                "XDRGenCore", "XDR", "ONCRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["CPeers", "Fixtures/edgecases.x.txt"],
+            swiftSettings: swiftSettings,
+            plugins: ["XDRGenPlugin"]
         ),
     ]
 )
