@@ -20,7 +20,9 @@ extension ByteBuffer {
     ) throws(XDRError) -> [T] {
         precondition(count >= 0)
         if minimumElementSize > 0 {
-            try self.xdrRequire(count * minimumElementSize)
+            let (needed, overflow) = count.multipliedReportingOverflow(by: minimumElementSize)
+            if overflow { throw .truncated(needed: .max, available: self.readableBytes) }
+            try self.xdrRequire(needed)
         }
         var result: [T] = []
         result.reserveCapacity(count)
@@ -42,9 +44,9 @@ extension ByteBuffer {
             throw .lengthExceedsMaximum(length: count, maximum: maxCount)
         }
         if minimumElementSize > 0 {
-            let needed = Int(count) * minimumElementSize
-            if self.readableBytes < needed {
-                throw .truncated(needed: needed, available: self.readableBytes)
+            let (needed, overflow) = Int(count).multipliedReportingOverflow(by: minimumElementSize)
+            if overflow || self.readableBytes < needed {
+                throw .truncated(needed: overflow ? .max : needed, available: self.readableBytes)
             }
         } else if count > 1 << 20 {
             // Zero-sized elements cost no input bytes; cap them anyway.
