@@ -139,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "keybench",
             dependencies: [
-                "KeyCrypto",
+                "KeyCrypto", "KeyDirectory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -10,6 +10,15 @@ import KeyCrypto
 struct KeyBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybench",
+        abstract: "Benchmarks for key material and the key directory.",
+        subcommands: [DHBench.self, DirectoryBench.self],
+        defaultSubcommand: DHBench.self
+    )
+}
+
+struct DHBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dh",
         abstract: "Diffie-Hellman ops/s per group, compared with `openssl speed ffdh` in the same run."
     )
 

@@ -180,6 +180,21 @@ final class KeyDirectoryTests: XCTestCase {
         XCTAssertNoThrow(try Netname.validate("unix.1001@example.org"))
     }
 
+    func testPublicKeyLookupSeesCommittedChanges() throws {
+        let db = try database()
+        let key = DHPrivateKey.generate(group: .dh192des)
+        try db.add(Principal(netname: "unix.5@example.org", kind: .user, name: "5", uid: 5),
+                   keys: [try KeyEntry.sealing(key, netname: "unix.5@example.org", password: password("p"))], actor: "t")
+        let lookup = try PublicKeyLookup(path: directory.appendingPathComponent("keys.db").path)
+        XCTAssertEqual(try lookup.publicKey(netname: "unix.5@example.org", mechanism: .dh192des), key.publicKey)
+        XCTAssertNil(try lookup.publicKeyHex(netname: "unix.6@example.org", mechanism: .dh192des))
+        XCTAssertNil(try lookup.publicKeyHex(netname: "unix.5@example.org", mechanism: .ffdhe3072))
+        try db.revoke(netname: "unix.5@example.org", mechanism: nil, actor: "t")
+        XCTAssertNil(try lookup.publicKeyHex(netname: "unix.5@example.org", mechanism: .dh192des), "a revocation is seen at once")
+        XCTAssertNil(try lookup.publicKeyHex(netname: "x'; DROP TABLE key_entry; --", mechanism: .dh192des))
+        XCTAssertEqual(try db.keys(of: "unix.5@example.org").count, 1)
+    }
+
     // MARK: processes
 
     private var keyadminPath: String {
