@@ -17,7 +17,11 @@ let package = Package(
         .library(name: "ONCRPC", targets: ["ONCRPC"]),
         .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
         .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
+        .library(name: "KeyServer", targets: ["KeyServer"]),
         .executable(name: "keyadmin", targets: ["keyadmin"]),
+        .executable(name: "keyserverd", targets: ["keyserverd"]),
+        .executable(name: "keylogin", targets: ["keylogin"]),
+        .executable(name: "keylogout", targets: ["keylogout"]),
         .executable(name: "rpcbench", targets: ["rpcbench"]),
         .executable(name: "keybench", targets: ["keybench"]),
         .executable(name: "filesvc-server", targets: ["filesvc-server"]),
@@ -88,6 +92,41 @@ let package = Package(
                 "KeyDirectory", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: the keyserver
+        .target(
+            name: "KeyServer",
+            dependencies: [
+                "KeyCrypto", "ONCRPC", "XDR",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings,
+            plugins: ["XDRGenPlugin"]
+        ),
+
+        .executableTarget(
+            name: "keyserverd",
+            dependencies: [
+                "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keylogin",
+            dependencies: ["KeyServer", "KeyDirectory", "KeyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keylogout",
+            dependencies: ["KeyServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -175,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "ONCRPC", "XDR", "FileService",
+                "ONCRPC", "XDR", "FileService", "KeyServer", "KeyCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -6,6 +6,7 @@
 
 import Foundation
 import GRDB
+import GRDBSQLite
 import KeyCrypto
 
 /// The SQLite-backed key directory.
@@ -18,17 +19,33 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     /// Where `keyadmin` and the daemons look unless told otherwise.
     public static let defaultPath = "/var/lib/securerpc/keys.db"
 
-    let pool: DatabasePool
+    /// A DatabasePool (WAL, concurrent readers) for read-write use; a read-only DatabaseQueue
+    /// for `readOnly`, which never tries to change the journal mode.
+    let pool: any DatabaseWriter
 
-    /// Opens (creating and migrating if needed) the database at `path`.
-    public init(path: String, busyTimeout: TimeInterval = 10) throws {
+    /// Opens (creating and migrating if needed) the database at `path`. `readOnly` opens an
+    /// existing database without writing to it (for users' tools such as keylogin, which may
+    /// read the directory but not change it).
+    public init(path: String, readOnly: Bool = false, busyTimeout: TimeInterval = 10) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
+        configuration.readonly = readOnly
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA foreign_keys = ON")
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            if !readOnly {
+                try db.execute(sql: "PRAGMA foreign_keys = ON")
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                // Keep the -wal and -shm files after the last writer closes: a user's
+                // read-only connection (keylogin) cannot create them in a root-owned
+                // directory, and SQLite refuses to read a WAL database without them.
+                var persist: Int32 = 1
+                sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, &persist)
+            }
         }
         do {
+            if readOnly {
+                pool = try DatabaseQueue(path: path, configuration: configuration)
+                return
+            }
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -52,17 +52,34 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// The peer process of a unix-domain connection, as the kernel reports it (SO_PEERCRED).
+/// Unlike AUTH_SYS values, these cannot be forged by the caller.
+public struct PeerCredentials: Sendable, Hashable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
 /// Where a call came from and how.
 public struct RPCCallContext: Sendable {
     public enum Transport: String, Sendable { case tcp, udp }
     public var transport: Transport
     public var remoteAddress: SocketAddress?
     public var localAddress: SocketAddress?
+    /// Set for calls over a unix-domain socket: who the kernel says is calling.
+    public var peer: PeerCredentials?
 
-    public init(transport: Transport, remoteAddress: SocketAddress?, localAddress: SocketAddress?) {
+    public init(transport: Transport, remoteAddress: SocketAddress?, localAddress: SocketAddress?, peer: PeerCredentials? = nil) {
         self.transport = transport
         self.remoteAddress = remoteAddress
         self.localAddress = localAddress
+        self.peer = peer
     }
 }
 

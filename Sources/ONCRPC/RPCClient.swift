@@ -330,9 +330,11 @@ public final class RPCClient: Sendable {
     ) -> EventLoopFuture<any Channel> {
         switch transport {
         case .tcp:
+            // IPPROTO_TCP-level TCP_NODELAY (NIO skips it on unix sockets). The SOL_SOCKET-level
+            // spelling would set SO_DEBUG, which unprivileged processes may not.
             return ClientBootstrap(group: loop)
                 .connectTimeout(configuration.connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations

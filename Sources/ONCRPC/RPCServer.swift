@@ -92,7 +92,7 @@ public final class RPCServer: Sendable {
         let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
                 guard let self, self.admit(channel) else {
@@ -109,6 +109,39 @@ public final class RPCServer: Sendable {
         }.get()
         try registerListener(channel, transport: .tcp)
         logger.info("listening", metadata: ["transport": "tcp", "address": "\(channel.localAddress.map { "\($0)" } ?? "-")"])
+        return channel.localAddress!
+    }
+
+    /// Starts listening on a unix-domain stream socket at `path` (replacing a stale socket
+    /// file), with the given permission bits. Handlers see the caller's kernel-verified
+    /// uid in `request.context.peer`.
+    @discardableResult
+    public func listenUnix(path: String, mode: UInt32 = 0o666) async throws -> SocketAddress {
+        let configuration = self.configuration
+        let dispatcher = self.dispatcher
+        let loop = group.next()
+        let childGroup = group
+        let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [weak self] channel in
+                guard let self, self.admit(channel) else {
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
+                    try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
+                    try sync.addHandler(RPCServerTCPHandler(dispatcher: dispatcher, maximumInFlight: configuration.maximumCallsInFlightPerConnection))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+        }.get()
+        #if canImport(Glibc)
+        chmod(path, mode_t(mode))
+        #endif
+        try registerListener(channel, transport: .tcp)
+        logger.info("listening", metadata: ["transport": "unix", "path": "\(path)"])
         return channel.localAddress!
     }
 

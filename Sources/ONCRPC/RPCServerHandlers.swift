@@ -6,6 +6,17 @@
 import Logging
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The memory layout of Linux's `struct ucred` (declared only under _GNU_SOURCE).
+struct PeerCredentialsLayout: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
 /// Sent down a server connection's pipeline to ask it to finish its calls and close.
 struct RPCServerQuiesceEvent: Sendable {}
 
@@ -29,6 +40,14 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         callContext = RPCCallContext(transport: .tcp, remoteAddress: context.channel.remoteAddress, localAddress: context.channel.localAddress)
+        if context.channel.localAddress?.protocol == .unix, let provider = context.channel as? any SocketOptionProvider {
+            // SO_PEERCRED (17) fills a struct ucred {pid, uid, gid}; the kernel's answer, not
+            // the caller's claim. On the event loop the future is already complete.
+            let credentials: EventLoopFuture<PeerCredentialsLayout> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: 17)
+            credentials.assumeIsolated().whenSuccess { value in
+                self.callContext.peer = PeerCredentials(pid: value.pid, uid: value.uid, gid: value.gid)
+            }
+        }
         context.fireChannelActive()
     }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the C peers (echo_server, echo_client) from echo.x with rpcgen and the system
+# Builds the C peers (echo_server, echo_client from echo.x; keyclient on libtirpc key_*) with the system
 # libtirpc into OUTDIR. Generated sources stay in OUTDIR, never in the tree.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,3 +21,4 @@ rpcgen -m -o echo_svc.c echo.x
 cflags=(-O2 -Wall -Wno-unused-variable -Wno-unused-function -I"$out" -I/usr/include/tirpc)
 cc "${cflags[@]}" -o echo_server "$here/echo_server.c" echo_svc.c echo_xdr.c -ltirpc
 cc "${cflags[@]}" -o echo_client "$here/echo_client.c" echo_clnt.c echo_xdr.c -ltirpc
+cc "${cflags[@]}" -o keyclient "$here/keyclient.c" -ltirpc

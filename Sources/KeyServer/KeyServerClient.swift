@@ -1,0 +1,68 @@
+// The client side of the keyserver protocol for our own tools (keylogin, keylogout, AUTH_DH
+// later): AUTH_SYS with the process's uid over the keyserver's unix socket, and errors a
+// person can act on ("the keyserver is not running").
+
+import Foundation
+import NIOCore
+import ONCRPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the keyserver's socket and the host's root key live by default.
+public enum KeyServerPaths {
+    /// The classic path FreeBSD's keyserv uses for its AF_LOCAL socket.
+    public static let socket = "/var/run/keyservsock"
+    /// Root's secret key, so host services survive restarts (mode 0600).
+    public static let rootKey = "/etc/.rootkey"
+}
+
+/// Why a keyserver request failed.
+public enum KeyServerClientError: Error, Equatable, CustomStringConvertible {
+    case notRunning(String, reason: String)
+    case refused(String)
+    case status(Keystatus)
+
+    public var description: String {
+        switch self {
+        case let .notRunning(path, reason): return "the keyserver is not running (cannot connect to \(path): \(reason))"
+        case let .refused(why): return "the keyserver refused: \(why)"
+        case let .status(status): return "the keyserver answered \(status)"
+        }
+    }
+}
+
+/// Talks to keyserverd as the calling process's uid.
+public final class KeyServerClient: Sendable {
+    public let socketPath: String
+    public let client: KeyVers2Client
+
+    public init(socketPath: String = KeyServerPaths.socket, uid: UInt32 = getuid()) throws {
+        self.socketPath = socketPath
+        // libtirpc's key_call sends AUTH_SYS with an empty machine name, gid 0, no groups.
+        let credentials = AuthSysParameters(machineName: "", uid: uid, gid: 0, gids: [])
+        var configuration = RPCClient.Configuration()
+        configuration.callTimeout = .seconds(30)
+        configuration.connectTimeout = .seconds(5)
+        client = KeyVers2Client(RPCClient(
+            transport: .tcp, address: try SocketAddress(unixDomainSocketPath: socketPath),
+            program: KeyVers2Client.program, version: KeyVers2Client.version,
+            authenticator: AuthSysClient(credentials), configuration: configuration
+        ))
+    }
+
+    public func close() async { await client.close() }
+
+    /// Runs a request, turning transport failures into `KeyServerClientError`.
+    public func perform<T>(_ body: (KeyVers2Client) async throws -> T) async throws -> T {
+        do {
+            return try await body(client)
+        } catch let error as RPCClientError {
+            switch error {
+            case let .cannotConnect(_, reason): throw KeyServerClientError.notRunning(socketPath, reason: reason)
+            case let .authError(status): throw KeyServerClientError.refused("\(status)")
+            default: throw KeyServerClientError.refused("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+// The keyserver's state: each logged-in uid's secret keys, in memory only, and a bounded
+// cache of derived DES keys. It trusts its callers' uids because the service layer
+// (KeyServerService) has already checked them against the kernel's peer credentials; no
+// secret or derived key ever leaves through this type except as the classic protocol
+// requires (wrapped conversation keys, KEY_NET_GET to the key's own uid, KEY_GET_CONV).
+
+import KeyCrypto
+import NIOConcurrencyHelpers
+
+/// Per-uid secrets and the Diffie-Hellman work done with them.
+public final class KeyServerCore: Sendable {
+    struct UserKeys {
+        var legacy: DHPrivateKey
+        var netname: String?
+    }
+
+    struct CacheKey: Hashable {
+        var uid: UInt32
+        var peer: [UInt8]
+    }
+
+    private struct State {
+        var users: [UInt32: UserKeys] = [:]
+        var cache: [CacheKey: SecretBytes] = [:]
+        var cacheOrder: [CacheKey] = []
+        var hits = 0
+        var misses = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+    /// Most derived keys kept; the oldest goes first.
+    public let cacheCapacity: Int
+    /// Finds a principal's legacy public key for the version 1 calls that name the peer
+    /// only by netname (KEY_ENCRYPT/KEY_DECRYPT).
+    private let lookup: (@Sendable (String) -> DHPublicKey?)?
+
+    public init(cacheCapacity: Int = 4096, lookup: (@Sendable (String) -> DHPublicKey?)? = nil) {
+        self.cacheCapacity = cacheCapacity
+        self.lookup = lookup
+    }
+
+    // MARK: secrets
+
+    /// KEY_SET: stores a uid's dh192-des secret (48 hex digits). All zeros (or all '0'
+    /// characters) clears it, as keylogout does.
+    public func setSecret(uid: UInt32, hex: [UInt8], netname: String? = nil) -> Keystatus {
+        if hex.allSatisfy({ $0 == 0 || $0 == UInt8(ascii: "0") }) {
+            clear(uid: uid)
+            return .keySuccess
+        }
+        var text = hex
+        defer { SecretBytes.wipe(&text) }
+        guard let key = try? DHPrivateKey(group: .dh192des, secretHex: String(decoding: text, as: UTF8.self)) else {
+            return .keySystemerr
+        }
+        state.withLockedValue { state in
+            state.users[uid] = UserKeys(legacy: key, netname: netname ?? state.users[uid]?.netname)
+            state.cache = state.cache.filter { $0.key.uid != uid }
+            state.cacheOrder.removeAll { $0.uid == uid }
+        }
+        return .keySuccess
+    }
+
+    /// Forgets a uid's keys and every key derived from them (keylogout).
+    public func clear(uid: UInt32) {
+        state.withLockedValue { state in
+            state.users[uid] = nil
+            state.cache = state.cache.filter { $0.key.uid != uid }
+            state.cacheOrder.removeAll { $0.uid == uid }
+        }
+    }
+
+    /// Forgets everything (shutdown). Dropping the last references wipes the secrets.
+    public func clearAll() {
+        state.withLockedValue { $0 = State() }
+    }
+
+    public func hasSecret(uid: UInt32) -> Bool {
+        state.withLockedValue { $0.users[uid] != nil }
+    }
+
+    /// KEY_NET_GET: the uid's own secret, public key and netname.
+    public func netGet(uid: UInt32) -> KeyNetstarg? {
+        state.withLockedValue { state in
+            guard let user = state.users[uid] else { return nil }
+            return KeyNetstarg(stPrivKey: Array(user.legacy.secretHex.utf8), stPubKey: Array(user.legacy.publicKey.hex.utf8),
+                               stNetname: user.netname ?? "")
+        }
+    }
+
+    public var cacheStatistics: (hits: Int, misses: Int, entries: Int) {
+        state.withLockedValue { ($0.hits, $0.misses, $0.cache.count) }
+    }
+
+    // MARK: Diffie-Hellman work
+
+    /// The DES key shared by `uid` and the holder of `peer` (Sun rule: middle bytes of the
+    /// 192-bit common key, Sun parity), from the cache when possible.
+    func desKey(uid: UInt32, peer: DHPublicKey) throws(KeyServerFailure) -> SecretBytes {
+        let key = CacheKey(uid: uid, peer: peer.bytes)
+        let found: (SecretBytes?, DHPrivateKey?) = state.withLockedValue { state in
+            if let cached = state.cache[key] {
+                state.hits += 1
+                return (cached, nil)
+            }
+            state.misses += 1
+            return (nil, state.users[uid]?.legacy)
+        }
+        if let cached = found.0 { return cached }
+        guard let secret = found.1 else { throw .noSecret }
+        let derived: SecretBytes
+        do {
+            derived = try SunDES.desKey(fromCommonKey: try secret.sharedSecret(with: peer))
+        } catch {
+            throw .systemError
+        }
+        state.withLockedValue { state in
+            guard state.users[uid] != nil else { return }  // logged out meanwhile
+            if state.cache[key] == nil {
+                state.cacheOrder.append(key)
+                if state.cacheOrder.count > cacheCapacity {
+                    state.cache[state.cacheOrder.removeFirst()] = nil
+                }
+            }
+            state.cache[key] = derived
+        }
+        return derived
+    }
+
+    /// KEY_ENCRYPT_PK / KEY_DECRYPT_PK: wraps or unwraps an 8-byte conversation key.
+    public func crypt(uid: UInt32, peerPublicKey: [UInt8], block: [UInt8], encrypt: Bool) -> Cryptkeyres {
+        guard let peer = Self.parsePublicKey(peerPublicKey) else { return .default(discriminant: .keyUnknown) }
+        return crypt(uid: uid, peer: peer, block: block, encrypt: encrypt)
+    }
+
+    /// KEY_ENCRYPT / KEY_DECRYPT (version 1): the peer's public key comes from the directory.
+    public func crypt(uid: UInt32, peerNetname: String, block: [UInt8], encrypt: Bool) -> Cryptkeyres {
+        guard let peer = lookup?(peerNetname) else { return .default(discriminant: .keyUnknown) }
+        return crypt(uid: uid, peer: peer, block: block, encrypt: encrypt)
+    }
+
+    private func crypt(uid: UInt32, peer: DHPublicKey, block: [UInt8], encrypt: Bool) -> Cryptkeyres {
+        guard block.count == 8 else { return .default(discriminant: .keySystemerr) }
+        do {
+            let key = try desKey(uid: uid, peer: peer)
+            let out = encrypt ? try SunDES.ecbEncrypt(key: key, block) : try SunDES.ecbDecrypt(key: key, block)
+            return .keySuccess(out)
+        } catch KeyServerFailure.noSecret {
+            return .default(discriminant: .keyNosecret)
+        } catch {
+            return .default(discriminant: .keySystemerr)
+        }
+    }
+
+    /// KEY_GET_CONV: the derived DES key itself (the classic protocol hands it to the uid).
+    public func conversationKey(uid: UInt32, peerPublicKey: [UInt8]) -> Cryptkeyres {
+        guard let peer = Self.parsePublicKey(peerPublicKey) else { return .default(discriminant: .keyUnknown) }
+        do {
+            return .keySuccess(try desKey(uid: uid, peer: peer).copyBytes())
+        } catch .noSecret {
+            return .default(discriminant: .keyNosecret)
+        } catch {
+            return .default(discriminant: .keySystemerr)
+        }
+    }
+
+    /// A public key sent as hex, usually with the C string's trailing NUL.
+    static func parsePublicKey(_ bytes: [UInt8]) -> DHPublicKey? {
+        let text = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        return try? DHPublicKey(group: .dh192des, hex: text)
+    }
+}
+
+enum KeyServerFailure: Error {
+    case noSecret
+    case systemError
+}

@@ -1,0 +1,122 @@
+// KEY_PROG versions 1 and 2 over a unix socket. The trust boundary is here: every call
+// that touches a uid's keys runs for the AUTH_SYS uid only if the kernel's peer
+// credentials agree (the same uid, or root, who may act for anyone); anything else gets
+// AUTH_TOOWEAK. KEY_GEN and KEY_GETCRED are open to every local caller, as classically.
+
+import Foundation
+import KeyCrypto
+import Logging
+import NIOCore
+import ONCRPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The keyserver's RPC programs.
+public struct KeyServerService: KeyVersService, KeyVers2Service {
+    public let core: KeyServerCore
+    private let logger: Logger
+
+    public init(core: KeyServerCore, logger: Logger = Logger(label: "keyserverd")) {
+        self.core = core
+        self.logger = logger
+    }
+
+    /// Both versions, ready for an `RPCServer`.
+    public var programs: [RPCProgram] {
+        [(self as any KeyVersService).rpcProgramV1(), (self as any KeyVers2Service).rpcProgramV2()]
+    }
+
+    /// The uid a call may act for: its AUTH_SYS uid, provided the socket's peer is that uid
+    /// or root. Everything else is AUTH_TOOWEAK.
+    func actingUID(_ request: RPCRequest) throws -> UInt32 {
+        guard let peer = request.context.peer else {
+            logger.warning("keyserver call not over a unix socket refused")
+            throw RPCServerError.authError(.tooWeak)
+        }
+        guard request.caller.flavor == .sys, let claimed = request.caller.uid else {
+            throw RPCServerError.authError(.tooWeak)
+        }
+        guard peer.uid == 0 || peer.uid == claimed else {
+            logger.notice("uid mismatch refused", metadata: ["peer_uid": "\(peer.uid)", "claimed_uid": "\(claimed)", "pid": "\(peer.pid)"])
+            throw RPCServerError.authError(.tooWeak)
+        }
+        return claimed
+    }
+
+    // MARK: version 1 (and the same procedures of version 2)
+
+    public func keySet(_ argument: Keybuf, request: RPCRequest) async throws -> Keystatus {
+        let uid = try actingUID(request)
+        let status = core.setSecret(uid: uid, hex: argument)
+        logger.info("KEY_SET", metadata: ["uid": "\(uid)", "status": "\(status)"])
+        return status
+    }
+
+    public func keyEncrypt(_ argument: Cryptkeyarg, request: RPCRequest) async throws -> Cryptkeyres {
+        core.crypt(uid: try actingUID(request), peerNetname: argument.remotename, block: argument.deskey, encrypt: true)
+    }
+
+    public func keyDecrypt(_ argument: Cryptkeyarg, request: RPCRequest) async throws -> Cryptkeyres {
+        core.crypt(uid: try actingUID(request), peerNetname: argument.remotename, block: argument.deskey, encrypt: false)
+    }
+
+    public func keyGen(request: RPCRequest) async throws -> Desblock {
+        SunDES.randomKey().copyBytes()
+    }
+
+    public func keyGetcred(_ argument: Netnamestr, request: RPCRequest) async throws -> Getcredres {
+        guard let credentials = Self.unixCredentials(netname: argument) else { return .default(discriminant: .keyUnknown) }
+        return .keySuccess(credentials)
+    }
+
+    // MARK: version 2
+
+    public func keyEncryptPk(_ argument: Cryptkeyarg2, request: RPCRequest) async throws -> Cryptkeyres {
+        core.crypt(uid: try actingUID(request), peerPublicKey: argument.remotekey, block: argument.deskey, encrypt: true)
+    }
+
+    public func keyDecryptPk(_ argument: Cryptkeyarg2, request: RPCRequest) async throws -> Cryptkeyres {
+        core.crypt(uid: try actingUID(request), peerPublicKey: argument.remotekey, block: argument.deskey, encrypt: false)
+    }
+
+    public func keyNetPut(_ argument: KeyNetstarg, request: RPCRequest) async throws -> Keystatus {
+        let uid = try actingUID(request)
+        let status = core.setSecret(uid: uid, hex: argument.stPrivKey, netname: argument.stNetname.isEmpty ? nil : argument.stNetname)
+        logger.info("KEY_NET_PUT", metadata: ["uid": "\(uid)", "netname": "\(argument.stNetname)", "status": "\(status)"])
+        return status
+    }
+
+    public func keyNetGet(request: RPCRequest) async throws -> KeyNetstres {
+        guard let keys = core.netGet(uid: try actingUID(request)) else { return .default(discriminant: .keyNosecret) }
+        return .keySuccess(keys)
+    }
+
+    public func keyGetConv(_ argument: Keybuf, request: RPCRequest) async throws -> Cryptkeyres {
+        core.conversationKey(uid: try actingUID(request), peerPublicKey: argument)
+    }
+
+    // MARK: credentials
+
+    /// `unix.UID@domain` → uid, primary gid and up to 16 groups from the local user database.
+    static func unixCredentials(netname: String) -> Unixcred? {
+        guard netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
+              let uid = UInt32(netname[netname.index(netname.startIndex, offsetBy: 5)..<at]) else { return nil }
+        guard let entry = getpwuid(uid) else { return Unixcred(uid: uid, gid: 65534, gids: []) }
+        let gid = entry.pointee.pw_gid
+        var groups = [gid_t](repeating: 0, count: 64)
+        var count = Int32(groups.count)
+        if let name = entry.pointee.pw_name, getgrouplist(name, gid, &groups, &count) >= 0 {
+            return Unixcred(uid: uid, gid: gid, gids: Array(groups.prefix(Int(min(count, 16)))))
+        }
+        return Unixcred(uid: uid, gid: gid, gids: [])
+    }
+}
+
+extension KeyVersService {
+    func rpcProgramV1() -> RPCProgram { rpcProgram() }
+}
+
+extension KeyVers2Service {
+    func rpcProgramV2() -> RPCProgram { rpcProgram() }
+}

@@ -1,0 +1,122 @@
+// keylogin: opens the caller's secret key from the directory with their password, locally,
+// and hands it to this host's keyserver. The password and the open key never leave the host
+// and are wiped after use. `-r` (root) also stores the host key for keyserverd restarts.
+
+import ArgumentParser
+import Foundation
+import KeyCrypto
+import KeyDirectory
+import KeyServer
+
+@main
+struct KeyLogin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keylogin",
+        abstract: "Give the keyserver your secret key (decrypted here with your password)."
+    )
+
+    @Option(help: "Key directory.") var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+    @Option(help: "Your netname (default: unix.UID@DOMAIN, or the host's netname for root).") var netname: String?
+    @Option(help: "The Secure RPC domain (default: $SECURERPC_DOMAIN, else the system's).") var domain: String?
+    @Option(help: "The keyserver's socket.") var socket = KeyServerPaths.socket
+    @Flag(name: .customShort("r"), help: "Root only: also store the key in the root key file so keyserverd keeps it across restarts.") var rootKey = false
+    @Option(help: "Root key file for -r.") var rootKeyFile = KeyServerPaths.rootKey
+    @Flag(help: "Read the password from standard input.") var passwordStdin = false
+
+    func run() async throws {
+        do {
+            try await login()
+        } catch {
+            FileHandle.standardError.write(Data("keylogin: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func login() async throws {
+        let uid = getuid()
+        if rootKey && uid != 0 { throw CommandFailure("-r is for root only") }
+        let name = try netname ?? defaultNetname(uid: uid)
+        guard FileManager.default.fileExists(atPath: db) else { throw CommandFailure("no key directory at \(db)") }
+        let directory = try SQLiteKeyDirectory(path: db, readOnly: true)
+        guard let entry = try directory.keys(of: name).first(where: { $0.mechanism == .dh192des && $0.state == .active }) else {
+            throw CommandFailure("no dh192-des key for \(name) in \(db) (ask an administrator: keyadmin newkey)")
+        }
+        let password = try readPassword(prompt: "Password for \(name): ")
+        let key: DHPrivateKey
+        do {
+            key = try entry.open(password: password)
+        } catch KeyCryptoError.wrongPassword {
+            throw CommandFailure("wrong password for \(name)")
+        }
+        var secretHex = Array(key.secretHex.utf8)
+        defer { SecretBytes.wipe(&secretHex) }
+        let client = try KeyServerClient(socketPath: socket)
+        let status = try await client.perform { try await $0.keyNetPut(KeyNetstarg(stPrivKey: secretHex, stPubKey: Array(key.publicKey.hex.utf8), stNetname: name)) }
+        await client.close()
+        guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+        if rootKey {
+            let temp = rootKeyFile + ".tmp-\(getpid())"
+            let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            guard fd >= 0 else { throw CommandFailure("cannot write \(rootKeyFile)") }
+            let line = secretHex + [0x0a]
+            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            fsync(fd)
+            close(fd)
+            guard written == line.count, rename(temp, rootKeyFile) == 0 else {
+                unlink(temp)
+                throw CommandFailure("cannot write \(rootKeyFile)")
+            }
+        }
+        print("keylogin: \(name) logged in to the keyserver" + (rootKey ? " (root key stored in \(rootKeyFile))" : ""))
+    }
+
+    private func defaultNetname(uid: UInt32) throws -> String {
+        let domain = try self.domain ?? Self.systemDomain()
+        if uid == 0 {
+            var host = [UInt8](repeating: 0, count: 256)
+            _ = host.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
+            return Netname.host(String(decoding: host.prefix { $0 != 0 }, as: UTF8.self), domain: domain)
+        }
+        return Netname.user(uid: uid, domain: domain)
+    }
+
+    static func systemDomain() throws -> String {
+        if let fromEnvironment = ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"], !fromEnvironment.isEmpty { return fromEnvironment }
+        var buffer = [CChar](repeating: 0, count: 256)
+        if getdomainname(&buffer, 255) == 0 {
+            let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if !name.isEmpty && name != "(none)" { return name }
+        }
+        throw CommandFailure("no Secure RPC domain: pass --domain or set SECURERPC_DOMAIN")
+    }
+
+    private func readPassword(prompt: String) throws -> SecretBytes {
+        if passwordStdin {
+            var bytes: [UInt8] = []
+            defer { SecretBytes.wipe(&bytes) }
+            var byte: UInt8 = 0
+            while read(0, &byte, 1) == 1, byte != 0x0a { if byte != 0x0d { bytes.append(byte) } }
+            return SecretBytes(copying: bytes)
+        }
+        let fd = open("/dev/tty", O_RDWR)
+        guard fd >= 0 else { throw CommandFailure("no terminal to ask for the password: use --password-stdin") }
+        defer { close(fd) }
+        _ = prompt.withCString { write(fd, $0, strlen($0)) }
+        var original = termios()
+        tcgetattr(fd, &original)
+        var silent = original
+        silent.c_lflag &= ~tcflag_t(ECHO)
+        tcsetattr(fd, TCSAFLUSH, &silent)
+        defer { tcsetattr(fd, TCSAFLUSH, &original); _ = write(fd, "\n", 1) }
+        var bytes: [UInt8] = []
+        defer { SecretBytes.wipe(&bytes) }
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d { bytes.append(byte) }
+        return SecretBytes(copying: bytes)
+    }
+}
+
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

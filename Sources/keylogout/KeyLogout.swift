@@ -1,0 +1,33 @@
+// keylogout: tells this host's keyserver to forget the caller's secret keys.
+
+import ArgumentParser
+import Foundation
+import KeyServer
+
+@main
+struct KeyLogout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keylogout",
+        abstract: "Remove your secret key from the keyserver."
+    )
+
+    @Option(help: "The keyserver's socket.") var socket = KeyServerPaths.socket
+    @Flag(name: .customShort("f"), help: "Root only: also log out root (host services lose their key).") var force = false
+
+    func run() async throws {
+        if getuid() == 0 && !force {
+            FileHandle.standardError.write(Data("keylogout: root must give -f (host services would lose their key)\n".utf8))
+            throw ExitCode.failure
+        }
+        do {
+            let client = try KeyServerClient(socketPath: socket)
+            let status = try await client.perform { try await $0.keySet([UInt8](repeating: 0, count: 48)) }
+            await client.close()
+            guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+            print("keylogout: your key has been removed from the keyserver")
+        } catch {
+            FileHandle.standardError.write(Data("keylogout: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
