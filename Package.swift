@@ -178,7 +178,10 @@ let package = Package(
         .executableTarget(
             name: "keybench",
             dependencies: [
-                "KeyCrypto", "KeyDirectory",
+                "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

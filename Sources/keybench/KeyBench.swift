@@ -7,11 +7,11 @@ import Foundation
 import KeyCrypto
 
 @main
-struct KeyBench: ParsableCommand {
+struct KeyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybench",
         abstract: "Benchmarks for key material and the key directory.",
-        subcommands: [DHBench.self, DirectoryBench.self],
+        subcommands: [DHBench.self, DirectoryBench.self, KeyServerBench.self],
         defaultSubcommand: DHBench.self
     )
 }

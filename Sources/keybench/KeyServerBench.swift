@@ -1,0 +1,64 @@
+// `keybench keyserver`: KEY_ENCRYPT_PK round trips per second through a real keyserver on a
+// unix socket (our client, AUTH_SYS), once with a cached derived key (same peer every time)
+// and once cold (a new peer public key every call, so each needs a Diffie-Hellman).
+
+import ArgumentParser
+import Foundation
+import KeyCrypto
+import KeyServer
+import Logging
+import NIOCore
+import NIOPosix
+import ONCRPC
+
+struct KeyServerBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyserver",
+        abstract: "Keyserver round trips per second, cached and cold common keys."
+    )
+
+    @Option(help: "Calls per measurement.") var calls = 20_000
+
+    func run() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keybench-ks-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let socket = directory.appendingPathComponent("sock").path
+        var logger = Logger(label: "keybench")
+        logger.logLevel = .critical
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
+        let core = KeyServerCore(cacheCapacity: 1 << 20)
+        let server = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
+        try await server.listenUnix(path: socket)
+        let client = try KeyServerClient(socketPath: socket, uid: 4000)
+        let mine = DHPrivateKey.generate(group: .dh192des)
+        _ = try await client.perform { try await $0.keySet(Array(mine.secretHex.utf8)) }
+        let block: [UInt8] = [0x3b, 0x5d, 0x7f, 0x10, 0x02, 0x34, 0x57, 0x79]
+        let peer = Array(DHPrivateKey.generate(group: .dh192des).publicKey.hex.utf8) + [0]
+        let coldCount = min(calls, 5_000)
+        let coldPeers = (0..<coldCount).map { _ in Array(DHPrivateKey.generate(group: .dh192des).publicKey.hex.utf8) + [0] }
+
+        func measure(_ count: Int, _ peerFor: (Int) -> [UInt8]) async throws -> (rate: Double, microseconds: Double) {
+            let start = ContinuousClock.now
+            for i in 0..<count {
+                let argument = Cryptkeyarg2(remotename: "unix.peer@example.org", remotekey: peerFor(i), deskey: block)
+                guard case .keySuccess = try await client.client.keyEncryptPk(argument) else { throw ValidationError("keyserver refused") }
+            }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            return (Double(count) / seconds, seconds / Double(count) * 1e6)
+        }
+        _ = try await measure(200) { _ in peer }
+        let cached = try await measure(calls) { _ in peer }
+        let cold = try await measure(coldCount) { coldPeers[$0] }
+        print("""
+            keybench keyserver: KEY_ENCRYPT_PK over a unix socket, sequential, one client
+              dh192-des cached common key: \(Int(cached.rate)) round trips/s (\(String(format: "%.1f", cached.microseconds)) µs each)
+              dh192-des cold (DH per call): \(Int(cold.rate)) round trips/s (\(String(format: "%.1f", cold.microseconds)) µs each)
+              cache: \(core.cacheStatistics.hits) hits, \(core.cacheStatistics.misses) misses
+            """)
+        await client.close()
+        await server.shutdown()
+    }
+}
