@@ -1,6 +1,7 @@
 // Channel handlers that connect sockets to the dispatcher: one per TCP connection (records
-// in, records out, bounded calls in flight with read backpressure, idle timeout, graceful
-// quiesce) and one per UDP socket (datagrams, with the duplicate request cache).
+// in, records out, bounded calls in flight with read backpressure, replies held back while
+// the peer is not reading, idle timeout, graceful quiesce) and one per UDP socket
+// (datagrams, with the duplicate request cache).
 // They trust nothing from the peer; the record decoder in front has already capped sizes.
 
 import Logging
@@ -27,7 +28,14 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     private let dispatcher: RPCDispatcher
     private let maximumInFlight: Int
     private var inFlight = 0
+    /// Too many calls running: stop reading until half of them are done.
+    private var pausedForCalls = false
+    /// Whether reading is currently switched off (autoRead false).
     private var readsPaused = false
+    /// Records received while the channel was not writable. A peer that does not read its
+    /// replies must not make the server run its calls and queue every reply: calls wait here
+    /// (reading is off, so at most what one read delivered) until the replies drain.
+    private var held = CircularBuffer<ByteBuffer>()
     private var quiescing = false
     private var insideRead = false
     private var flushPending = false
@@ -53,20 +61,29 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let record = Self.unwrapInboundIn(data)
+        if !held.isEmpty || !context.channel.isWritable {
+            held.append(record)
+            updateReading(context: context)
+            return
+        }
+        insideRead = true
+        dispatch(record, context: context)
+        insideRead = false
+    }
+
+    private func dispatch(_ record: ByteBuffer, context: ChannelHandlerContext) {
         inFlight += 1
-        if inFlight >= maximumInFlight && !readsPaused {
-            readsPaused = true
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        if inFlight >= maximumInFlight {
+            pausedForCalls = true
+            updateReading(context: context)
         }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        insideRead = true
         dispatcher.handle(
             message: record, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop
         ) { reply in
             let (handler, context) = bound.value
             handler.finished(reply: reply, context: context)
         }
-        insideRead = false
     }
 
     private func finished(reply: ByteBuffer?, context: ChannelHandlerContext) {
@@ -81,9 +98,9 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
                 context.writeAndFlush(Self.wrapOutboundOut(reply), promise: nil)
             }
         }
-        if readsPaused && inFlight < maximumInFlight / 2 + 1 {
-            readsPaused = false
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        if pausedForCalls && inFlight < maximumInFlight / 2 + 1 {
+            pausedForCalls = false
+            updateReading(context: context)
         }
         if quiescing && inFlight == 0 {
             if flushPending { context.flush() }
@@ -99,6 +116,24 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         context.fireChannelReadComplete()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // The peer read some replies: run the held calls until the buffer fills again. This
+        // is outside a read, so each reply is flushed at once (no channelReadComplete comes
+        // while reading is off).
+        while context.channel.isWritable, context.channel.isActive, let record = held.popFirst() {
+            dispatch(record, context: context)
+        }
+        updateReading(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func updateReading(context: ChannelHandlerContext) {
+        let pause = pausedForCalls || !held.isEmpty
+        guard pause != readsPaused else { return }
+        readsPaused = pause
+        context.channel.setOption(ChannelOptions.autoRead, value: !pause).whenComplete { _ in }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is RPCServerQuiesceEvent {
             quiescing = true
@@ -106,8 +141,9 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
             return
         }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            // Nothing arrived for the idle period: a silent peer or one that sent part of a
-            // record and stalled. Calls still running keep the connection open.
+            // Nothing arrived for the idle period: a silent peer, one that sent part of a
+            // record and stalled, or one whose calls are held because it reads no replies.
+            // Calls still running keep the connection open.
             if inFlight == 0 {
                 dispatcher.logger.debug("closing idle connection", metadata: ["remote": "\(callContext.remoteAddress.map { "\($0)" } ?? "-")"])
                 context.close(promise: nil)
