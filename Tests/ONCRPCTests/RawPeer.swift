@@ -32,9 +32,10 @@ final class RawTCPPeer: @unchecked Sendable {
     let channel: any Channel
     let handler = CollectingHandler()
 
-    init(to address: SocketAddress) async throws {
+    init(to address: SocketAddress, autoRead: Bool = true) async throws {
         let handler = self.handler
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
