@@ -36,6 +36,8 @@ public enum KeyServerClientError: Error, Equatable, CustomStringConvertible {
 public final class KeyServerClient: Sendable {
     public let socketPath: String
     public let client: KeyVers2Client
+    /// The strong-mechanism extension on the same connection.
+    public let strong: SrpcKeyxV1Client
 
     public init(socketPath: String = KeyServerPaths.socket, uid: UInt32 = getuid()) throws {
         self.socketPath = socketPath
@@ -44,19 +46,37 @@ public final class KeyServerClient: Sendable {
         var configuration = RPCClient.Configuration()
         configuration.callTimeout = .seconds(30)
         configuration.connectTimeout = .seconds(5)
-        client = KeyVers2Client(RPCClient(
+        let rpc = RPCClient(
             transport: .tcp, address: try SocketAddress(unixDomainSocketPath: socketPath),
             program: KeyVers2Client.program, version: KeyVers2Client.version,
+            authenticator: AuthSysClient(credentials), configuration: configuration
+        )
+        client = KeyVers2Client(rpc)
+        strong = SrpcKeyxV1Client(RPCClient(
+            transport: .tcp, address: try SocketAddress(unixDomainSocketPath: socketPath),
+            program: SrpcKeyxV1Client.program, version: SrpcKeyxV1Client.version,
             authenticator: AuthSysClient(credentials), configuration: configuration
         ))
     }
 
-    public func close() async { await client.close() }
+    public func close() async {
+        await client.close()
+        await strong.close()
+    }
 
     /// Runs a request, turning transport failures into `KeyServerClientError`.
     public func perform<T>(_ body: (KeyVers2Client) async throws -> T) async throws -> T {
+        try await mapErrors { try await body(client) }
+    }
+
+    /// Runs a request of the strong-mechanism extension.
+    public func performStrong<T>(_ body: (SrpcKeyxV1Client) async throws -> T) async throws -> T {
+        try await mapErrors { try await body(strong) }
+    }
+
+    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            return try await body(client)
+            return try await body()
         } catch let error as RPCClientError {
             switch error {
             case let .cannotConnect(_, reason): throw KeyServerClientError.notRunning(socketPath, reason: reason)

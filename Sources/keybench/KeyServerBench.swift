@@ -29,7 +29,10 @@ struct KeyServerBench: AsyncParsableCommand {
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
         let core = KeyServerCore(cacheCapacity: 1 << 20)
-        let server = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
+        let legacy = KeyServerService(core: core, logger: logger)
+        let strongStore = StrongKeyStore(cacheCapacity: 1 << 20)
+        let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strongStore, identity: legacy).rpcProgram()],
+                               configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket)
         let client = try KeyServerClient(socketPath: socket, uid: 4000)
         let mine = DHPrivateKey.generate(group: .dh192des)
@@ -53,11 +56,34 @@ struct KeyServerBench: AsyncParsableCommand {
         let cached = try await measure(calls) { _ in peer }
         let cold = try await measure(coldCount) { coldPeers[$0] }
         print("""
-            keybench keyserver: KEY_ENCRYPT_PK over a unix socket, sequential, one client
-              dh192-des cached common key: \(Int(cached.rate)) round trips/s (\(String(format: "%.1f", cached.microseconds)) µs each)
-              dh192-des cold (DH per call): \(Int(cold.rate)) round trips/s (\(String(format: "%.1f", cold.microseconds)) µs each)
-              cache: \(core.cacheStatistics.hits) hits, \(core.cacheStatistics.misses) misses
+            keybench keyserver: round trips over a unix socket, sequential, one client
+              dh192-des  KEY_ENCRYPT_PK cached: \(Int(cached.rate)) round trips/s (\(String(format: "%.1f", cached.microseconds)) µs each)
+              dh192-des  KEY_ENCRYPT_PK cold:   \(Int(cold.rate)) round trips/s (\(String(format: "%.1f", cold.microseconds)) µs each)
             """)
+        for group in [DHGroupName.ffdhe2048, .ffdhe3072, .ffdhe4096] {
+            let mechanism = StrongKeyStore.mechanism(group)!
+            let mine = DHPrivateKey.generate(group: group)
+            _ = try await client.performStrong { try await $0.keyxSet(KeyxSetArg(mechanism: mechanism, secret: mine.secret.copyBytes(), netname: "bench")) }
+            let peer = DHPrivateKey.generate(group: group).publicKey.bytes
+            let coldPeers = (0..<50).map { _ in DHPrivateKey.generate(group: group).publicKey.bytes }
+            let info = Array("bench".utf8)
+            func derive(_ count: Int, _ peerFor: (Int) -> [UInt8]) async throws -> (rate: Double, microseconds: Double) {
+                let start = ContinuousClock.now
+                for i in 0..<count {
+                    guard case .keySuccess = try await client.strong.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: peerFor(i), info: info)) else {
+                        throw ValidationError("keyserver refused")
+                    }
+                }
+                let elapsed = ContinuousClock.now - start
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                return (Double(count) / seconds, seconds / Double(count) * 1e6)
+            }
+            _ = try await derive(100) { _ in peer }
+            let hot = try await derive(min(calls, 5_000)) { _ in peer }
+            let coldStrong = try await derive(coldPeers.count) { coldPeers[$0] }
+            print("  \(group.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) KEYX_DERIVE cached:    \(Int(hot.rate)) round trips/s (\(String(format: "%.1f", hot.microseconds)) µs each)")
+            print("  \(group.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) KEYX_DERIVE cold:      \(Int(coldStrong.rate)) round trips/s (\(String(format: "%.1f", coldStrong.microseconds)) µs each)")
+        }
         await client.close()
         await server.shutdown()
     }

@@ -38,22 +38,40 @@ struct KeyLogin: AsyncParsableCommand {
         let name = try netname ?? defaultNetname(uid: uid)
         guard FileManager.default.fileExists(atPath: db) else { throw CommandFailure("no key directory at \(db)") }
         let directory = try SQLiteKeyDirectory(path: db, readOnly: true)
-        guard let entry = try directory.keys(of: name).first(where: { $0.mechanism == .dh192des && $0.state == .active }) else {
-            throw CommandFailure("no dh192-des key for \(name) in \(db) (ask an administrator: keyadmin newkey)")
+        let entries = try directory.keys(of: name).filter { $0.state == .active }
+        guard !entries.isEmpty else {
+            throw CommandFailure("no active key for \(name) in \(db) (ask an administrator: keyadmin newkey)")
         }
         let password = try readPassword(prompt: "Password for \(name): ")
-        let key: DHPrivateKey
-        do {
-            key = try entry.open(password: password)
-        } catch KeyCryptoError.wrongPassword {
-            throw CommandFailure("wrong password for \(name)")
+        var opened: [DHPrivateKey] = []
+        for entry in entries {
+            do {
+                opened.append(try entry.open(password: password))
+            } catch KeyCryptoError.wrongPassword {
+                throw CommandFailure("wrong password for \(name)")
+            }
         }
-        var secretHex = Array(key.secretHex.utf8)
-        defer { SecretBytes.wipe(&secretHex) }
         let client = try KeyServerClient(socketPath: socket)
-        let status = try await client.perform { try await $0.keyNetPut(KeyNetstarg(stPrivKey: secretHex, stPubKey: Array(key.publicKey.hex.utf8), stNetname: name)) }
+        var secretHex: [UInt8] = []
+        defer { SecretBytes.wipe(&secretHex) }
+        var loaded: [String] = []
+        for key in opened {
+            if key.group == .dh192des {
+                secretHex = Array(key.secretHex.utf8)
+                let argument = KeyNetstarg(stPrivKey: secretHex, stPubKey: Array(key.publicKey.hex.utf8), stNetname: name)
+                let status = try await client.perform { try await $0.keyNetPut(argument) }
+                guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+            } else if let mechanism = StrongKeyStore.mechanism(key.group) {
+                var secret = key.secret.copyBytes()
+                defer { SecretBytes.wipe(&secret) }
+                let argument = KeyxSetArg(mechanism: mechanism, secret: secret, netname: name)
+                let status = try await client.performStrong { try await $0.keyxSet(argument) }
+                guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+            }
+            loaded.append(key.group.rawValue)
+        }
         await client.close()
-        guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+        if rootKey && secretHex.isEmpty { throw CommandFailure("-r needs a dh192-des key for \(name)") }
         if rootKey {
             let temp = rootKeyFile + ".tmp-\(getpid())"
             let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
@@ -67,7 +85,7 @@ struct KeyLogin: AsyncParsableCommand {
                 throw CommandFailure("cannot write \(rootKeyFile)")
             }
         }
-        print("keylogin: \(name) logged in to the keyserver" + (rootKey ? " (root key stored in \(rootKeyFile))" : ""))
+        print("keylogin: \(name) logged in to the keyserver (\(loaded.joined(separator: ", ")))" + (rootKey ? "; root key stored in \(rootKeyFile)" : ""))
     }
 
     private func defaultNetname(uid: UInt32) throws -> String {

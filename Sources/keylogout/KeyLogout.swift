@@ -22,9 +22,10 @@ struct KeyLogout: AsyncParsableCommand {
         do {
             let client = try KeyServerClient(socketPath: socket)
             let status = try await client.perform { try await $0.keySet([UInt8](repeating: 0, count: 48)) }
+            let strongStatus = try await client.performStrong { try await $0.keyxClear() }
             await client.close()
-            guard status == .keySuccess else { throw KeyServerClientError.status(status) }
-            print("keylogout: your key has been removed from the keyserver")
+            guard status == .keySuccess, strongStatus == .keySuccess else { throw KeyServerClientError.status(status == .keySuccess ? strongStatus : status) }
+            print("keylogout: your keys have been removed from the keyserver")
         } catch {
             FileHandle.standardError.write(Data("keylogout: \(error)\n".utf8))
             throw ExitCode.failure

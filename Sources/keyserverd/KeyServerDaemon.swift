@@ -45,15 +45,22 @@ struct KeyServerDaemon: AsyncParsableCommand {
 
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
-        let server = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
+        let legacy = KeyServerService(core: core, logger: logger)
+        let strong = StrongKeyStore()
+        let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()],
+                               configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket, mode: 0o666)
         if !noRpcbind { await register(server: server, logger: logger) }
-        server.onShutdown { core.clearAll() }
+        server.onShutdown {
+            core.clearAll()
+            strong.clearAll()
+        }
         logger.notice("keyserver ready", metadata: ["socket": "\(socket)"])
         FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         core.clearAll()
+        strong.clearAll()
     }
 
     private func loadRootKey(into core: KeyServerCore, logger: Logger) {

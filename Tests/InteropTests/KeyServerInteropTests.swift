@@ -83,7 +83,7 @@ final class KeyServerInteropTests: XCTestCase {
         let rootKey = work.appendingPathComponent("rootkey").path
         let passwordFile = work.appendingPathComponent("pw").path
         try "user-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        for (who, extra) in [("4242", ["--user", "4242"]), ("0", ["--user", "0"])] {
+        for (who, extra) in [("4242", ["--user", "4242", "--mechanism", "ffdhe2048"]), ("0", ["--user", "0"])] {
             let made = try Command.run([bin("keyadmin"), "newkey", "--db", db, "--domain", "example.org", "--mechanism", "dh192-des",
                                         "--password-file", passwordFile] + extra)
             XCTAssertEqual(made.status, 0, "\(who): \(made.stderr)")
@@ -100,6 +100,12 @@ final class KeyServerInteropTests: XCTestCase {
         let asRootFor4242 = try KeyServerClient(socketPath: socket, uid: 4242)
         guard case let .keySuccess(keys) = try await asRootFor4242.perform({ try await $0.keyNetGet() }) else { return XCTFail("no key") }
         XCTAssertEqual(keys.stNetname, "unix.4242@example.org")
+        XCTAssertTrue(login.stdout.contains("dh192-des, ffdhe2048") || login.stdout.contains("ffdhe2048, dh192-des"), login.stdout)
+        guard case let .keySuccess(strongPublic) = try await asRootFor4242.performStrong({ try await $0.keyxPublic(.keyxFfdhe2048) }) else {
+            return XCTFail("no strong key")
+        }
+        let listed = try Command.run([bin("keyadmin"), "show", "--db", db, "unix.4242@example.org"])
+        XCTAssertTrue(listed.stdout.contains(strongPublic.map { String(format: "%02x", $0) }.joined()), "the keyserver holds the directory's ffdhe2048 key")
         let wrong = try Command.run(["bash", "-c", "echo nope | " + asUser(4242, [bin("keylogin"), "--db", db, "--netname", "unix.4242@example.org",
                                                                                   "--socket", socket, "--password-stdin"]).joined(separator: " ")])
         XCTAssertEqual(wrong.status, 1)
@@ -107,6 +113,9 @@ final class KeyServerInteropTests: XCTestCase {
         let logout = try Command.run(asUser(4242, [bin("keylogout"), "--socket", socket]))
         XCTAssertEqual(logout.status, 0, logout.stderr)
         guard case .default(discriminant: .keyNosecret) = try await asRootFor4242.perform({ try await $0.keyNetGet() }) else { return XCTFail("still there") }
+        guard case .default(discriminant: .keyNosecret) = try await asRootFor4242.performStrong({ try await $0.keyxPublic(.keyxFfdhe2048) }) else {
+            return XCTFail("strong key still there")
+        }
         await asRootFor4242.close()
 
         // keylogin -r stores the host key; it survives a keyserverd restart.
@@ -123,6 +132,44 @@ final class KeyServerInteropTests: XCTestCase {
         let root = try KeyServerClient(socketPath: socket, uid: 0)
         guard case .keySuccess = try await root.perform({ try await $0.keyNetGet() }) else { return XCTFail("root key lost across restart") }
         await root.close()
+    }
+
+    func testStrongExtensionDerivesTheSameKssForBothSidesAndNoRawSecret() async throws {
+        let socket = work.appendingPathComponent("keyservsock").path
+        let daemon = try BackgroundProcess([Peers.productPath("keyserverd"), "--socket", socket, "--root-key", work.appendingPathComponent("none").path,
+                                            "--no-rpcbind", "--log-level", "critical"], readyMarker: "ready")
+        defer { daemon.stop(signal: SIGTERM) }
+        for group in [DHGroupName.ffdhe2048, .ffdhe3072] {
+            let mechanism = StrongKeyStore.mechanism(group)!
+            let alice = DHPrivateKey.generate(group: group), bob = DHPrivateKey.generate(group: group)
+            let asAlice = try KeyServerClient(socketPath: socket, uid: 5001), asBob = try KeyServerClient(socketPath: socket, uid: 5002)
+            let carol = try KeyServerClient(socketPath: socket, uid: 5003)
+            for (client, key) in [(asAlice, alice), (asBob, bob)] {
+                let status = try await client.performStrong { try await $0.keyxSet(KeyxSetArg(mechanism: mechanism, secret: key.secret.copyBytes(), netname: "x")) }
+                XCTAssertEqual(status, .keySuccess)
+            }
+            let info = Array("client=alice server=bob".utf8)
+            let fromAlice = try await asAlice.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: bob.publicKey.bytes, info: info)) }
+            let fromBob = try await asBob.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: alice.publicKey.bytes, info: info)) }
+            guard case let .keySuccess(k1) = fromAlice, case let .keySuccess(k2) = fromBob else { return XCTFail("\(fromAlice) \(fromBob)") }
+            XCTAssertEqual(k1, k2, "\(group): both keyservers derive the same K_ss")
+            XCTAssertEqual(k1.count, 32)
+            // It is HKDF of the DH value, not the DH value itself.
+            let expected = StrongCrypto.hkdf(inputKeyMaterial: try alice.sharedSecret(with: bob.publicKey), salt: StrongKeyStore.salt, info: info, outputByteCount: 32)
+            XCTAssertEqual(k1, expected.copyBytes())
+            let otherUse = try await asAlice.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: bob.publicKey.bytes, info: Array("other".utf8))) }
+            guard case let .keySuccess(k3) = otherUse else { return XCTFail() }
+            XCTAssertNotEqual(k1, k3, "info binds the key to its use")
+            // Carol has no key; a malformed peer key is refused.
+            let none = try await carol.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: bob.publicKey.bytes, info: info)) }
+            XCTAssertEqual(none, .default(discriminant: .keyNosecret))
+            let bad = try await asAlice.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: [1], info: info)) }
+            XCTAssertEqual(bad, .default(discriminant: .keyUnknown))
+            _ = try await asAlice.performStrong { try await $0.keyxClear() }
+            let cleared = try await asAlice.performStrong { try await $0.keyxDerive(KeyxDeriveArg(mechanism: mechanism, peer: bob.publicKey.bytes, info: info)) }
+            XCTAssertEqual(cleared, .default(discriminant: .keyNosecret), "logged out: nothing derived, not even from the cache")
+            for client in [asAlice, asBob, carol] { await client.close() }
+        }
     }
 
     func testBadInputLeavesTheKeyserverServing() async throws {
