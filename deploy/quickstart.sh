@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install what the build needs, build, start the example
-# file service on loopback, and make calls to it with the client CLI. Everything it starts
-# runs from a temporary directory and is stopped on exit.
+# The main job on a fresh machine: install what the build needs, build, create a key
+# directory (embedded SQLite) with a key pair for you, start the keyserver, log in to it,
+# start the example file service and make calls to it. Everything runs from a temporary
+# directory on loopback and a private unix socket, and is stopped on exit.
 #
-# As the project grows (keyserver, directory, AUTH_DH, RPCSEC_GSS), this script grows with
-# it: create keys, start keyserverd, keylogin, and make an authenticated call.
+# Calls are AUTH_SYS today; once AUTH_DH and the strong RPCSEC_GSS mechanism land, the same
+# calls are made authenticated with the key you logged in with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash Tests/install-deps.sh
-swift build -c release --product filesvc-server
-swift build -c release --product filesvc
+for product in keyadmin keyserverd keylogin keylogout filesvc-server filesvc; do
+    swift build -c release --product "$product"
+done
 bin=$(swift build -c release --show-bin-path)
 
 work=$(mktemp -d)
+chmod 755 "$work"
 port=${FILESVC_PORT:-20049}
+domain=quickstart.example
 cleanup() {
     [[ -n "${server_pid:-}" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    [[ -n "${keyserver_pid:-}" ]] && kill "$keyserver_pid" 2>/dev/null && wait "$keyserver_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+echo "== a key directory with a key pair for uid $(id -u)"
+echo "quickstart-password" > "$work/password"
+"$bin/keyadmin" newkey --db "$work/keys.db" --user "$(id -u)" --domain "$domain" \
+    --mechanism ffdhe3072 --mechanism dh192-des --password-file "$work/password"
+"$bin/keyadmin" list --db "$work/keys.db"
+
+echo "== the keyserver, and keylogin"
+"$bin/keyserverd" --socket "$work/keyservsock" --root-key "$work/rootkey" --no-rpcbind --log-level notice \
+    >"$work/keyserverd.log" 2>&1 &
+keyserver_pid=$!
+for _ in $(seq 50); do [[ -S "$work/keyservsock" ]] && break; sleep 0.1; done
+"$bin/keylogin" --db "$work/keys.db" --netname "unix.$(id -u)@$domain" --socket "$work/keyservsock" --password-stdin < "$work/password"
+
+echo "== the example file service on 127.0.0.1:$port"
 mkdir -p "$work/root"
 "$bin/filesvc-server" --root "$work/root" --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -28,8 +47,6 @@ for _ in $(seq 50); do
     "$bin/filesvc" ping --port "$port" >/dev/null 2>&1 && break
     sleep 0.2
 done
-
-echo "== calls to the example file service on 127.0.0.1:$port"
 echo "hello from $(id -un)" > "$work/hello.txt"
 set -x
 "$bin/filesvc" ping --port "$port"
@@ -38,7 +55,15 @@ set -x
 "$bin/filesvc" cat --port "$port" /hello.txt
 "$bin/filesvc" stat --port "$port" --transport udp /hello.txt
 "$bin/filesvc" rm --port "$port" /hello.txt
-"$bin/filesvc" ls --port "$port" /
 set +x
+
+echo "== keylogout"
+if [[ $(id -u) -eq 0 ]]; then
+    "$bin/keylogout" -f --socket "$work/keyservsock"
+else
+    "$bin/keylogout" --socket "$work/keyservsock"
+fi
 echo "== server log"
 cat "$work/server.log"
+echo "== keyserver log"
+cat "$work/keyserverd.log"
