@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
         .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
         .library(name: "KeyServer", targets: ["KeyServer"]),
+        .library(name: "SecureRPC", targets: ["SecureRPC"]),
         .executable(name: "keyadmin", targets: ["keyadmin"]),
         .executable(name: "keyserverd", targets: ["keyserverd"]),
         .executable(name: "keylogin", targets: ["keylogin"]),
@@ -130,6 +131,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: authenticated calls
+        .target(
+            name: "SecureRPC",
+            dependencies: [
+                "ONCRPC", "XDR", "KeyCrypto", "KeyServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: example service and tools
         .target(
             name: "FileService",
@@ -225,6 +236,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SecureRPCTests",
+            dependencies: ["SecureRPC", "ONCRPC", "XDR", "KeyCrypto", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KeyDirectoryTests",
             dependencies: ["KeyDirectory", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
