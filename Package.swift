@@ -238,7 +238,11 @@ let package = Package(
         .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SecureRPCTests",
-            dependencies: ["SecureRPC", "ONCRPC", "XDR", "KeyCrypto", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "SecureRPC", "ONCRPC", "XDR", "KeyCrypto", "KeyServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,116 @@
+// AUTH_DH end to end through real keyservers' logic (KEY_GEN, KEY_ENCRYPT_PK on the client's
+// side, KEY_DECRYPT_PK on the server's, over a unix socket): the caller is proven, later
+// calls use the nickname, a caller below policy gets AUTH_TOOWEAK, a wrong key is refused.
+
+import Foundation
+import KeyCrypto
+import KeyServer
+import Logging
+import NIOCore
+import ONCRPC
+import XCTest
+import XDR
+@testable import SecureRPC
+
+private struct Name: XDRCodable, Sendable {
+    var value: String
+    init(_ value: String) { self.value = value }
+    init(xdr buffer: inout ByteBuffer) throws(XDRError) { value = try buffer.readXDRString(maxLength: 255) }
+    func encode(into buffer: inout ByteBuffer) { buffer.writeXDR(value) }
+}
+
+final class AuthDHEndToEndTests: XCTestCase {
+    // vectors.md §3: alice is the client, bob the server.
+    let alice = try! DHPrivateKey(group: .dh192des, secretHex: "053346dd92b7562f80e5431672a175aeb567818bab69c742")
+    let bob = try! DHPrivateKey(group: .dh192des, secretHex: "1d3c043748cab5dac980040b71efd18e260d3f2caa4db5d4")
+    let clientNetname = "unix.6001@example.org", serverNetname = "unix.server@example.org"
+
+    private var directory: URL!
+    private var keyserver: RPCServer!
+    private var core: KeyServerCore!
+    private var socket: String { directory.appendingPathComponent("keyservsock").path }
+
+    override func setUp() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("authdh-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        core = KeyServerCore()
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthSysServer()]
+        keyserver = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
+        try await keyserver.listenUnix(path: socket)
+        XCTAssertEqual(core.setSecret(uid: 6001, hex: Array(alice.secretHex.utf8)), .keySuccess)
+        XCTAssertEqual(core.setSecret(uid: 6002, hex: Array(bob.secretHex.utf8)), .keySuccess)
+    }
+
+    override func tearDown() async throws {
+        await keyserver.shutdown()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func startServer() async throws -> (RPCServer, SocketAddress, SocketAddress) {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let clientKey = alice.publicKey, clientName = clientNetname
+        let verifier = AuthDHServer(keyserver: try KeyServerClient(socketPath: socket, uid: 6002)) { netname in
+            netname == clientName ? clientKey : nil
+        }
+        var program = RPCProgram(number: 0x2000_0300, version: 1, policy: RequireFlavors([.dh]))
+        program.addImmediateProcedure(1) { (_: XDRVoid, request) in Name(request.caller.netname ?? "?") }
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthNoneServer(), AuthSysServer(), verifier]
+        let server = RPCServer(programs: [program], configuration: configuration, logger: logger)
+        return (server, try await server.listenTCP(), try await server.listenUDP())
+    }
+
+    func testProvenCallerOverTCPAndUDPWithNicknames() async throws {
+        let (server, tcp, udp) = try await startServer()
+        for (transport, address) in [(RPCTransport.tcp, tcp), (.udp, udp)] {
+            let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
+                                             keyserver: try KeyServerClient(socketPath: socket, uid: 6001))
+            let client = RPCClient(transport: transport, address: address, program: 0x2000_0300, version: 1, authenticator: authenticator)
+            let before = core.cacheStatistics
+            for _ in 0..<3 {
+                let name = try await client.call(1, XDRVoid(), returning: Name.self)
+                XCTAssertEqual(name.value, clientNetname, "the handler sees the proven netname")
+            }
+            let after = core.cacheStatistics
+            // One KEY_ENCRYPT_PK (client) and one KEY_DECRYPT_PK (server) per conversation:
+            // the second and third calls went by nickname, without the keyserver.
+            XCTAssertEqual((after.hits + after.misses) - (before.hits + before.misses), 2, "\(transport)")
+            await client.close()
+        }
+        await server.shutdown()
+    }
+
+    func testAuthSysCallerIsBelowPolicy() async throws {
+        let (server, tcp, _) = try await startServer()
+        let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1, authenticator: AuthSysClient())
+        do {
+            _ = try await client.call(1, XDRVoid(), returning: Name.self)
+            XCTFail("expected AUTH_TOOWEAK")
+        } catch let error as RPCClientError {
+            XCTAssertEqual(error, .authError(.tooWeak))
+        }
+        await client.close()
+        await server.shutdown()
+    }
+
+    func testClientWithTheWrongKeyIsRefused() async throws {
+        let (server, tcp, _) = try await startServer()
+        // uid 6003's keyserver holds another secret than the directory's key for the netname.
+        XCTAssertEqual(core.setSecret(uid: 6003, hex: Array(DHPrivateKey.generate(group: .dh192des).secretHex.utf8)), .keySuccess)
+        let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
+                                         keyserver: try KeyServerClient(socketPath: socket, uid: 6003))
+        let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1, authenticator: authenticator)
+        do {
+            _ = try await client.call(1, XDRVoid(), returning: Name.self)
+            XCTFail("expected an auth error")
+        } catch let error as RPCClientError {
+            XCTAssertEqual(error, .authError(.badCredential))
+        }
+        await client.close()
+        await server.shutdown()
+    }
+}
