@@ -1,7 +1,8 @@
 // The duplicate request cache (DRC) for UDP: RPC over UDP may deliver a call several times
 // (client retransmissions), and a non-idempotent procedure must not run twice. Keyed by
-// client address, xid, program, version, procedure and a hash of the arguments (so a
-// reused xid with other arguments is a new call). Bounded in entries and in time; owned
+// client address, xid and a hash of the whole datagram, and consulted before
+// authentication: an exact retransmission gets the cached reply without being verified or
+// run again, so flavors with replay protection (AUTH_DH) can refuse every other repeat. Bounded in entries and in time; owned
 // by one channel, so it is confined to that channel's event loop and needs no lock.
 
 import NIOCore
@@ -10,10 +11,7 @@ struct DuplicateRequestCache {
     struct Key: Hashable {
         var address: SocketAddress
         var xid: UInt32
-        var program: UInt32
-        var version: UInt32
-        var procedure: UInt32
-        var argumentsHash: Int
+        var messageHash: Int
     }
 
     private enum State {
@@ -47,13 +45,12 @@ struct DuplicateRequestCache {
 
     var count: Int { entries.count }
 
-    static func key(for call: RPCCall, arguments: ByteBuffer, from address: SocketAddress) -> Key {
+    /// The key of a received datagram, or nil when it is too short to hold an xid.
+    static func key(for message: ByteBuffer, from address: SocketAddress) -> Key? {
+        guard let xid = message.getInteger(at: message.readerIndex, endianness: .big, as: UInt32.self) else { return nil }
         var hasher = Hasher()
-        arguments.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
-        return Key(
-            address: address, xid: call.xid, program: call.program, version: call.version,
-            procedure: call.procedure, argumentsHash: hasher.finalize()
-        )
+        message.withUnsafeReadableBytes { hasher.combine(bytes: $0) }
+        return Key(address: address, xid: xid, messageHash: hasher.finalize())
     }
 
     /// Looks the call up; when it is new, records it as in progress.

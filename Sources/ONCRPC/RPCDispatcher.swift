@@ -7,7 +7,7 @@ import Logging
 import NIOCore
 import XDR
 
-/// What the transport should do with a call that passed authentication.
+/// What the UDP transport does with a datagram, after the duplicate request cache.
 enum DuplicateCheck {
     /// Run it.
     case execute
@@ -50,13 +50,11 @@ final class RPCDispatcher: Sendable {
 
     /// Handles one message. `completion` runs on `eventLoop` exactly once, with the reply
     /// (built with 4 bytes reserved for framing, see `RPCFraming`) or nil for "no reply".
-    /// `duplicateCheck` runs on `eventLoop` after authentication.
     func handle(
         message: ByteBuffer,
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        duplicateCheck: @escaping (RPCCall, RPCAcceptedCall) -> DuplicateCheck = { _, _ in .execute },
         completion: @escaping @Sendable (ByteBuffer?) -> Void
     ) {
         let call: RPCCall
@@ -74,16 +72,15 @@ final class RPCDispatcher: Sendable {
         }
 
         if let decision = authenticator.authenticateImmediately(call, context: context) {
-            self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, duplicateCheck: duplicateCheck, completion: completion)
+            self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, completion: completion)
             return
         }
         // The flavor needs to wait (keyserver, directory): decide in a task, then come back
         // to the event loop for the duplicate check and dispatch.
-        let box = NIOLoopBound(duplicateCheck, eventLoop: eventLoop)
         Task {
             let decision = await authenticator.authenticate(call, context: context)
             eventLoop.execute {
-                self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, duplicateCheck: box.value, completion: completion)
+                self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, completion: completion)
             }
         }
     }
@@ -94,7 +91,6 @@ final class RPCDispatcher: Sendable {
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        duplicateCheck: (RPCCall, RPCAcceptedCall) -> DuplicateCheck,
         completion: @escaping @Sendable (ByteBuffer?) -> Void
     ) {
         let accepted: RPCAcceptedCall
@@ -131,17 +127,6 @@ final class RPCDispatcher: Sendable {
         if let status = program.policy.authorize(accepted.caller, procedure: call.procedure) {
             logger.info("call below policy", metadata: ["xid": "\(call.xid)", "caller": "\(accepted.caller)", "status": "\(status)"])
             completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator))
-            return
-        }
-
-        switch duplicateCheck(call, accepted) {
-        case .execute:
-            break
-        case let .resend(reply):
-            completion(reply)
-            return
-        case .drop:
-            completion(nil)
             return
         }
 

@@ -184,21 +184,28 @@ final class RPCServerUDPHandler: ChannelInboundHandler {
         let envelope = Self.unwrapInboundIn(data)
         let remote = envelope.remoteAddress
         let callContext = RPCCallContext(transport: .udp, remoteAddress: remote, localAddress: localAddress)
-        let ticket = NIOLoopBoundBox<DuplicateRequestCache.Key?>(nil, eventLoop: context.eventLoop)
+        // Exact retransmissions are answered (or ignored while the original runs) before
+        // anything else looks at them.
+        let key = DuplicateRequestCache.key(for: envelope.data, from: remote)
+        if let key {
+            switch cache.check(key, now: .now()) {
+            case .execute:
+                break
+            case .drop:
+                return
+            case var .resend(reply):
+                RPCFraming.finishDatagram(&reply)
+                context.writeAndFlush(Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: reply)), promise: nil)
+                return
+            }
+        }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         insideRead = true
         dispatcher.handle(
             message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop,
-            duplicateCheck: { call, accepted in
-                let (handler, _) = bound.value
-                let key = DuplicateRequestCache.key(for: call, arguments: accepted.arguments, from: remote)
-                let decision = handler.cache.check(key, now: .now())
-                if case .execute = decision { ticket.value = key }
-                return decision
-            },
             completion: { reply in
                 let (handler, context) = bound.value
-                if let key = ticket.value {
+                if let key {
                     handler.cache.complete(key, reply: reply, now: .now())
                 }
                 guard var reply else { return }

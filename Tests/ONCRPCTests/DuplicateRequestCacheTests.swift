@@ -6,8 +6,7 @@ import XCTest
 
 final class DuplicateRequestCacheTests: XCTestCase {
     private func key(_ xid: UInt32, port: Int = 1000, hash: Int = 0) -> DuplicateRequestCache.Key {
-        DuplicateRequestCache.Key(address: try! SocketAddress(ipAddress: "127.0.0.1", port: port),
-                                  xid: xid, program: 1, version: 1, procedure: 1, argumentsHash: hash)
+        DuplicateRequestCache.Key(address: try! SocketAddress(ipAddress: "127.0.0.1", port: port), xid: xid, messageHash: hash)
     }
 
     private func describe(_ check: DuplicateCheck) -> String {
@@ -28,7 +27,7 @@ final class DuplicateRequestCacheTests: XCTestCase {
             ("complete", { cache.complete(self.key(1), reply: reply, now: t0); return "" }, ""),
             ("retransmission after completion gets the reply", { self.describe(cache.check(self.key(1), now: t0)) }, "resend 3"),
             ("other port is another call", { self.describe(cache.check(self.key(1, port: 2000), now: t0)) }, "execute"),
-            ("other arguments are another call", { self.describe(cache.check(self.key(1, hash: 9), now: t0)) }, "execute"),
+            ("other bytes are another call", { self.describe(cache.check(self.key(1, hash: 9), now: t0)) }, "execute"),
             ("after the time to live it runs again", { self.describe(cache.check(self.key(1), now: t0 + .seconds(11))) }, "execute"),
         ]
         for (name, action, expected) in steps {

@@ -111,8 +111,10 @@ public final class AuthDHClient: RPCClientAuthenticator {
         }
         let generated = try await keyserver.perform { try await $0.keyGen() }
         let argument = Cryptkeyarg2(remotename: serverNetname, remotekey: Array(serverPublicKey.hex.utf8) + [0], deskey: generated)
-        guard case let .keySuccess(wrapped) = try await keyserver.perform({ try await $0.keyEncryptPk(argument) }) else {
-            throw RPCClientError.authError(.failed)
+        let result = try await keyserver.perform { try await $0.keyEncryptPk(argument) }
+        guard case let .keySuccess(wrapped) = result else {
+            if case .default(discriminant: .keyNosecret) = result { throw SecureRPCError.notLoggedIn(clientNetname) }
+            throw SecureRPCError.keyserverRefused("\(result)")
         }
         let key = SecretBytes(copying: generated)
         state.withLockedValue { state in

@@ -1,4 +1,6 @@
-// The server side of AUTH_DH, in the order and with the statuses of PROTOCOL.md §3.6. The
+// The server side of AUTH_DH, in the order and with the statuses of PROTOCOL.md §3.6 —
+// except that a timestamp equal to the last one is refused too (Sun lets it through so
+// retransmissions reach the duplicate request cache; ours runs before authentication). The
 // client's public key comes from the directory, the conversation key from this host's
 // keyserver (KEY_DECRYPT_PK); accepted conversations live in a bounded nickname table (LRU:
 // eviction only makes a client resend its fullname). Nickname calls are decided on the
@@ -59,7 +61,10 @@ public final class AuthDHServer: RPCServerAuthenticator {
                 return .rejected(.failed)
             }
             if stamp.microseconds >= 1_000_000 { return .rejected(.rejectedVerifier) }
-            if stamp < slot.lastStamp { return .rejected(.rejectedVerifier) }
+            // Strictly newer than the last accepted call of this conversation: any repeat is
+            // refused here (an exact UDP retransmission never gets this far: the duplicate
+            // request cache answers it first).
+            if !(slot.lastStamp < stamp) { return .rejected(.rejectedVerifier) }
             if nowSeconds - Double(slot.window) >= Double(stamp.seconds) { return .rejected(.rejectedVerifier) }
             guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
                 return .rejected(.failed)
@@ -98,7 +103,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
                 guard let slot else { return false }
                 return slot.netname == netname && slot.conversationKey == conversationKey
             }
-            if let found = index, let slot = state.slots[found], opened.timestamp < slot.lastStamp {
+            if let found = index, let slot = state.slots[found], !(slot.lastStamp < opened.timestamp) {
                 return .rejected(.rejectedCredential)
             }
             if index == nil {
