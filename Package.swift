@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "SecureRPC",
             dependencies: [
-                "ONCRPC", "XDR", "KeyCrypto", "KeyServer",
+                "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -156,7 +156,7 @@ let package = Package(
         .executableTarget(
             name: "filesvc-server",
             dependencies: [
-                "FileService", "ONCRPC",
+                "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -168,7 +168,7 @@ let package = Package(
         .executableTarget(
             name: "filesvc",
             dependencies: [
-                "FileService", "ONCRPC",
+                "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

@@ -43,24 +43,34 @@ public final class FileServiceServer: Sendable {
         return "anonymous"
     }
 
-    /// Decides whether `caller` may perform `operation` on a file owned by `owner`.
+    /// Decides whether `caller` may perform `operation` on a file owned by `owner`: the one
+    /// place access is decided.
     ///
-    /// Today callers are not proven (AUTH_SYS states its own uid), so everything is allowed
-    /// and a mismatch is only logged. When AUTH_DH lands, this becomes the enforcement
-    /// point: only a file's owner may read, write or remove it.
+    /// A proven caller (AUTH_DH, RPCSEC_GSS) may read, write or remove only files it owns
+    /// (or unowned ones); listing and stat are open. An unproven caller (AUTH_SYS states its
+    /// own uid) cannot be held to ownership, so a mismatch is only logged — run the server
+    /// with `--require-auth dh` to turn unproven callers away altogether.
     func authorize(_ caller: RPCCaller, _ operation: Operation, path: String, owner: String?) -> FileStatus? {
         let who = Self.identity(of: caller)
-        if let owner, owner != "anonymous", owner != who, operation != .list, operation != .stat {
-            logger.notice("access by someone other than the owner", metadata: [
+        guard let owner, owner != "anonymous", owner != who, operation != .list, operation != .stat else { return nil }
+        if caller.isVerified {
+            logger.notice("refused: not the owner", metadata: [
                 "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(path)",
             ])
+            return .accessDenied
         }
+        logger.notice("access by someone other than the owner", metadata: [
+            "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(path)",
+        ])
         return nil
     }
 
-    /// The program to register with an `RPCServer`.
-    public var program: RPCProgram {
-        var program = RPCProgram(number: FileServiceProtocol.program, version: FileServiceProtocol.version)
+    /// The program to register with an `RPCServer`, open to every flavor the server accepts.
+    public var program: RPCProgram { program(policy: AllowAnyFlavor()) }
+
+    /// The program with an authorization policy, e.g. `RequireFlavors([.dh])`.
+    public func program(policy: any RPCAuthorizationPolicy) -> RPCProgram {
+        var program = RPCProgram(number: FileServiceProtocol.program, version: FileServiceProtocol.version, policy: policy)
         program.addProcedure(FileServiceProtocol.Procedure.stat.rawValue) { (path: FilePath, request) in
             try await self.run(.stat, path.value, request) { store in
                 FileResult<FileAttributes>.ok(try store.attributes(path.value))

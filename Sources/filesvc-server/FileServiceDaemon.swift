@@ -9,6 +9,9 @@ import NIOCore
 import NIOPosix
 import ONCRPC
 import ServiceLifecycle
+import SecureRPC
+import KeyDirectory
+import KeyServer
 
 @main
 struct FileServiceDaemon: AsyncParsableCommand {
@@ -36,6 +39,19 @@ struct FileServiceDaemon: AsyncParsableCommand {
     @Flag(help: "Register with the host's rpcbind; carry on without it when it is not running.")
     var register = false
 
+    @Option(help: "Accept only callers proven with this mechanism: dh (AUTH_DH). Default: any flavor.")
+    var requireAuth: AuthChoice?
+
+    @Option(help: "Key directory (for AUTH_DH: the callers' public keys).")
+    var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+
+    @Option(help: "This host's keyserver socket (for AUTH_DH: the server's own key).")
+    var keyserverSocket = KeyServerPaths.socket
+
+    enum AuthChoice: String, ExpressibleByArgument, CaseIterable {
+        case dh
+    }
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -53,7 +69,14 @@ struct FileServiceDaemon: AsyncParsableCommand {
         let logger = Logger(label: "filesvc-server")
         let rootPath = try prepareRoot(logger: logger)
         let files = try FileServiceServer(root: rootPath, logger: logger)
-        let server = RPCServer(programs: [files.program], logger: logger)
+        var configuration = RPCServer.Configuration()
+        var policy: any RPCAuthorizationPolicy = AllowAnyFlavor()
+        if requireAuth == .dh {
+            configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket)
+            policy = SecureRPCServer.require([.dh])
+            logger.notice("callers must be proven with AUTH_DH", metadata: ["directory": "\(db)", "keyserver": "\(keyserverSocket)"])
+        }
+        let server = RPCServer(programs: [files.program(policy: policy)], configuration: configuration, logger: logger)
 
         var addresses: [String] = []
         if transport != .udp {

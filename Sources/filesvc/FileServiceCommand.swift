@@ -5,6 +5,9 @@ import FileService
 import Foundation
 import NIOCore
 import ONCRPC
+import SecureRPC
+import KeyDirectory
+import KeyServer
 
 @main
 struct FileServiceCommand: AsyncParsableCommand {
@@ -25,13 +28,28 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Transport: tcp or udp.")
     var transport: RPCTransport = .tcp
 
-    @Option(help: "Authentication: none or sys (your uid and groups, not verified).")
+    @Option(help: "Authentication: none, sys (your uid and groups, not verified) or dh (AUTH_DH: proven through your keylogin).")
     var auth: AuthChoice = .sys
+
+    @Option(help: "For --auth dh: the server's netname, e.g. unix.fs1@example.org.")
+    var server: String?
+
+    @Option(help: "For --auth dh: your netname (default unix.UID@DOMAIN).")
+    var netname: String?
+
+    @Option(help: "For --auth dh: the Secure RPC domain (default $SECURERPC_DOMAIN).")
+    var domain: String?
+
+    @Option(help: "For --auth dh: the key directory.")
+    var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+
+    @Option(help: "For --auth dh: this host's keyserver socket.")
+    var keyserverSocket = KeyServerPaths.socket
 
     @Option(help: "Seconds to wait for each reply.")
     var timeout: Double = 10
 
-    enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case none, sys }
+    enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case none, sys, dh }
 
     /// Runs `body` with a connected client and turns every failure into one line on stderr.
     func withClient(_ body: (FileServiceClient) async throws -> Void) async throws {
@@ -40,10 +58,28 @@ struct ConnectionOptions: ParsableArguments {
         configuration.connectTimeout = .milliseconds(Int64(min(timeout, 10) * 1000))
         let client: FileServiceClient
         do {
-            client = try FileServiceClient(
-                host: host, port: port, transport: transport,
-                authenticator: auth == .sys ? AuthSysClient() : AuthNoneClient(), configuration: configuration
-            )
+            let authentication: RPCAuthentication
+            var me = netname ?? ""
+            switch auth {
+            case .none: authentication = .none
+            case .sys: authentication = .sys
+            case .dh:
+                guard let server else { throw fail("--auth dh needs --server NETNAME (the server's netname)") }
+                authentication = .dh(server: server)
+                if netname == nil {
+                    guard let domain = domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] else {
+                        throw fail("--auth dh needs --netname or --domain (or SECURERPC_DOMAIN)")
+                    }
+                    me = Netname.user(uid: getuid(), domain: domain)
+                }
+            }
+            client = FileServiceClient(rpc: try RPCClient.secure(
+                transport: transport, host: host, port: port, program: FileServiceProtocol.program, version: FileServiceProtocol.version,
+                auth: authentication, environment: SecureRPCEnvironment(directory: db, keyserverSocket: keyserverSocket, netname: me),
+                configuration: configuration
+            ))
+        } catch let error as ExitCode {
+            throw error
         } catch {
             throw fail("\(error)")
         }
@@ -59,6 +95,9 @@ struct ConnectionOptions: ParsableArguments {
         } catch let error as ExitCode {
             await client.close()
             throw error
+        } catch let error as SecureRPCError {
+            await client.close()
+            throw fail("\(error)")
         } catch {
             await client.close()
             throw fail("\(error)")
