@@ -239,7 +239,7 @@ let package = Package(
         .testTarget(
             name: "SecureRPCTests",
             dependencies: [
-                "SecureRPC", "ONCRPC", "XDR", "KeyCrypto", "KeyServer",
+                "SecureRPC", "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "FileService", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
