@@ -177,7 +177,7 @@ let package = Package(
         .executableTarget(
             name: "rpcbench",
             dependencies: [
-                "XDR", "ONCRPC",
+                "XDR", "ONCRPC", "SecureRPC", "KeyServer", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

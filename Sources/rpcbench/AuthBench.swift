@@ -1,0 +1,105 @@
+// `rpcbench auth`: what authentication costs. NULL calls to one server, in one process over
+// loopback TCP, with AUTH_NONE, AUTH_SYS and AUTH_DH (a real keyserver logic on a unix
+// socket does the key work): the first AUTH_DH call of a conversation (KEY_GEN,
+// KEY_ENCRYPT_PK, the server's KEY_DECRYPT_PK), steady state with nicknames, and 32 calls in
+// flight. Printed as calls/s and as ratios to AUTH_SYS.
+
+import ArgumentParser
+import Foundation
+import KeyCrypto
+import KeyServer
+import Logging
+import NIOCore
+import NIOPosix
+import ONCRPC
+import SecureRPC
+import XDR
+
+struct AuthBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "auth",
+        abstract: "Authenticated NULL calls per second (AUTH_DH first call, steady state, 32 in flight) beside AUTH_NONE and AUTH_SYS."
+    )
+
+    @Option(help: "Calls per sequential measurement.") var calls = 20_000
+    @Option(help: "Event loop threads.") var threads = 1
+
+    func run() async throws {
+        var logger = Logger(label: "rpcbench.auth")
+        logger.logLevel = .critical
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("rpcbench-auth-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let socket = work.appendingPathComponent("keyservsock").path
+
+        // Keyserver with a client key (uid 9001) and a server key (uid 9000).
+        let core = KeyServerCore()
+        var keyserverConfiguration = RPCServer.Configuration()
+        keyserverConfiguration.authenticators = [AuthSysServer()]
+        let keyserver = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: keyserverConfiguration,
+                                  group: group, logger: logger)
+        try await keyserver.listenUnix(path: socket)
+        let clientKey = DHPrivateKey.generate(group: .dh192des), serverKey = DHPrivateKey.generate(group: .dh192des)
+        _ = core.setSecret(uid: 9001, hex: Array(clientKey.secretHex.utf8))
+        _ = core.setSecret(uid: 9000, hex: Array(serverKey.secretHex.utf8))
+        let clientName = "unix.9001@bench.example", serverName = "unix.bench@bench.example"
+
+        let verifier = AuthDHServer(keyserver: try KeyServerClient(socketPath: socket, uid: 9000)) { $0 == clientName ? clientKey.publicKey : nil }
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthNoneServer(), AuthSysServer(), verifier]
+        let server = RPCServer(programs: [RPCProgram(number: TestEcho.program, version: TestEcho.version)], configuration: configuration,
+                               group: group, logger: logger)
+        let address = try await server.listenTCP()
+
+        func dhClient() throws -> RPCClient {
+            RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
+                      authenticator: AuthDHClient(clientNetname: clientName, serverNetname: serverName, serverPublicKey: serverKey.publicKey,
+                                                  keyserver: try KeyServerClient(socketPath: socket, uid: 9001)),
+                      group: group)
+        }
+        func measure(_ client: RPCClient, count: Int, concurrency: Int = 1) async throws -> Double {
+            for _ in 0..<50 { try await client.ping() }
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for _ in 0..<concurrency {
+                    tasks.addTask { for _ in 0..<(count / concurrency) { try await client.ping() } }
+                }
+                try await tasks.waitForAll()
+            }
+            return Double(count) / microseconds(ContinuousClock.now - start) * 1e6
+        }
+
+        var rows: [(String, Double)] = []
+        for (name, authenticator) in [("AUTH_NONE", AuthNoneClient() as any RPCClientAuthenticator), ("AUTH_SYS", AuthSysClient())] {
+            let client = RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
+                                   authenticator: authenticator, group: group)
+            rows.append(("\(name) sequential", try await measure(client, count: calls)))
+            rows.append(("\(name) 32 in flight", try await measure(client, count: calls, concurrency: 32)))
+            await client.close()
+        }
+        let dh = try dhClient()
+        rows.append(("AUTH_DH sequential (nickname)", try await measure(dh, count: calls)))
+        rows.append(("AUTH_DH 32 in flight", try await measure(dh, count: calls, concurrency: 32)))
+        await dh.close()
+        // First calls: a new conversation each time (new client, new conversation key).
+        let firstCalls = min(calls, 500)
+        let start = ContinuousClock.now
+        for _ in 0..<firstCalls {
+            let fresh = try dhClient()
+            try await fresh.ping()
+            await fresh.close()
+        }
+        rows.append(("AUTH_DH first call (fullname)", Double(firstCalls) / microseconds(ContinuousClock.now - start) * 1e6))
+
+        let sys = Dictionary(uniqueKeysWithValues: rows)
+        print("rpcbench auth: NULL calls, one process, loopback TCP, \(threads) event loop thread(s)")
+        for (name, rate) in rows {
+            let base = name.contains("32") ? sys["AUTH_SYS 32 in flight"]! : sys["AUTH_SYS sequential"]!
+            print("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%9.0f calls/s   %5.2f× AUTH_SYS", rate, rate / base))
+        }
+        await server.shutdown()
+        await keyserver.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
