@@ -137,6 +137,7 @@ let package = Package(
             dependencies: [
                 "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -159,7 +159,7 @@ public struct KeyServerService: KeyVersService, KeyVers2Service {
     // MARK: credentials
 
     /// `unix.UID@domain` → uid, primary gid and up to 16 groups from the local user database.
-    static func unixCredentials(netname: String) -> Unixcred? {
+    public static func unixCredentials(netname: String) -> Unixcred? {
         guard netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
               let uid = UInt32(netname[netname.index(netname.startIndex, offsetBy: 5)..<at]) else { return nil }
         guard let entry = getpwuid(uid) else { return Unixcred(uid: uid, gid: 65534, gids: []) }

@@ -91,9 +91,10 @@ extension RPCClient {
 public enum SecureRPCServer {
     /// AUTH_NONE, AUTH_SYS and AUTH_DH verifiers. AUTH_DH asks this host's keyserver (as the
     /// server process's uid) and looks client keys up in the directory.
-    public static func authenticators(directory: String, keyserverSocket: String = KeyServerPaths.socket) throws -> [any RPCServerAuthenticator] {
+    public static func authenticators(directory: String, keyserverSocket: String = KeyServerPaths.socket,
+                                      localDomain: String? = nil) throws -> [any RPCServerAuthenticator] {
         let lookup = try PublicKeyLookup(path: directory)
-        let dh = AuthDHServer(keyserver: try KeyServerClient(socketPath: keyserverSocket)) { netname in
+        let dh = AuthDHServer(keyserver: try KeyServerClient(socketPath: keyserverSocket), localDomain: localDomain) { netname in
             try? lookup.publicKey(netname: netname, mechanism: .dh192des)
         }
         return [AuthNoneServer(), AuthSysServer(), dh]

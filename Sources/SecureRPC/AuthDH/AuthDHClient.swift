@@ -8,6 +8,7 @@ import KeyCrypto
 import KeyServer
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import ONCRPC
 
 /// AUTH_DH credentials for calls to one server principal.
@@ -42,11 +43,61 @@ public final class AuthDHClient: RPCClientAuthenticator {
         state.withLockedValue { $0.clockOffset = clockOffset }
     }
 
-    /// Measures the server's clock through its rpcbind (GETTIME) and uses the difference.
-    public func synchroniseClock(with rpcbind: RPCBindClient) async throws {
-        let serverTime = try await rpcbind.getTime()
-        let offset = Int64(serverTime) - Int64(Date().timeIntervalSince1970)
+    /// Seconds added to the local clock in timestamps (server time − local time).
+    public var clockOffset: Int64 { state.withLockedValue { $0.clockOffset } }
+
+    /// Measures the server host's clock as Sun clients do (PROTOCOL.md §3.8): rpcbind
+    /// version 3 GETTIME over TCP first, the RFC 868 time service (TCP) second; the offset in
+    /// whole seconds is added to every timestamp from then on.
+    public func synchroniseClock(host: String, rpcbindPort: Int = 111, timePort: Int = 37,
+                                 timeout: TimeAmount = .seconds(5)) async throws {
+        let serverTime: Int64
+        do {
+            let rpcbind = RPCBindClient(address: try SocketAddress.makeAddressResolvingHost(host, port: rpcbindPort), transport: .tcp, timeout: timeout)
+            do {
+                serverTime = Int64(try await rpcbind.getTime(version: 3))
+                await rpcbind.close()
+            } catch {
+                await rpcbind.close()
+                throw error
+            }
+        } catch {
+            serverTime = try await Self.rfc868Time(host: host, port: timePort, timeout: timeout)
+        }
+        let offset = serverTime - Int64(Date().timeIntervalSince1970)
         state.withLockedValue { $0.clockOffset = offset }
+    }
+
+    /// RFC 868 over TCP: the server sends 4 bytes, seconds since 1900, and closes.
+    static func rfc868Time(host: String, port: Int, timeout: TimeAmount) async throws -> Int64 {
+        final class Collector: ChannelInboundHandler, @unchecked Sendable {
+            typealias InboundIn = ByteBuffer
+            var bytes = ByteBuffer()
+            let done: EventLoopPromise<ByteBuffer>
+            init(done: EventLoopPromise<ByteBuffer>) { self.done = done }
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                var chunk = Self.unwrapInboundIn(data)
+                bytes.writeBuffer(&chunk)
+                if bytes.readableBytes >= 4 { done.succeed(bytes); context.close(promise: nil) }
+            }
+            func channelInactive(context: ChannelHandlerContext) { done.fail(ChannelError.eof) }
+            func errorCaught(context: ChannelHandlerContext, error: any Error) { done.fail(error); context.close(promise: nil) }
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let done = loop.makePromise(of: ByteBuffer.self)
+        let timer = loop.scheduleTask(in: timeout) { done.fail(RPCClientError.timedOut(milliseconds: timeout.nanoseconds / 1_000_000)) }
+        defer { timer.cancel() }
+        let channel = try await ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(done: done)) }
+            }
+            .connect(to: try SocketAddress.makeAddressResolvingHost(host, port: port)).get()
+        defer { channel.close(promise: nil) }
+        var reply = try await done.futureResult.get()
+        guard let since1900 = reply.readInteger(endianness: .big, as: UInt32.self) else { throw ChannelError.eof }
+        // 70 years and 17 leap days between 1900 and 1970.
+        return Int64(since1900) - 2_208_988_800
     }
 
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {

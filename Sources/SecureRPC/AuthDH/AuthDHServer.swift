@@ -34,17 +34,21 @@ public final class AuthDHServer: RPCServerAuthenticator {
     private let publicKey: @Sendable (String) -> DHPublicKey?
     private let state: NIOLockedValueBox<State>
     private let now: @Sendable () -> TimeInterval
+    private let localDomain: String?
 
     /// - Parameters:
     ///   - keyserver: this host's keyserver, as the server's own uid.
     ///   - publicKey: the directory lookup of a client's dh192-des public key by netname.
     ///   - cacheSize: nickname slots (Sun: 64; illumos: 128).
-    public init(keyserver: KeyServerClient, cacheSize: Int = 128,
+    ///   - localDomain: netnames `unix.UID@localDomain` are mapped to the local user's uid,
+    ///     gid and groups (as netname2user does); nil maps none.
+    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil,
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
                 publicKey: @escaping @Sendable (String) -> DHPublicKey?) {
         self.keyserver = keyserver
         self.publicKey = publicKey
         self.now = now
+        self.localDomain = localDomain
         self.state = NIOLockedValueBox(State(slots: Array(repeating: nil, count: cacheSize)))
     }
 
@@ -73,7 +77,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
             slot.lastStamp = stamp
             slot.lastUsed = state.clock
             state.slots[index] = slot
-            return .accepted(Self.accepted(call, netname: slot.netname, reply: reply))
+            return .accepted(self.accepted(call, netname: slot.netname, reply: reply))
         }
     }
 
@@ -118,16 +122,17 @@ public final class AuthDHServer: RPCServerAuthenticator {
             state.clock += 1
             state.slots[slotIndex] = Slot(netname: netname, conversationKey: conversationKey, window: opened.window,
                                           lastStamp: opened.timestamp, lastUsed: state.clock)
-            return .accepted(Self.accepted(call, netname: netname, reply: reply))
+            return .accepted(self.accepted(call, netname: netname, reply: reply))
         }
     }
 
-    private static func accepted(_ call: RPCCall, netname: String, reply: [UInt8]) -> RPCAcceptedCall {
+    private func accepted(_ call: RPCCall, netname: String, reply: [UInt8]) -> RPCAcceptedCall {
         var caller = RPCCaller(flavor: .dh, isVerified: true, netname: netname, mechanism: "dh192-des")
-        // unix.UID@domain names a local user.
-        if netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
-           let uid = UInt32(netname[netname.index(netname.startIndex, offsetBy: 5)..<at]) {
-            caller.uid = uid
+        // unix.UID@<our domain> names a local user: hand the handler its uid and groups.
+        if let localDomain, netname.hasSuffix("@" + localDomain), let credentials = KeyServerService.unixCredentials(netname: netname) {
+            caller.uid = credentials.uid
+            caller.gid = credentials.gid
+            caller.gids = credentials.gids
         }
         return RPCAcceptedCall(caller: caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)), arguments: call.arguments)
     }
