@@ -75,7 +75,8 @@ public struct RPCProgram: Sendable {
         self.number = number
         self.version = version
         self.policy = policy
-        self.procedures = [0: .immediate { _ in XDRVoid() }]
+        // NULL takes void: arguments there are garbage like anywhere else (ATTACKS.md #12).
+        self.procedures = [0: .immediate { request in try request.decodeArguments(XDRVoid.self) }]
     }
 
     /// Sets the handler for a procedure number.

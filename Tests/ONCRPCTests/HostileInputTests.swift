@@ -72,6 +72,9 @@ final class HostileInputTests: XCTestCase {
         let args = w(0xffff_fff0) + Array("abc".utf8) + [0]
         try await assertReply(to: CallBytes.call(xid: 4, procedure: TestProgram.echo, arguments: args),
                               is: w(4) + w(1) + w(0) + w(0) + w(0) + w(4))
+        // NULL takes void: bytes after it are garbage.
+        try await assertReply(to: CallBytes.call(xid: 16, procedure: 0, arguments: w(1)),
+                              is: w(16) + w(1) + w(0) + w(0) + w(0) + w(4))
         // Arguments with bytes left over are garbage too: a decoder consumes exactly.
         try await assertReply(to: CallBytes.call(xid: 5, procedure: TestProgram.echo, arguments: CallBytes.string("ok") + w(7)),
                               is: w(5) + w(1) + w(0) + w(0) + w(0) + w(4))
