@@ -141,11 +141,19 @@ public final class AuthDHClient: RPCClientAuthenticator {
         )
     }
 
-    /// AUTH_REJECTEDCRED / AUTH_REJECTEDVERF (stale nickname, server restart, replay window):
-    /// go back to a fullname credential with the same conversation key, as Sun clients do.
+    /// Stale nickname, server restart, replay window: go back to a fullname credential. After
+    /// AUTH_REJECTEDCRED (the server saw this conversation's key replayed or stale) a fresh
+    /// conversation key is made; otherwise the same key is wrapped again, as Sun clients do.
     public func refresh(after status: AuthStatus) async -> Bool {
         switch status {
-        case .rejectedCredential, .rejectedVerifier, .badCredential, .badVerifier:
+        case .rejectedCredential:
+            state.withLockedValue { state in
+                state.nickname = nil
+                state.conversationKey = nil
+                state.wrappedKey = nil
+            }
+            return true
+        case .rejectedVerifier, .badCredential, .badVerifier:
             state.withLockedValue { $0.nickname = nil }
             return true
         default:
