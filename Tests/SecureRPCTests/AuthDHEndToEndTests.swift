@@ -84,6 +84,26 @@ final class AuthDHEndToEndTests: XCTestCase {
         await server.shutdown()
     }
 
+    func testRejectedCredentialBringsAFreshConversationKey() async throws {
+        let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
+                                         keyserver: try KeyServerClient(socketPath: socket, uid: 6001))
+        let header = RPCCallHeader(xid: 1, program: 1, version: 1, procedure: 0)
+        func wrappedKey() async throws -> [UInt8] {
+            let call = try await authenticator.prepare(header, arguments: ByteBuffer())
+            guard case let .fullname(_, key, _) = try AuthDHCredential.decode(call.credential.body) else { throw XDRError.invalidString }
+            return key
+        }
+        let first = try await wrappedKey()
+        _ = await authenticator.refresh(after: .rejectedVerifier)
+        let again = try await wrappedKey()
+        XCTAssertEqual(again, first, "a stale nickname: the same conversation key, wrapped again")
+        _ = await authenticator.refresh(after: .rejectedCredential)
+        let fresh = try await wrappedKey()
+        XCTAssertNotEqual(fresh, first, "AUTH_REJECTEDCRED: a new conversation key")
+        let refreshed = await authenticator.refresh(after: .tooWeak)
+        XCTAssertFalse(refreshed, "no point retrying the same flavor after AUTH_TOOWEAK")
+    }
+
     func testAuthSysCallerIsBelowPolicy() async throws {
         let (server, tcp, _) = try await startServer()
         let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1, authenticator: AuthSysClient())
