@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine of this kind: installs what the
 # tests need, builds, and runs the whole suite (unit, end-to-end, interop with rpcbind,
-# rpcinfo and rpcgen/libtirpc C peers). Tests that need daemons start and stop them
-# themselves on loopback or in private network namespaces.
+# rpcinfo, libtirpc's key_* functions and rpcgen C peers). Tests that need daemons start
+# and stop them themselves on loopback, unix sockets in temporary directories, or private
+# network namespaces. Ends with one summary line: "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,4 +11,22 @@ bash Tests/install-deps.sh
 
 export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=yes,interactive=no}
 swift build --build-tests
-swift test --skip-build
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# All tests are XCTest; Swift Testing would only add a "0 tests" run.
+set +e
+swift test --skip-build --disable-swift-testing 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
+total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+if [[ -z "$summary" || -z "$total" ]]; then
+    echo "0 passed, 1 failed"
+    echo "run-all: the test run printed no summary" >&2
+    exit 1
+fi
+echo "$((total - failed)) passed, $failed failed"
+exit "$status"
