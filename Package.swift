@@ -138,8 +138,10 @@ let package = Package(
                 "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["XDRGenPlugin"]
         ),
 
         // MARK: example service and tools

@@ -24,11 +24,19 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
     public var gids: [UInt32]
     /// The security mechanism and service, e.g. "dh192-des" or "ffdhe3072/privacy".
     public var mechanism: String?
+    /// How the call's arguments and results were protected on the wire.
+    public var protection: RPCMessageProtection
+    /// The size in bits of the group the caller's key exchange used (192 for AUTH_DH, 3072
+    /// for RPCSEC_GSS with ffdhe3072); 0 when nothing was exchanged.
+    public var keyExchangeBits: Int
 
     public init(
         flavor: AuthFlavor, isVerified: Bool = false, netname: String? = nil, machineName: String? = nil,
-        uid: UInt32? = nil, gid: UInt32? = nil, gids: [UInt32] = [], mechanism: String? = nil
+        uid: UInt32? = nil, gid: UInt32? = nil, gids: [UInt32] = [], mechanism: String? = nil,
+        protection: RPCMessageProtection = .none, keyExchangeBits: Int = 0
     ) {
+        self.protection = protection
+        self.keyExchangeBits = keyExchangeBits
         self.flavor = flavor
         self.isVerified = isVerified
         self.netname = netname
@@ -49,6 +57,26 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
         if let machineName { parts.append("host=\(machineName)") }
         if isVerified { parts.append("verified") }
         return parts.joined(separator: " ")
+    }
+}
+
+/// What protects a call's arguments and results, weakest first.
+public enum RPCMessageProtection: Int, Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// Nothing beyond the credential: the body can be read and changed on the way.
+    case none = 0
+    /// A checksum over the body: it can be read but not changed (RPCSEC_GSS integrity).
+    case integrity = 1
+    /// Encrypted and authenticated: neither read nor changed (RPCSEC_GSS privacy).
+    case privacy = 2
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .integrity: return "integrity"
+        case .privacy: return "privacy"
+        }
     }
 }
 
@@ -209,9 +237,19 @@ public protocol RPCClientAuthenticator: Sendable {
     func refresh(after status: AuthStatus) async -> Bool
     /// RPCSEC_GSS needs a new sequence number on every transmission (RFC 2203 §5.3.3.1).
     var freshCredentialsPerTransmission: Bool { get }
+    /// What ``RPCClient`` calls: like ``prepare(_:arguments:)``, with the client at hand
+    /// for flavors that must talk to the server first (RPCSEC_GSS context creation).
+    func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall
+    /// Called by ``RPCClient/close()`` while the connection is still up (RPCSEC_GSS
+    /// destroys its context on the server).
+    func clientWillClose(_ client: RPCClient) async
 }
 
 extension RPCClientAuthenticator {
     public func refresh(after status: AuthStatus) async -> Bool { false }
     public var freshCredentialsPerTransmission: Bool { false }
+    public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall {
+        try await prepare(header, arguments: arguments)
+    }
+    public func clientWillClose(_ client: RPCClient) async {}
 }

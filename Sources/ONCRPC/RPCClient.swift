@@ -155,6 +155,20 @@ public final class RPCClient: Sendable {
         arguments: ByteBuffer,
         timeout: TimeAmount? = nil
     ) async throws -> ByteBuffer {
+        try await call(program: program, version: version, procedure: procedure, arguments: arguments,
+                       timeout: timeout, authenticator: authenticator)
+    }
+
+    /// Calls a procedure with another authenticator than the client's own, on the same
+    /// connection. RPCSEC_GSS uses this for its context-creation and destruction calls.
+    public func call(
+        program: UInt32,
+        version: UInt32,
+        procedure: UInt32,
+        arguments: ByteBuffer,
+        timeout: TimeAmount? = nil,
+        authenticator: any RPCClientAuthenticator
+    ) async throws -> ByteBuffer {
         let timeout = timeout ?? configuration.callTimeout
         var refreshes = 0
         while true {
@@ -163,12 +177,14 @@ public final class RPCClient: Sendable {
                 return value
             }
             let header = RPCCallHeader(xid: xid, program: program, version: version, procedure: procedure)
-            let prepared = try await authenticator.prepare(header, arguments: arguments)
+            let prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
             let message = Self.encode(header, prepared)
             let rebuild: (@Sendable () async throws -> ByteBuffer)?
             if authenticator.freshCredentialsPerTransmission {
-                let authenticator = self.authenticator
-                rebuild = { Self.encode(header, try await authenticator.prepare(header, arguments: arguments)) }
+                rebuild = { [weak self] in
+                    guard let self else { throw RPCClientError.clientClosed }
+                    return Self.encode(header, try await authenticator.prepare(header, arguments: arguments, client: self))
+                }
             } else {
                 rebuild = nil
             }
@@ -380,6 +396,8 @@ public final class RPCClient: Sendable {
     /// Closes the connection; calls still waiting fail with `connectionClosed`, later calls
     /// with `clientClosed`.
     public func close() async {
+        if case .closed = connection.withLockedValue({ $0 }) { return }
+        await authenticator.clientWillClose(self)
         let previous = connection.withLockedValue { state -> ConnectionState in
             let previous = state
             state = .closed

@@ -21,6 +21,13 @@ public enum RPCAuthentication: Sendable, Equatable {
     case sys
     /// AUTH_DH (Sun AUTH_DES, 192-bit DH): legacy, accepted only where policy names it.
     case dh(server: String)
+    /// RPCSEC_GSS with the srpc-dh mechanism: a context made with `group` (the server's key
+    /// of that group comes from the directory), then every call protected as `service`
+    /// says. Never falls back to a weaker group or service.
+    case gss(server: String, group: GSSGroup = .ffdhe3072, service: GSSService = .privacy)
+
+    /// The strong default: RPCSEC_GSS, ffdhe3072, privacy.
+    public static func strong(server: String) -> RPCAuthentication { .gss(server: server) }
 }
 
 /// Where this host keeps what authentication needs.
@@ -47,11 +54,14 @@ public struct SecureRPCEnvironment: Sendable {
 
 /// Why a secure client or server could not be set up.
 public enum SecureRPCSetupError: Error, Equatable, CustomStringConvertible {
-    case unknownServer(String)
+    case unknownServer(String, mechanism: String = "dh192-des")
+    /// RPCSEC_GSS takes only the RFC 7919 groups.
+    case weakGroup(String)
 
     public var description: String {
         switch self {
-        case let .unknownServer(netname): return "no dh192-des public key for the server \(netname) in the key directory"
+        case let .unknownServer(netname, mechanism): return "no \(mechanism) public key for the server \(netname) in the key directory"
+        case let .weakGroup(group): return "RPCSEC_GSS needs an ffdhe2048, ffdhe3072 or ffdhe4096 key, not \(group)"
         }
     }
 }
@@ -81,6 +91,13 @@ extension RPCClient {
             }
             authenticator = AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
                                          keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
+        case let .gss(server, group, service):
+            let lookup = try PublicKeyLookup(path: environment.directory)
+            guard let serverKey = try lookup.publicKey(netname: server, mechanism: group.dhGroup) else {
+                throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
+            }
+            authenticator = try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
+                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
         }
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)
@@ -89,20 +106,85 @@ extension RPCClient {
 
 /// Server-side authentication: the verifiers to install and the policy for programs.
 public enum SecureRPCServer {
-    /// AUTH_NONE, AUTH_SYS and AUTH_DH verifiers. AUTH_DH asks this host's keyserver (as the
-    /// server process's uid) and looks client keys up in the directory.
+    /// AUTH_NONE, AUTH_SYS and AUTH_DH verifiers, and RPCSEC_GSS (srpc-dh) when `gss` is
+    /// given. Both ask this host's keyserver (as the server process's uid) and look client
+    /// keys up in the directory.
     public static func authenticators(directory: String, keyserverSocket: String = KeyServerPaths.socket,
-                                      localDomain: String? = nil) throws -> [any RPCServerAuthenticator] {
+                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil) throws -> [any RPCServerAuthenticator] {
         let lookup = try PublicKeyLookup(path: directory)
-        let dh = AuthDHServer(keyserver: try KeyServerClient(socketPath: keyserverSocket), localDomain: localDomain) { netname in
+        let keyserver = try KeyServerClient(socketPath: keyserverSocket)
+        let dh = AuthDHServer(keyserver: keyserver, localDomain: localDomain) { netname in
             try? lookup.publicKey(netname: netname, mechanism: .dh192des)
         }
-        return [AuthNoneServer(), AuthSysServer(), dh]
+        var authenticators: [any RPCServerAuthenticator] = [AuthNoneServer(), AuthSysServer(), dh]
+        if var gss {
+            if gss.localDomain == nil { gss.localDomain = localDomain }
+            authenticators.append(GSSServer(configuration: gss, keyserver: keyserver) { netname, group in
+                try? lookup.publicKey(netname: netname, mechanism: group.dhGroup)
+            })
+        }
+        return authenticators
+    }
+
+    /// A policy that accepts only RPCSEC_GSS with at least `group` and `service` (NULL stays
+    /// open for pings and context creation); anything weaker gets AUTH_TOOWEAK.
+    public static func require(gss group: GSSGroup, service: GSSService) -> SecurityPolicy {
+        SecurityPolicy(.gss(minimumGroup: group, minimumService: service))
     }
 
     /// A policy that accepts only the named mechanisms (NULL stays open for pings): anything
     /// below gets AUTH_TOOWEAK. The legacy AUTH_DH is accepted only when listed.
     public static func require(_ mechanisms: Set<AuthFlavor>) -> any RPCAuthorizationPolicy {
         RequireFlavors(mechanisms)
+    }
+}
+
+/// What a caller must have shown to run a procedure.
+public struct SecurityRequirement: Sendable, Hashable {
+    /// Flavors that qualify at all.
+    public var flavors: Set<AuthFlavor>
+    /// Smallest Diffie-Hellman group, in bits (0: any).
+    public var minimumKeyExchangeBits: Int
+    /// Weakest per-message protection.
+    public var minimumProtection: RPCMessageProtection
+
+    public init(flavors: Set<AuthFlavor>, minimumKeyExchangeBits: Int = 0, minimumProtection: RPCMessageProtection = .none) {
+        self.flavors = flavors
+        self.minimumKeyExchangeBits = minimumKeyExchangeBits
+        self.minimumProtection = minimumProtection
+    }
+
+    /// RPCSEC_GSS with at least this group and service.
+    public static func gss(minimumGroup: GSSGroup = .ffdhe3072, minimumService: GSSService = .privacy) -> SecurityRequirement {
+        SecurityRequirement(flavors: [.rpcsecGSS], minimumKeyExchangeBits: minimumGroup.bits, minimumProtection: minimumService.protection)
+    }
+
+    /// Any proven caller: AUTH_DH or RPCSEC_GSS of any group and service.
+    public static let verified = SecurityRequirement(flavors: [.dh, .rpcsecGSS])
+    /// Anyone at all.
+    public static let anyone = SecurityRequirement(flavors: [.none, .sys, .dh, .rpcsecGSS])
+
+    public func isMet(by caller: RPCCaller) -> Bool {
+        flavors.contains(caller.flavor)
+            && caller.keyExchangeBits >= minimumKeyExchangeBits
+            && caller.protection >= minimumProtection
+            && (caller.isVerified || !(caller.flavor == .dh || caller.flavor == .rpcsecGSS))
+    }
+}
+
+/// Per-program policy: one requirement for every procedure, with exceptions per procedure.
+/// NULL (procedure 0) is always open: pings and RPCSEC_GSS context creation use it.
+public struct SecurityPolicy: RPCAuthorizationPolicy {
+    public var requirement: SecurityRequirement
+    public var procedures: [UInt32: SecurityRequirement]
+
+    public init(_ requirement: SecurityRequirement, procedures: [UInt32: SecurityRequirement] = [:]) {
+        self.requirement = requirement
+        self.procedures = procedures
+    }
+
+    public func authorize(_ caller: RPCCaller, procedure: UInt32) -> AuthStatus? {
+        if procedure == 0 { return nil }
+        return (procedures[procedure] ?? requirement).isMet(by: caller) ? nil : .tooWeak
     }
 }

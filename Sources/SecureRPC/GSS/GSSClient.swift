@@ -1,0 +1,330 @@
+// The client side of RPCSEC_GSS with the srpc-dh mechanism. The first call makes the
+// context (one INIT round trip on the client's own connection; concurrent first calls share
+// it); later calls take a fresh sequence number each — a retransmission too, as RFC 2203
+// §5.3.3.1 asks — so a reply may carry the verifier of any number sent for its xid. The
+// context is renewed before it expires or its numbers run out, and at once when the server
+// says it lost it (CREDPROBLEM/CTXPROBLEM); close() destroys it on the server. The client
+// never lowers the group or service it was given: a server that will not do them is an error.
+
+import Foundation
+import KeyCrypto
+import KeyServer
+import NIOConcurrencyHelpers
+import NIOCore
+import ONCRPC
+import XDR
+
+/// Why an RPCSEC_GSS context could not be made.
+public enum GSSClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The server refused the INIT token.
+    case contextRefused(major: UInt32, minor: UInt32)
+    /// The server's INIT reply did not prove that it holds the server's key.
+    case serverNotAuthenticated(String)
+    /// Something other than a context came back.
+    case unexpectedReply(String)
+
+    public var description: String {
+        switch self {
+        case let .contextRefused(major, minor):
+            let reason = GSSMinorStatus(rawValue: minor).map { "\($0)" } ?? "minor status \(minor)"
+            return "the server refused the RPCSEC_GSS context (major 0x\(String(major, radix: 16))): \(reason)"
+        case let .serverNotAuthenticated(why): return "the server did not prove its identity: \(why)"
+        case let .unexpectedReply(why): return "unexpected RPCSEC_GSS context reply: \(why)"
+        }
+    }
+}
+
+/// Makes RPCSEC_GSS calls with the srpc-dh mechanism.
+public final class GSSClient: RPCClientAuthenticator {
+    public var flavor: AuthFlavor { .rpcsecGSS }
+    public var freshCredentialsPerTransmission: Bool { true }
+
+    /// An established context, as the client holds it.
+    public final class Context: Sendable {
+        public let handle: [UInt8]
+        public let group: GSSGroup
+        let keys: GSSSessionKeys
+        public let sequenceWindow: UInt32
+        /// When the client stops using it (the server's lifetime minus a margin).
+        public let renewAfter: TimeInterval
+        let nextSequence = NIOLockedValueBox<UInt32>(1)
+
+        init(handle: [UInt8], group: GSSGroup, keys: GSSSessionKeys, sequenceWindow: UInt32, renewAfter: TimeInterval) {
+            self.handle = handle
+            self.group = group
+            self.keys = keys
+            self.sequenceWindow = sequenceWindow
+            self.renewAfter = renewAfter
+        }
+
+        /// The session keys, for tests that show what an eavesdropper could do with them.
+        @_spi(Testing) public var sessionKeysForTesting: GSSSessionKeys { keys }
+    }
+
+    private struct State {
+        var context: Context?
+        var pending: Task<Context, any Error>?
+        /// Sequence numbers sent per xid (for matching replies), oldest xid first.
+        var sent: [UInt32: [UInt32]] = [:]
+        var sentOrder: [UInt32] = []
+    }
+
+    public let clientNetname: String
+    public let serverNetname: String
+    public let serverPublicKey: DHPublicKey
+    public let group: GSSGroup
+    public let service: GSSService
+    private let keyserver: KeyServerClient
+    private let now: @Sendable () -> TimeInterval
+    private let state = NIOLockedValueBox(State())
+    /// Renew this long before the server's lifetime ends.
+    static let renewalMargin: TimeInterval = 60
+    /// Renew well before the sequence numbers reach MAXSEQ.
+    static let sequenceLimit: UInt32 = SRPCDH.maxSequence - 0x10000
+
+    /// - Parameters:
+    ///   - serverPublicKey: the server's long-term key of the group to use (from the directory).
+    ///   - keyserver: this host's keyserver, where the client's user is logged in.
+    public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey, service: GSSService = .privacy,
+                keyserver: KeyServerClient, now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 }) throws {
+        guard let group = GSSGroup.allCases.first(where: { $0.dhGroup == serverPublicKey.group }) else {
+            throw SecureRPCSetupError.weakGroup(serverPublicKey.group.rawValue)
+        }
+        self.clientNetname = clientNetname
+        self.serverNetname = serverNetname
+        self.serverPublicKey = serverPublicKey
+        self.group = group
+        self.service = service
+        self.keyserver = keyserver
+        self.now = now
+    }
+
+    /// The context in use, if one has been made.
+    public var currentContext: Context? { state.withLockedValue { $0.context } }
+
+    // MARK: calls
+
+    public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
+        guard let context = currentContext else { throw GSSClientError.unexpectedReply("no context: call through RPCClient") }
+        return try prepare(header, arguments: arguments, context: context)
+    }
+
+    public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall {
+        try prepare(header, arguments: arguments, context: try await establishedContext(client))
+    }
+
+    private func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, context: Context) throws -> RPCPreparedCall {
+        let sequence = context.nextSequence.withLockedValue { value -> UInt32 in
+            defer { value &+= 1 }
+            return value
+        }
+        let credential = GSSCredential(procedure: .rpcsecGssData, sequence: sequence, service: service, handle: context.handle).opaqueAuth
+        let headerBytes = RPCCall.headerBytesForChecksum(xid: header.xid, program: header.program, version: header.version,
+                                                         procedure: header.procedure, credential: credential)
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer.mac, .callHeader, headerBytes)))
+        let wrapped = try SRPCDH.wrap(arguments, sequence: sequence, service: service, keys: context.keys.clientToServer, clientToServer: true)
+        record(xid: header.xid, sequence: sequence)
+        let service = self.service
+        return RPCPreparedCall(credential: credential, verifier: verifier, arguments: wrapped) { [weak self] verifier, results in
+            let candidates = self?.sequences(for: header.xid) ?? [sequence]
+            guard verifier.flavor == .rpcsecGSS,
+                  let matched = candidates.first(where: { SRPCDH.verifyMIC(context.keys.serverToClient.mac, .replySequence, sequence: $0, tag: verifier.body) })
+            else {
+                throw RPCClientError.replyVerificationFailed("the RPCSEC_GSS reply verifier does not match any sequence number sent")
+            }
+            self?.forget(xid: header.xid)
+            do {
+                return try SRPCDH.unwrap(results, sequence: matched, service: service, keys: context.keys.serverToClient, clientToServer: false)
+            } catch {
+                throw RPCClientError.replyVerificationFailed("\(error)")
+            }
+        }
+    }
+
+    private func record(xid: UInt32, sequence: UInt32) {
+        state.withLockedValue { state in
+            if state.sent[xid] == nil {
+                state.sentOrder.append(xid)
+                // Calls that never got a reply are forgotten eventually.
+                if state.sentOrder.count > 8192 {
+                    let old = state.sentOrder.removeFirst()
+                    state.sent[old] = nil
+                }
+            }
+            state.sent[xid, default: []].append(sequence)
+        }
+    }
+
+    private func sequences(for xid: UInt32) -> [UInt32] {
+        state.withLockedValue { $0.sent[xid] ?? [] }
+    }
+
+    private func forget(xid: UInt32) {
+        state.withLockedValue { state in
+            if state.sent.removeValue(forKey: xid) != nil, let index = state.sentOrder.firstIndex(of: xid) {
+                state.sentOrder.remove(at: index)
+            }
+        }
+    }
+
+    public func refresh(after status: AuthStatus) async -> Bool {
+        guard status == .gssCredentialProblem || status == .gssContextProblem else { return false }
+        // The server lost or ended the context: make a new one on the next attempt.
+        state.withLockedValue { $0.context = nil }
+        return true
+    }
+
+    public func clientWillClose(_ client: RPCClient) async {
+        let context = state.withLockedValue { state -> Context? in
+            defer { state.context = nil }
+            return state.context
+        }
+        guard let context else { return }
+        _ = try? await client.call(program: client.program, version: client.version, procedure: 0, arguments: ByteBuffer(),
+                                   timeout: .seconds(2), authenticator: GSSDestroyCall(context: context))
+    }
+
+    // MARK: context creation
+
+    private func establishedContext(_ client: RPCClient) async throws -> Context {
+        enum Next {
+            case ready(Context)
+            case wait(Task<Context, any Error>)
+        }
+        let nowSeconds = now()
+        let next: Next = state.withLockedValue { state in
+            if let context = state.context, nowSeconds < context.renewAfter,
+               context.nextSequence.withLockedValue({ $0 }) < Self.sequenceLimit {
+                return .ready(context)
+            }
+            if let pending = state.pending { return .wait(pending) }
+            let task = Task { try await self.establish(client) }
+            state.pending = task
+            return .wait(task)
+        }
+        switch next {
+        case let .ready(context):
+            return context
+        case let .wait(task):
+            do {
+                let context = try await task.value
+                state.withLockedValue { state in
+                    if state.pending == task {
+                        state.pending = nil
+                        state.context = context
+                    }
+                }
+                return context
+            } catch {
+                state.withLockedValue { state in
+                    if state.pending == task { state.pending = nil }
+                }
+                throw error
+            }
+        }
+    }
+
+    private func establish(_ client: RPCClient) async throws -> Context {
+        // K_ss from our keyserver: proves the INIT comes from the holder of our secret key.
+        let info = SRPCDH.kssInfo(group: group, client: clientNetname, server: serverNetname)
+        let derived = try await keyserver.performStrong {
+            try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: serverPublicKey.bytes, info: info))
+        }
+        guard case let .keySuccess(kssBytes) = derived else {
+            if case .default(discriminant: .keyNosecret) = derived { throw SecureRPCError.notLoggedIn(clientNetname) }
+            throw SecureRPCError.keyserverRefused("\(derived)")
+        }
+        var kssCopy = kssBytes
+        let kss = SecretBytes(copying: kssCopy)
+        SecretBytes.wipe(&kssCopy)
+
+        let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
+        let body = SrpcDhInitBody(
+            tokenVersion: SRPCDH.tokenVersion, group: group.wire, client: clientNetname, server: serverNetname,
+            clientEphemeral: ephemeral.publicKey.bytes, timestamp: UInt64(max(0, now() * 1_000_000)),
+            nonce: (0..<16).map { _ in UInt8.random(in: 0...255) }
+        )
+        let token = try SRPCDH.sealAuthenticator(kss: kss, body: body)
+        let initCall = GSSInitCall()
+        let results = try await client.call(
+            program: client.program, version: client.version, procedure: 0,
+            arguments: RpcGssInitArg(gssToken: Array(token.xdrEncoded().readableBytesView)).xdrEncoded(),
+            authenticator: initCall
+        )
+        let result: RpcGssInitRes
+        do {
+            result = try results.decodeXDRExactly(RpcGssInitRes.self)
+        } catch {
+            throw GSSClientError.unexpectedReply("init result: \(error)")
+        }
+        guard result.gssMajor == GSSMajorStatus.complete else {
+            throw GSSClientError.contextRefused(major: result.gssMajor, minor: result.gssMinor)
+        }
+        let reply: SrpcDhReplyToken
+        do {
+            reply = try ByteBuffer(bytes: result.gssToken).decodeXDRExactly(SrpcDhReplyToken.self)
+        } catch {
+            throw GSSClientError.unexpectedReply("reply token: \(error)")
+        }
+        // The group is echoed and covered by the confirmation: a reply for another group
+        // (a downgrade) cannot verify.
+        guard reply.body.tokenVersion == SRPCDH.tokenVersion, GSSGroup(wire: reply.body.group) == group else {
+            throw GSSClientError.serverNotAuthenticated("the reply names another token version or group")
+        }
+        guard let serverEphemeral = try? DHPublicKey(group: group.dhGroup, bytes: reply.body.serverEphemeral) else {
+            throw GSSClientError.serverNotAuthenticated("invalid ephemeral public key")
+        }
+        let shared = try ephemeral.sharedSecret(with: serverEphemeral)
+        let transcript = SRPCDH.transcript(initToken: token, replyBody: reply.body)
+        let keys = SRPCDH.sessionKeys(kss: kss, ephemeralShared: shared, clientNonce: body.nonce, serverNonce: reply.body.nonce, transcript: transcript)
+        guard SecretBytes.constantTimeEqual(SRPCDH.confirmation(keys: keys, transcript: transcript), reply.confirmation) else {
+            throw GSSClientError.serverNotAuthenticated("the confirmation tag does not verify")
+        }
+        guard let verifier = initCall.replyVerifier,
+              verifier.flavor == .rpcsecGSS,
+              SRPCDH.verifyMIC(keys.serverToClient.mac, .sequenceWindow, sequence: result.seqWindow, tag: verifier.body) else {
+            throw GSSClientError.serverNotAuthenticated("the reply verifier over the sequence window does not verify")
+        }
+        guard result.handle.count > 0, result.seqWindow > 0 else {
+            throw GSSClientError.unexpectedReply("empty handle or sequence window")
+        }
+        let lifetime = TimeInterval(reply.body.lifetime)
+        return Context(handle: result.handle, group: group, keys: keys, sequenceWindow: result.seqWindow,
+                       renewAfter: now() + max(lifetime - Self.renewalMargin, lifetime / 2))
+    }
+}
+
+/// The credential of an INIT call: no handle, AUTH_NONE verifier. Keeps the reply's
+/// verifier, which the client checks once it has the session keys.
+final class GSSInitCall: RPCClientAuthenticator {
+    var flavor: AuthFlavor { .rpcsecGSS }
+    private let verifier = NIOLockedValueBox<OpaqueAuth?>(nil)
+
+    var replyVerifier: OpaqueAuth? { verifier.withLockedValue { $0 } }
+
+    func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
+        let credential = GSSCredential(procedure: .rpcsecGssInit, sequence: 0, service: .none, handle: []).opaqueAuth
+        return RPCPreparedCall(credential: credential, verifier: .none, arguments: arguments) { [verifier] replyVerifier, results in
+            verifier.withLockedValue { $0 = replyVerifier }
+            return results
+        }
+    }
+}
+
+/// DESTROY: the context's next sequence number and header MIC, procedure NULL.
+struct GSSDestroyCall: RPCClientAuthenticator {
+    var flavor: AuthFlavor { .rpcsecGSS }
+    let context: GSSClient.Context
+
+    func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
+        let sequence = context.nextSequence.withLockedValue { value -> UInt32 in
+            defer { value &+= 1 }
+            return value
+        }
+        let credential = GSSCredential(procedure: .rpcsecGssDestroy, sequence: sequence, service: .none, handle: context.handle).opaqueAuth
+        let headerBytes = RPCCall.headerBytesForChecksum(xid: header.xid, program: header.program, version: header.version,
+                                                         procedure: header.procedure, credential: credential)
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer.mac, .callHeader, headerBytes)))
+        return RPCPreparedCall(credential: credential, verifier: verifier, arguments: arguments)
+    }
+}

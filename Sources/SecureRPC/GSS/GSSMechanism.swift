@@ -1,0 +1,433 @@
+// The srpc-dh mechanism's cryptography, shared by client and server and kept free of I/O
+// so tests (and the forward-secrecy attacker) can drive it directly: the INIT
+// authenticator under K_ss, the transcript, the session keys, the per-message checksums
+// (MICs) and the integrity and privacy wrappers of RFC 2203 §5.3.2. docs/GSS.md is the
+// specification; every constant here appears there.
+
+import Crypto
+import Foundation
+import KeyCrypto
+import KeyServer
+import NIOCore
+import ONCRPC
+import XDR
+
+/// The Diffie-Hellman group an RPCSEC_GSS context is made with.
+public enum GSSGroup: String, Sendable, CaseIterable, Comparable, CustomStringConvertible {
+    case ffdhe2048, ffdhe3072, ffdhe4096
+
+    public var dhGroup: DHGroupName {
+        switch self {
+        case .ffdhe2048: return .ffdhe2048
+        case .ffdhe3072: return .ffdhe3072
+        case .ffdhe4096: return .ffdhe4096
+        }
+    }
+
+    public var bits: Int {
+        switch self {
+        case .ffdhe2048: return 2048
+        case .ffdhe3072: return 3072
+        case .ffdhe4096: return 4096
+        }
+    }
+
+    var wire: SrpcDhGroup {
+        switch self {
+        case .ffdhe2048: return .srpcDhFfdhe2048
+        case .ffdhe3072: return .srpcDhFfdhe3072
+        case .ffdhe4096: return .srpcDhFfdhe4096
+        }
+    }
+
+    init(wire: SrpcDhGroup) {
+        switch wire {
+        case .srpcDhFfdhe2048: self = .ffdhe2048
+        case .srpcDhFfdhe3072: self = .ffdhe3072
+        case .srpcDhFfdhe4096: self = .ffdhe4096
+        }
+    }
+
+    var keyserverMechanism: KeyxMechanism {
+        switch self {
+        case .ffdhe2048: return .keyxFfdhe2048
+        case .ffdhe3072: return .keyxFfdhe3072
+        case .ffdhe4096: return .keyxFfdhe4096
+        }
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.bits < rhs.bits }
+    public var description: String { rawValue }
+}
+
+/// How RPCSEC_GSS protects each call's arguments and results (RFC 2203 §5.3.2).
+public enum GSSService: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Only the header is checksummed.
+    case none
+    /// Arguments and results carry a checksum.
+    case integrity
+    /// Arguments and results are encrypted and authenticated.
+    case privacy
+
+    var wire: RpcGssService {
+        switch self {
+        case .none: return .rpcGssSvcNone
+        case .integrity: return .rpcGssSvcIntegrity
+        case .privacy: return .rpcGssSvcPrivacy
+        }
+    }
+
+    init(wire: RpcGssService) {
+        switch wire {
+        case .rpcGssSvcNone: self = .none
+        case .rpcGssSvcIntegrity: self = .integrity
+        case .rpcGssSvcPrivacy: self = .privacy
+        }
+    }
+
+    public var protection: RPCMessageProtection {
+        switch self {
+        case .none: return .none
+        case .integrity: return .integrity
+        case .privacy: return .privacy
+        }
+    }
+
+    public var description: String { rawValue }
+}
+
+/// GSS-API major status values used in `rpc_gss_init_res` (RFC 2744 §3.9.1).
+public enum GSSMajorStatus {
+    public static let complete: UInt32 = 0
+    public static let duplicateToken: UInt32 = 1 << 1
+    public static let oldToken: UInt32 = 1 << 2
+    public static let badMech: UInt32 = 1 << 16
+    public static let badName: UInt32 = 2 << 16
+    public static let badSig: UInt32 = 6 << 16
+    public static let noCred: UInt32 = 7 << 16
+    public static let defectiveToken: UInt32 = 9 << 16
+    public static let defectiveCredential: UInt32 = 10 << 16
+    public static let failure: UInt32 = 13 << 16
+}
+
+/// Why srpc-dh refused to create a context: the `gss_minor` of a failed INIT reply.
+public enum GSSMinorStatus: UInt32, Sendable, CustomStringConvertible {
+    case none = 0
+    case badTokenVersion = 1
+    case groupNotAccepted = 2
+    case wrongServer = 3
+    case unknownClient = 4
+    case clockSkew = 5
+    case badAuthenticator = 6
+    case replayedToken = 7
+    case serverNotLoggedIn = 8
+    case badEphemeralKey = 9
+    case replayCacheFull = 10
+    case malformedToken = 11
+    case notSingleRoundTrip = 12
+
+    public var description: String {
+        switch self {
+        case .none: return "no detail"
+        case .badTokenVersion: return "the server speaks another srpc-dh token version"
+        case .groupNotAccepted: return "the server does not accept this Diffie-Hellman group"
+        case .wrongServer: return "the token names another server"
+        case .unknownClient: return "the server's key directory has no key of this group for the client"
+        case .clockSkew: return "the client's clock is too far from the server's"
+        case .badAuthenticator: return "the authenticator did not verify (wrong keys)"
+        case .replayedToken: return "the INIT token was seen before (replay)"
+        case .serverNotLoggedIn: return "the server's keyserver holds no secret key of this group for the server"
+        case .badEphemeralKey: return "the ephemeral public key is not a valid group element"
+        case .replayCacheFull: return "the server's INIT replay cache is full; try again later"
+        case .malformedToken: return "the token did not decode"
+        case .notSingleRoundTrip: return "srpc-dh needs no CONTINUE_INIT"
+        }
+    }
+}
+
+/// One direction's keys: a MAC key for checksums and an AEAD key for privacy.
+public struct GSSDirectionKeys: Sendable {
+    public let mac: SecretBytes
+    public let seal: SecretBytes
+}
+
+/// The four session keys of a context, derived once by each side.
+public struct GSSSessionKeys: Sendable {
+    public let clientToServer: GSSDirectionKeys
+    public let serverToClient: GSSDirectionKeys
+}
+
+/// The pieces of srpc-dh, as functions of their inputs.
+public enum SRPCDH {
+    public static let tokenVersion: UInt32 = 1
+    public static let mechanismName = "srpc-dh"
+    /// The sequence window the server advertises and enforces.
+    public static let defaultSequenceWindow: UInt32 = 1024
+    public static let maxSequence: UInt32 = 0x8000_0000
+
+    // MARK: labels (domain separation; docs/GSS.md §Keys)
+
+    static let kssLabel = Array("srpc-dh v1 K_ss".utf8)
+    static let keysLabel = Array("srpc-dh v1 session keys".utf8)
+    static let transcriptLabel = Array("srpc-dh v1 transcript".utf8)
+    static let confirmLabel = Array("srpc-dh v1 confirm".utf8)
+
+    /// What a MIC covers, as its first byte: the same key never signs two kinds of data
+    /// that could be confused.
+    public enum MICKind: UInt8, Sendable {
+        case callHeader = 1
+        case body = 2
+        case replySequence = 3
+        case sequenceWindow = 4
+    }
+
+    /// HKDF info for K_ss: the label and a hash of group and both names, so the keyserver
+    /// hands out a key bound to this pair and this use (and the info stays 47 bytes).
+    public static func kssInfo(group: GSSGroup, client: String, server: String) -> [UInt8] {
+        var names: [UInt8] = []
+        for part in [group.rawValue, client, server] {
+            names += withUnsafeBytes(of: UInt32(part.utf8.count).bigEndian, Array.init) + Array(part.utf8)
+        }
+        return kssLabel + StrongCrypto.sha256(names)
+    }
+
+    /// The INIT authenticator: AES-256-GCM under K_ss, random 96-bit nonce, plaintext
+    /// timestamp ‖ nonce, associated data XDR(body).
+    public static func sealAuthenticator(kss: SecretBytes, body: SrpcDhInitBody) throws -> SrpcDhInitToken {
+        let aeadNonce = (0..<12).map { _ in UInt8.random(in: 0...255) }
+        let sealed = try StrongCrypto.seal(.aes256GCM, key: kss, nonce: aeadNonce,
+                                           plaintext: authenticatorPlaintext(body), authenticating: Array(body.xdrEncoded().readableBytesView))
+        return SrpcDhInitToken(body: body, authNonce: aeadNonce, authenticator: sealed)
+    }
+
+    /// Checks the authenticator; false for any failure.
+    public static func openAuthenticator(kss: SecretBytes, token: SrpcDhInitToken) -> Bool {
+        guard let plain = try? StrongCrypto.open(.aes256GCM, key: kss, nonce: token.authNonce, sealed: token.authenticator,
+                                                 authenticating: Array(token.body.xdrEncoded().readableBytesView)) else { return false }
+        return SecretBytes.constantTimeEqual(plain, authenticatorPlaintext(token.body))
+    }
+
+    static func authenticatorPlaintext(_ body: SrpcDhInitBody) -> [UInt8] {
+        withUnsafeBytes(of: body.timestamp.bigEndian, Array.init) + body.nonce
+    }
+
+    /// SHA-256 over the label, the whole INIT token and the reply body, as XDR.
+    public static func transcript(initToken: SrpcDhInitToken, replyBody: SrpcDhReplyBody) -> [UInt8] {
+        var data = transcriptLabel
+        data += initToken.xdrEncoded().readableBytesView
+        data += replyBody.xdrEncoded().readableBytesView
+        return StrongCrypto.sha256(data)
+    }
+
+    /// HKDF-SHA256(salt = client nonce ‖ server nonce, ikm = K_ss ‖ DH(a, b),
+    /// info = label ‖ transcript) → 128 bytes: c→s MAC, c→s AEAD, s→c MAC, s→c AEAD.
+    public static func sessionKeys(kss: SecretBytes, ephemeralShared: SecretBytes, clientNonce: [UInt8], serverNonce: [UInt8],
+                                   transcript: [UInt8]) -> GSSSessionKeys {
+        let ikm = SecretBytes(count: kss.count + ephemeralShared.count) { out in
+            kss.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            ephemeralShared.withUnsafeBytes { (out.baseAddress! + kss.count).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        let okm = StrongCrypto.hkdf(inputKeyMaterial: ikm, salt: clientNonce + serverNonce, info: keysLabel + transcript, outputByteCount: 128)
+        func part(_ index: Int) -> SecretBytes {
+            okm.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[(index * 32)..<(index * 32 + 32)])) }
+        }
+        return GSSSessionKeys(clientToServer: GSSDirectionKeys(mac: part(0), seal: part(1)),
+                              serverToClient: GSSDirectionKeys(mac: part(2), seal: part(3)))
+    }
+
+    /// The server's confirmation tag over the transcript.
+    public static func confirmation(keys: GSSSessionKeys, transcript: [UInt8]) -> [UInt8] {
+        StrongCrypto.hmac(key: keys.serverToClient.mac, confirmLabel + transcript)
+    }
+
+    // MARK: per-message protection
+
+    /// HMAC-SHA256(key, kind ‖ data).
+    public static func mic(_ key: SecretBytes, _ kind: MICKind, _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        key.withUnsafeBytes { keyBytes in
+            var hmac = HMAC<SHA256>(key: SymmetricKey(data: keyBytes))
+            hmac.update(data: [kind.rawValue])
+            hmac.update(data: data)
+            return Array(hmac.finalize())
+        }
+    }
+
+    public static func mic(_ key: SecretBytes, _ kind: MICKind, _ buffer: ByteBuffer) -> [UInt8] {
+        buffer.withUnsafeReadableBytes { mic(key, kind, $0) }
+    }
+
+    public static func mic(_ key: SecretBytes, _ kind: MICKind, sequence: UInt32) -> [UInt8] {
+        withUnsafeBytes(of: sequence.bigEndian) { mic(key, kind, $0) }
+    }
+
+    /// Constant-time check of a MIC.
+    public static func verifyMIC(_ key: SecretBytes, _ kind: MICKind, _ buffer: ByteBuffer, tag: ByteBuffer) -> Bool {
+        let expected = mic(key, kind, buffer)
+        return tag.withUnsafeReadableBytes { given in expected.withUnsafeBytes { SecretBytes.constantTimeEqual($0, given) } }
+    }
+
+    public static func verifyMIC(_ key: SecretBytes, _ kind: MICKind, sequence: UInt32, tag: ByteBuffer) -> Bool {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(sequence)
+        return verifyMIC(key, kind, buffer, tag: tag)
+    }
+
+    /// The 96-bit AEAD nonce of a privacy body: direction (1 = client to server, 2 = server
+    /// to client), zero, sequence number. Unique because each side sends each sequence
+    /// number at most once per context and direction.
+    static func privacyNonce(clientToServer: Bool, sequence: UInt32) -> [UInt8] {
+        var nonce = [UInt8](repeating: 0, count: 12)
+        nonce[3] = clientToServer ? 1 : 2
+        nonce[8] = UInt8(sequence >> 24)
+        nonce[9] = UInt8(truncatingIfNeeded: sequence >> 16)
+        nonce[10] = UInt8(truncatingIfNeeded: sequence >> 8)
+        nonce[11] = UInt8(truncatingIfNeeded: sequence)
+        return nonce
+    }
+
+    /// Wraps `body` for `service`: none returns it unchanged.
+    public static func wrap(_ body: ByteBuffer, sequence: UInt32, service: GSSService, keys: GSSDirectionKeys,
+                            clientToServer: Bool) throws -> ByteBuffer {
+        switch service {
+        case .none:
+            return body
+        case .integrity:
+            var data = ByteBuffer()
+            data.reserveCapacity(4 + body.readableBytes)
+            data.writeInteger(sequence)
+            data.writeImmutableBuffer(body)
+            let checksum = mic(keys.mac, .body, data)
+            var out = ByteBuffer()
+            out.reserveCapacity(data.readableBytes + 48)
+            out.writeXDROpaque(data)
+            out.writeXDROpaque(checksum)
+            return out
+        case .privacy:
+            var plain = [UInt8]()
+            plain.reserveCapacity(4 + body.readableBytes)
+            withUnsafeBytes(of: sequence.bigEndian) { plain += $0 }
+            plain += body.readableBytesView
+            let sealed = try keys.seal.withUnsafeBytes { key in
+                try AES.GCM.seal(plain, using: SymmetricKey(data: key),
+                                 nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)))
+            }
+            var out = ByteBuffer()
+            let length = sealed.ciphertext.count + sealed.tag.count
+            out.reserveCapacity(4 + length + 3)
+            out.writeInteger(UInt32(length))
+            out.writeBytes(sealed.ciphertext)
+            out.writeBytes(sealed.tag)
+            out.writeRepeatingByte(0, count: xdrPadding(length))
+            return out
+        }
+    }
+
+    /// Why a wrapped body was refused. One case per check, for logs and tests; the peer only
+    /// ever sees GARBAGE_ARGS (calls) or a verification failure (replies).
+    public enum UnwrapError: Error, Equatable, CustomStringConvertible {
+        case malformed
+        case badChecksum
+        case decryptionFailed
+        case sequenceMismatch(inBody: UInt32, expected: UInt32)
+
+        public var description: String {
+            switch self {
+            case .malformed: return "the wrapped body did not decode"
+            case .badChecksum: return "the body's checksum did not verify"
+            case .decryptionFailed: return "the body did not decrypt"
+            case let .sequenceMismatch(inBody, expected): return "sequence number \(inBody) in the body, \(expected) expected"
+            }
+        }
+    }
+
+    /// Checks and unwraps a body that `wrap` made; returns the procedure's XDR bytes.
+    public static func unwrap(_ wrapped: ByteBuffer, sequence: UInt32, service: GSSService, keys: GSSDirectionKeys,
+                              clientToServer: Bool) throws(UnwrapError) -> ByteBuffer {
+        switch service {
+        case .none:
+            return wrapped
+        case .integrity:
+            var buffer = wrapped
+            guard var data = try? buffer.readXDROpaque(), let checksum = try? buffer.readXDROpaque(maxLength: 64),
+                  buffer.readableBytes == 0 else { throw .malformed }
+            guard verifyMIC(keys.mac, .body, data, tag: checksum) else { throw .badChecksum }
+            guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
+            guard inBody == sequence else { throw .sequenceMismatch(inBody: inBody, expected: sequence) }
+            return data
+        case .privacy:
+            var buffer = wrapped
+            guard let sealed = try? buffer.readXDROpaque(), buffer.readableBytes == 0, sealed.readableBytes >= 20 else { throw .malformed }
+            let plain: Data
+            do {
+                let box = try sealed.withUnsafeReadableBytes { bytes in
+                    try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)),
+                                          ciphertext: UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 16)]),
+                                          tag: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 16)...]))
+                }
+                plain = try keys.seal.withUnsafeBytes { key in try AES.GCM.open(box, using: SymmetricKey(data: key)) }
+            } catch {
+                throw .decryptionFailed
+            }
+            var data = ByteBuffer(bytes: plain)
+            guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
+            guard inBody == sequence else { throw .sequenceMismatch(inBody: inBody, expected: sequence) }
+            return data
+        }
+    }
+}
+
+/// RFC 2203 §5.3.3.1 replay protection: the highest sequence number seen and a bitmap of
+/// the `size` numbers below it. A number above the highest slides the window; one inside
+/// and unseen is accepted; a number seen before or below the window is not.
+public struct GSSSequenceWindow: Sendable {
+    public let size: UInt32
+    private var highest: UInt32?
+    private var bits: [UInt64]
+
+    public init(size: UInt32 = SRPCDH.defaultSequenceWindow) {
+        precondition(size >= 64 && size % 64 == 0)
+        self.size = size
+        self.bits = Array(repeating: 0, count: Int(size / 64))
+    }
+
+    private func isSet(_ sequence: UInt32) -> Bool {
+        let index = sequence % size
+        return bits[Int(index / 64)] & (1 << UInt64(index % 64)) != 0
+    }
+
+    private mutating func set(_ sequence: UInt32, _ value: Bool) {
+        let index = sequence % size
+        if value {
+            bits[Int(index / 64)] |= 1 << UInt64(index % 64)
+        } else {
+            bits[Int(index / 64)] &= ~(1 << UInt64(index % 64))
+        }
+    }
+
+    /// Records `sequence` and returns true when it was new and inside the window.
+    public mutating func accept(_ sequence: UInt32) -> Bool {
+        guard let top = highest else {
+            highest = sequence
+            set(sequence, true)
+            return true
+        }
+        if sequence > top {
+            if sequence - top >= size {
+                for i in bits.indices { bits[i] = 0 }
+            } else {
+                var s = top &+ 1
+                while s != sequence {
+                    set(s, false)
+                    s &+= 1
+                }
+            }
+            set(sequence, true)
+            highest = sequence
+            return true
+        }
+        if top - sequence >= size { return false }
+        if isSet(sequence) { return false }
+        set(sequence, true)
+        return true
+    }
+}
