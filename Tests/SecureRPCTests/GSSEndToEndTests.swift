@@ -128,24 +128,34 @@ final class GSSEndToEndTests: XCTestCase {
         await server.shutdown()
     }
 
-    func testLoggedOutUserCannotMakeAContext() async throws {
+    func testCallsFailCleanlyOnceTheUserLoggedOut() async throws {
         let clock = ClockBox(Date().timeIntervalSince1970)
-        let (server, _, tcp, _) = try await fixture.startServer(configure: { $0.contextLifetime = 120 }, now: { clock.now })
+        let (server, gss, tcp, _) = try await fixture.startServer(now: { clock.now })
         let client = fixture.client(.tcp, tcp, try fixture.authenticator(now: { clock.now }))
         _ = try await client.call(1, GSSBlob([1]), returning: GSSBlob.self)
-        // keylogout: the keyserver forgets the user's keys. The context made before lives
-        // out its lease (like a Kerberos ticket); the next one cannot be made.
+        // keylogout: the keyserver forgets the user's keys. Within the login-check interval
+        // (30 s) the context still serves; after it, the next call fails with a clear error,
+        // runs nothing, and the context is destroyed on the server.
         fixture.store.clear(uid: 6001)
         _ = try await client.call(1, GSSBlob([2]), returning: GSSBlob.self)
-        clock.advance(61)
-        do {
-            _ = try await client.call(1, GSSBlob([3]), returning: GSSBlob.self)
-            XCTFail("a logged-out user must not get a new context")
-        } catch let error as SecureRPCError {
-            XCTAssertEqual(error, .notLoggedIn(gssClientNetname))
-            XCTAssertEqual("\(error)", "unix.6001@gss.example is not logged in to the keyserver (run keylogin)")
+        clock.advance(31)
+        for _ in 0..<2 {
+            do {
+                _ = try await client.call(1, GSSBlob([3]), returning: GSSBlob.self)
+                XCTFail("a logged-out user's calls must fail")
+            } catch let error as SecureRPCError {
+                XCTAssertEqual(error, .notLoggedIn(gssClientNetname))
+                XCTAssertEqual("\(error)", "unix.6001@gss.example is not logged in to the keyserver (run keylogin)")
+            }
         }
         XCTAssertEqual(fixture.runs.withLockedValue { $0 }, 2)
+        XCTAssertEqual(gss.statistics.contextsDestroyed, 1)
+        XCTAssertEqual(gss.contextCount, 0)
+
+        // keylogin again: calls work again, with a new context.
+        fixture.logIn()
+        _ = try await client.call(1, GSSBlob([4]), returning: GSSBlob.self)
+        XCTAssertEqual(gss.statistics.contextsCreated, 2)
 
         // The server's own key logged out: INIT refused with a reason, not a hang.
         fixture.logIn()

@@ -48,8 +48,11 @@ public final class GSSClient: RPCClientAuthenticator {
         /// When the client stops using it (the server's lifetime minus a margin).
         public let renewAfter: TimeInterval
         let nextSequence = NIOLockedValueBox<UInt32>(1)
+        /// When the client last saw its user logged in to the keyserver.
+        let loginSeen: NIOLockedValueBox<TimeInterval>
 
-        init(handle: [UInt8], group: GSSGroup, keys: GSSSessionKeys, sequenceWindow: UInt32, renewAfter: TimeInterval) {
+        init(handle: [UInt8], group: GSSGroup, keys: GSSSessionKeys, sequenceWindow: UInt32, renewAfter: TimeInterval, loginSeen: TimeInterval) {
+            self.loginSeen = NIOLockedValueBox(loginSeen)
             self.handle = handle
             self.group = group
             self.keys = keys
@@ -77,6 +80,10 @@ public final class GSSClient: RPCClientAuthenticator {
     private let keyserver: KeyServerClient
     private let now: @Sendable () -> TimeInterval
     private let state = NIOLockedValueBox(State())
+    /// A context is used no longer than its user stays logged in: the keyserver is asked
+    /// again when this much time has passed since it last said so (keylogout takes effect
+    /// within this time, at the cost of one keyserver call per interval).
+    public let loginCheckInterval: TimeInterval
     /// Renew this long before the server's lifetime ends.
     static let renewalMargin: TimeInterval = 60
     /// Renew well before the sequence numbers reach MAXSEQ.
@@ -86,7 +93,8 @@ public final class GSSClient: RPCClientAuthenticator {
     ///   - serverPublicKey: the server's long-term key of the group to use (from the directory).
     ///   - keyserver: this host's keyserver, where the client's user is logged in.
     public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey, service: GSSService = .privacy,
-                keyserver: KeyServerClient, now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 }) throws {
+                keyserver: KeyServerClient, loginCheckInterval: TimeInterval = 30,
+                now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 }) throws {
         guard let group = GSSGroup.allCases.first(where: { $0.dhGroup == serverPublicKey.group }) else {
             throw SecureRPCSetupError.weakGroup(serverPublicKey.group.rawValue)
         }
@@ -96,6 +104,7 @@ public final class GSSClient: RPCClientAuthenticator {
         self.group = group
         self.service = service
         self.keyserver = keyserver
+        self.loginCheckInterval = loginCheckInterval
         self.now = now
     }
 
@@ -204,6 +213,9 @@ public final class GSSClient: RPCClientAuthenticator {
         }
         switch next {
         case let .ready(context):
+            if nowSeconds - context.loginSeen.withLockedValue({ $0 }) >= loginCheckInterval {
+                try await checkLogin(context, client)
+            }
             return context
         case let .wait(task):
             do {
@@ -222,6 +234,27 @@ public final class GSSClient: RPCClientAuthenticator {
                 throw error
             }
         }
+    }
+
+    /// Asks the keyserver whether the user is still logged in; if not, destroys the context
+    /// on the server and fails the call.
+    private func checkLogin(_ context: Context, _ client: RPCClient) async throws {
+        let answer = try await keyserver.performStrong { try await $0.keyxPublic(group.keyserverMechanism) }
+        if case .keySuccess = answer {
+            context.loginSeen.withLockedValue { $0 = now() }
+            return
+        }
+        let current = state.withLockedValue { state -> Bool in
+            guard state.context === context else { return false }
+            state.context = nil
+            return true
+        }
+        if current {
+            _ = try? await client.call(program: client.program, version: client.version, procedure: 0, arguments: ByteBuffer(),
+                                       timeout: .seconds(2), authenticator: GSSDestroyCall(context: context))
+        }
+        if case .default(discriminant: .keyNosecret) = answer { throw SecureRPCError.notLoggedIn(clientNetname) }
+        throw SecureRPCError.keyserverRefused("\(answer)")
     }
 
     private func establish(_ client: RPCClient) async throws -> Context {
@@ -289,8 +322,9 @@ public final class GSSClient: RPCClientAuthenticator {
             throw GSSClientError.unexpectedReply("empty handle or sequence window")
         }
         let lifetime = TimeInterval(reply.body.lifetime)
+        let established = now()
         return Context(handle: result.handle, group: group, keys: keys, sequenceWindow: result.seqWindow,
-                       renewAfter: now() + max(lifetime - Self.renewalMargin, lifetime / 2))
+                       renewAfter: established + max(lifetime - Self.renewalMargin, lifetime / 2), loginSeen: established)
     }
 }
 
