@@ -12,6 +12,8 @@ packages=(
     rpcsvc-proto      # rpcgen and the classic .x files
     iproute2          # `ip` inside private network namespaces
     util-linux        # unshare, setpriv, taskset
+    tcpdump           # loopback captures in tests
+    tshark            # an independent RPCSEC_GSS dissector for those captures
     gcc
 )
 

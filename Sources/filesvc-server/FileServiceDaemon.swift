@@ -19,8 +19,16 @@ struct FileServiceDaemon: AsyncParsableCommand {
         commandName: "filesvc-server",
         abstract: "Serve a directory with the example FILESVC program (ONC RPC over TCP and UDP).",
         discussion: """
+        By default every call must come over RPCSEC_GSS with the srpc-dh mechanism, at least \
+        ffdhe3072 and privacy (see --min-group, --min-service), proven through this host's \
+        keyserver, where the server's own netname (--netname) must be logged in. \
+        --require-auth dh accepts the legacy AUTH_DH as well; --require-auth none accepts any \
+        flavor, AUTH_SYS included.
+
         Every call is logged with the caller's identity. Stop with SIGINT or SIGTERM: calls in \
         flight finish, registrations with rpcbind are removed.
+
+        Example: filesvc-server --root /srv/files --netname unix.0@example.org
         """
     )
 
@@ -39,17 +47,29 @@ struct FileServiceDaemon: AsyncParsableCommand {
     @Flag(help: "Register with the host's rpcbind; carry on without it when it is not running.")
     var register = false
 
-    @Option(help: "Accept only callers proven with this mechanism: dh (AUTH_DH). Default: any flavor.")
-    var requireAuth: AuthChoice?
+    @Option(help: "Which callers to serve: gss (RPCSEC_GSS srpc-dh, at least --min-group and --min-service), dh (RPCSEC_GSS as for gss, or the legacy AUTH_DH), none (any flavor, AUTH_SYS too).")
+    var requireAuth: AuthChoice = .gss
 
-    @Option(help: "Key directory (for AUTH_DH: the callers' public keys).")
+    @Option(help: "For --require-auth gss: the smallest Diffie-Hellman group a context may use (ffdhe2048, ffdhe3072, ffdhe4096).")
+    var minGroup: GSSGroup = .ffdhe3072
+
+    @Option(help: "For --require-auth gss: the weakest per-call protection (none, integrity, privacy).")
+    var minService: GSSService = .privacy
+
+    @Option(help: "The server's own netname, logged in to the keyserver as this process's uid (default unix.UID@DOMAIN).")
+    var netname: String?
+
+    @Option(help: "The Secure RPC domain for the default --netname and for mapping local callers to uids (default $SECURERPC_DOMAIN).")
+    var domain: String?
+
+    @Option(help: "Key directory: the callers' public keys.")
     var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
 
-    @Option(help: "This host's keyserver socket (for AUTH_DH: the server's own key).")
+    @Option(help: "This host's keyserver socket: it holds the server's own secret keys.")
     var keyserverSocket = KeyServerPaths.socket
 
     enum AuthChoice: String, ExpressibleByArgument, CaseIterable {
-        case dh
+        case gss, dh, none
     }
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -71,10 +91,25 @@ struct FileServiceDaemon: AsyncParsableCommand {
         let files = try FileServiceServer(root: rootPath, logger: logger)
         var configuration = RPCServer.Configuration()
         var policy: any RPCAuthorizationPolicy = AllowAnyFlavor()
-        if requireAuth == .dh {
-            configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket)
-            policy = SecureRPCServer.require([.dh])
-            logger.notice("callers must be proven with AUTH_DH", metadata: ["directory": "\(db)", "keyserver": "\(keyserverSocket)"])
+        if requireAuth != .none {
+            let domain = self.domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"]
+            guard let me = netname ?? domain.map({ Netname.user(uid: getuid(), domain: $0) }) else {
+                throw ValidationError("--require-auth \(requireAuth.rawValue) needs --netname (the server's netname) or --domain (or SECURERPC_DOMAIN); --require-auth none serves anyone")
+            }
+            var gss = GSSServer.Configuration(serverNetname: me)
+            gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
+            configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket,
+                                                                              localDomain: domain, gss: gss)
+            let strong = SecurityRequirement.gss(minimumGroup: minGroup, minimumService: minService)
+            if requireAuth == .dh {
+                policy = SecurityPolicy(SecurityRequirement(flavors: [.dh, .rpcsecGSS], minimumKeyExchangeBits: 0, minimumProtection: .none))
+            } else {
+                policy = SecurityPolicy(strong)
+            }
+            logger.notice("callers must be proven", metadata: [
+                "accepting": "\(requireAuth == .dh ? "AUTH_DH or RPCSEC_GSS" : "RPCSEC_GSS srpc-dh \(minGroup)+ with \(minService)")",
+                "netname": "\(me)", "directory": "\(db)", "keyserver": "\(keyserverSocket)",
+            ])
         }
         let server = RPCServer(programs: [files.program(policy: policy)], configuration: configuration, logger: logger)
 
@@ -113,3 +148,5 @@ struct FileServiceDaemon: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension GSSGroup: ExpressibleByArgument {}
+extension GSSService: ExpressibleByArgument {}

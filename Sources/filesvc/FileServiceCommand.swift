@@ -28,28 +28,34 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Transport: tcp or udp.")
     var transport: RPCTransport = .tcp
 
-    @Option(help: "Authentication: none, sys (your uid and groups, not verified) or dh (AUTH_DH: proven through your keylogin).")
-    var auth: AuthChoice = .sys
+    @Option(help: "Authentication: gss (RPCSEC_GSS srpc-dh, proven through your keylogin, each call protected as --service says), dh (legacy AUTH_DH), sys (your uid and groups, not verified) or none.")
+    var auth: AuthChoice = .gss
 
-    @Option(help: "For --auth dh: the server's netname, e.g. unix.fs1@example.org.")
+    @Option(help: "For --auth gss: the Diffie-Hellman group (ffdhe2048, ffdhe3072, ffdhe4096).")
+    var group: GSSGroup = .ffdhe3072
+
+    @Option(help: "For --auth gss: per-call protection: privacy (encrypted), integrity (checksummed) or none.")
+    var service: GSSService = .privacy
+
+    @Option(help: "For --auth gss/dh: the server's netname, e.g. unix.0@example.org (default $SECURERPC_SERVER).")
     var server: String?
 
-    @Option(help: "For --auth dh: your netname (default unix.UID@DOMAIN).")
+    @Option(help: "For --auth gss/dh: your netname (default unix.UID@DOMAIN).")
     var netname: String?
 
-    @Option(help: "For --auth dh: the Secure RPC domain (default $SECURERPC_DOMAIN).")
+    @Option(help: "For --auth gss/dh: the Secure RPC domain (default $SECURERPC_DOMAIN).")
     var domain: String?
 
-    @Option(help: "For --auth dh: the key directory.")
+    @Option(help: "For --auth gss/dh: the key directory.")
     var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
 
-    @Option(help: "For --auth dh: this host's keyserver socket.")
+    @Option(help: "For --auth gss/dh: this host's keyserver socket.")
     var keyserverSocket = KeyServerPaths.socket
 
     @Option(help: "Seconds to wait for each reply.")
     var timeout: Double = 10
 
-    enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case none, sys, dh }
+    enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case gss, dh, sys, none }
 
     /// Runs `body` with a connected client and turns every failure into one line on stderr.
     func withClient(_ body: (FileServiceClient) async throws -> Void) async throws {
@@ -63,12 +69,14 @@ struct ConnectionOptions: ParsableArguments {
             switch auth {
             case .none: authentication = .none
             case .sys: authentication = .sys
-            case .dh:
-                guard let server else { throw fail("--auth dh needs --server NETNAME (the server's netname)") }
-                authentication = .dh(server: server)
+            case .dh, .gss:
+                guard let server = server ?? ProcessInfo.processInfo.environment["SECURERPC_SERVER"] else {
+                    throw fail("--auth \(auth.rawValue) needs --server NETNAME (the server's netname, or SECURERPC_SERVER); --auth sys or none call without proof")
+                }
+                authentication = auth == .dh ? .dh(server: server) : .gss(server: server, group: group, service: service)
                 if netname == nil {
                     guard let domain = domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] else {
-                        throw fail("--auth dh needs --netname or --domain (or SECURERPC_DOMAIN)")
+                        throw fail("--auth \(auth.rawValue) needs --netname or --domain (or SECURERPC_DOMAIN)")
                     }
                     me = Netname.user(uid: getuid(), domain: domain)
                 }
@@ -111,6 +119,8 @@ struct ConnectionOptions: ParsableArguments {
 }
 
 extension RPCTransport: ExpressibleByArgument {}
+extension GSSGroup: ExpressibleByArgument {}
+extension GSSService: ExpressibleByArgument {}
 
 struct Ping: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Call NULL: is the server there?")

@@ -48,7 +48,7 @@ final class AuthenticatedFileServiceTests: XCTestCase {
         let root = work.appendingPathComponent("files").path
         let port = 21_000 + Int.random(in: 0..<8000)
         let server = try BackgroundProcess([bin("filesvc-server"), "--root", root, "--port", "\(port)", "--require-auth", "dh",
-                                            "--db", db, "--keyserver-socket", socket], readyMarker: "serving")
+                                            "--netname", "unix.0@example.org", "--db", db, "--keyserver-socket", socket], readyMarker: "serving")
         defer { server.stop(signal: SIGTERM) }
         func filesvc(_ uid: Int, _ netname: String, _ database: String, _ transport: String, _ args: [String]) throws -> Command.Output {
             try run([bin("filesvc")] + args + ["--port", "\(port)", "--transport", transport, "--auth", "dh", "--server", "unix.0@example.org",
