@@ -141,6 +141,7 @@ public final class FileServiceServer: Sendable {
             "transport": "\(request.context.transport.rawValue)",
         ]
         if let detail { metadata["detail"] = "\(detail)" }
+        if let mechanism = request.caller.mechanism { metadata["via"] = "\(mechanism)" }
         if let status = (outcome as? FileStatus) ?? Self.status(of: outcome), status != .ok {
             metadata["status"] = "\(status)"
         }

@@ -55,6 +55,7 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
         if let netname { parts.append(netname) }
         if let uid { parts.append("uid=\(uid)") }
         if let machineName { parts.append("host=\(machineName)") }
+        if let mechanism { parts.append("via \(mechanism)") }
         if isVerified { parts.append("verified") }
         return parts.joined(separator: " ")
     }

@@ -280,7 +280,7 @@ final class GSSAttackTests: XCTestCase {
         // A call signed properly but numbered MAXSEQ.
         let credential = GSSCredential(procedure: .rpcsecGssData, sequence: SRPCDH.maxSequence, service: .none, handle: context.handle).opaqueAuth
         let header = RPCCall.headerBytesForChecksum(xid: 5, program: gssProgramNumber, version: 1, procedure: 1, credential: credential)
-        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.sessionKeysForTesting.clientToServer.mac, .callHeader, header)))
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.sessionKeysForTesting.clientToServer, .callHeader, header)))
         var record = ByteBuffer()
         RPCCall(xid: 5, program: gssProgramNumber, version: 1, procedure: 1, credential: credential, verifier: verifier,
                 arguments: GSSBlob([1]).xdrEncoded()).encode(into: &record)

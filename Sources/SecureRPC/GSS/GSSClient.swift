@@ -130,14 +130,14 @@ public final class GSSClient: RPCClientAuthenticator {
         let credential = GSSCredential(procedure: .rpcsecGssData, sequence: sequence, service: service, handle: context.handle).opaqueAuth
         let headerBytes = RPCCall.headerBytesForChecksum(xid: header.xid, program: header.program, version: header.version,
                                                          procedure: header.procedure, credential: credential)
-        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer.mac, .callHeader, headerBytes)))
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer, .callHeader, headerBytes)))
         let wrapped = try SRPCDH.wrap(arguments, sequence: sequence, service: service, keys: context.keys.clientToServer, clientToServer: true)
         record(xid: header.xid, sequence: sequence)
         let service = self.service
         return RPCPreparedCall(credential: credential, verifier: verifier, arguments: wrapped) { [weak self] verifier, results in
             let candidates = self?.sequences(for: header.xid) ?? [sequence]
             guard verifier.flavor == .rpcsecGSS,
-                  let matched = candidates.first(where: { SRPCDH.verifyMIC(context.keys.serverToClient.mac, .replySequence, sequence: $0, tag: verifier.body) })
+                  let matched = candidates.first(where: { SRPCDH.verifyMIC(context.keys.serverToClient, .replySequence, sequence: $0, tag: verifier.body) })
             else {
                 throw RPCClientError.replyVerificationFailed("the RPCSEC_GSS reply verifier does not match any sequence number sent")
             }
@@ -150,14 +150,20 @@ public final class GSSClient: RPCClientAuthenticator {
         }
     }
 
+    /// Replies are matched against every sequence number sent for their xid; calls that never
+    /// got a reply are forgotten oldest first beyond `maximumRemembered` xids.
+    private static let maximumRemembered = 8192
+
     private func record(xid: UInt32, sequence: UInt32) {
         state.withLockedValue { state in
             if state.sent[xid] == nil {
                 state.sentOrder.append(xid)
-                // Calls that never got a reply are forgotten eventually.
-                if state.sentOrder.count > 8192 {
-                    let old = state.sentOrder.removeFirst()
-                    state.sent[old] = nil
+                if state.sentOrder.count > 2 * Self.maximumRemembered {
+                    // Drop the order entries of xids already answered, then the oldest others.
+                    state.sentOrder.removeAll { state.sent[$0] == nil }
+                    while state.sentOrder.count > Self.maximumRemembered {
+                        state.sent[state.sentOrder.removeFirst()] = nil
+                    }
                 }
             }
             state.sent[xid, default: []].append(sequence)
@@ -169,11 +175,7 @@ public final class GSSClient: RPCClientAuthenticator {
     }
 
     private func forget(xid: UInt32) {
-        state.withLockedValue { state in
-            if state.sent.removeValue(forKey: xid) != nil, let index = state.sentOrder.firstIndex(of: xid) {
-                state.sentOrder.remove(at: index)
-            }
-        }
+        state.withLockedValue { _ = $0.sent.removeValue(forKey: xid) }
     }
 
     public func refresh(after status: AuthStatus) async -> Bool {
@@ -315,7 +317,7 @@ public final class GSSClient: RPCClientAuthenticator {
         }
         guard let verifier = initCall.replyVerifier,
               verifier.flavor == .rpcsecGSS,
-              SRPCDH.verifyMIC(keys.serverToClient.mac, .sequenceWindow, sequence: result.seqWindow, tag: verifier.body) else {
+              SRPCDH.verifyMIC(keys.serverToClient, .sequenceWindow, sequence: result.seqWindow, tag: verifier.body) else {
             throw GSSClientError.serverNotAuthenticated("the reply verifier over the sequence window does not verify")
         }
         guard result.handle.count > 0, result.seqWindow > 0 else {
@@ -358,7 +360,7 @@ struct GSSDestroyCall: RPCClientAuthenticator {
         let credential = GSSCredential(procedure: .rpcsecGssDestroy, sequence: sequence, service: .none, handle: context.handle).opaqueAuth
         let headerBytes = RPCCall.headerBytesForChecksum(xid: header.xid, program: header.program, version: header.version,
                                                          procedure: header.procedure, credential: credential)
-        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer.mac, .callHeader, headerBytes)))
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer, .callHeader, headerBytes)))
         return RPCPreparedCall(credential: credential, verifier: verifier, arguments: arguments)
     }
 }

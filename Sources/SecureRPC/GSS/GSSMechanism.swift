@@ -146,9 +146,23 @@ public enum GSSMinorStatus: UInt32, Sendable, CustomStringConvertible {
 }
 
 /// One direction's keys: a MAC key for checksums and an AEAD key for privacy.
+///
+/// Besides the raw keys (SecretBytes), the ready-to-use forms are kept so that a call does
+/// not pay for HMAC key set-up: a keyed HMAC state and a SymmetricKey. Both are swift-crypto
+/// types that zero their memory when released (its digest contexts zeroize on deinit,
+/// SymmetricKey lives in SecureBytes), so no key material outlives the context.
 public struct GSSDirectionKeys: Sendable {
     public let mac: SecretBytes
     public let seal: SecretBytes
+    let keyedMAC: HMAC<SHA256>
+    let sealKey: SymmetricKey
+
+    public init(mac: SecretBytes, seal: SecretBytes) {
+        self.mac = mac
+        self.seal = seal
+        keyedMAC = mac.withUnsafeBytes { HMAC<SHA256>(key: SymmetricKey(data: $0)) }
+        sealKey = seal.withUnsafeBytes { SymmetricKey(data: $0) }
+    }
 }
 
 /// The four session keys of a context, derived once by each side.
@@ -242,34 +256,34 @@ public enum SRPCDH {
 
     // MARK: per-message protection
 
-    /// HMAC-SHA256(key, kind ‖ data).
-    public static func mic(_ key: SecretBytes, _ kind: MICKind, _ data: UnsafeRawBufferPointer) -> [UInt8] {
-        key.withUnsafeBytes { keyBytes in
-            var hmac = HMAC<SHA256>(key: SymmetricKey(data: keyBytes))
-            hmac.update(data: [kind.rawValue])
-            hmac.update(data: data)
-            return Array(hmac.finalize())
-        }
+    /// HMAC-SHA256(the direction's MAC key, kind ‖ data).
+    public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, _ data: UnsafeRawBufferPointer) -> HashedAuthenticationCode<SHA256> {
+        var hmac = keys.keyedMAC
+        withUnsafeBytes(of: kind.rawValue) { hmac.update(data: $0) }
+        hmac.update(data: data)
+        return hmac.finalize()
     }
 
-    public static func mic(_ key: SecretBytes, _ kind: MICKind, _ buffer: ByteBuffer) -> [UInt8] {
-        buffer.withUnsafeReadableBytes { mic(key, kind, $0) }
+    public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, _ buffer: ByteBuffer) -> [UInt8] {
+        Array(buffer.withUnsafeReadableBytes { mic(keys, kind, $0) })
     }
 
-    public static func mic(_ key: SecretBytes, _ kind: MICKind, sequence: UInt32) -> [UInt8] {
-        withUnsafeBytes(of: sequence.bigEndian) { mic(key, kind, $0) }
+    public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, sequence: UInt32) -> [UInt8] {
+        Array(withUnsafeBytes(of: sequence.bigEndian) { mic(keys, kind, $0) })
     }
 
     /// Constant-time check of a MIC.
-    public static func verifyMIC(_ key: SecretBytes, _ kind: MICKind, _ buffer: ByteBuffer, tag: ByteBuffer) -> Bool {
-        let expected = mic(key, kind, buffer)
+    public static func verifyMIC(_ keys: GSSDirectionKeys, _ kind: MICKind, _ data: UnsafeRawBufferPointer, tag: ByteBuffer) -> Bool {
+        let expected = mic(keys, kind, data)
         return tag.withUnsafeReadableBytes { given in expected.withUnsafeBytes { SecretBytes.constantTimeEqual($0, given) } }
     }
 
-    public static func verifyMIC(_ key: SecretBytes, _ kind: MICKind, sequence: UInt32, tag: ByteBuffer) -> Bool {
-        var buffer = ByteBuffer()
-        buffer.writeInteger(sequence)
-        return verifyMIC(key, kind, buffer, tag: tag)
+    public static func verifyMIC(_ keys: GSSDirectionKeys, _ kind: MICKind, _ buffer: ByteBuffer, tag: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { verifyMIC(keys, kind, $0, tag: tag) }
+    }
+
+    public static func verifyMIC(_ keys: GSSDirectionKeys, _ kind: MICKind, sequence: UInt32, tag: ByteBuffer) -> Bool {
+        withUnsafeBytes(of: sequence.bigEndian) { verifyMIC(keys, kind, $0, tag: tag) }
     }
 
     /// The 96-bit AEAD nonce of a privacy body: direction (1 = client to server, 2 = server
@@ -296,7 +310,7 @@ public enum SRPCDH {
             data.reserveCapacity(4 + body.readableBytes)
             data.writeInteger(sequence)
             data.writeImmutableBuffer(body)
-            let checksum = mic(keys.mac, .body, data)
+            let checksum = mic(keys, .body, data)
             var out = ByteBuffer()
             out.reserveCapacity(data.readableBytes + 48)
             out.writeXDROpaque(data)
@@ -307,10 +321,8 @@ public enum SRPCDH {
             plain.reserveCapacity(4 + body.readableBytes)
             withUnsafeBytes(of: sequence.bigEndian) { plain += $0 }
             plain += body.readableBytesView
-            let sealed = try keys.seal.withUnsafeBytes { key in
-                try AES.GCM.seal(plain, using: SymmetricKey(data: key),
-                                 nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)))
-            }
+            let sealed = try AES.GCM.seal(plain, using: keys.sealKey,
+                                          nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)))
             var out = ByteBuffer()
             let length = sealed.ciphertext.count + sealed.tag.count
             out.reserveCapacity(4 + length + 3)
@@ -350,7 +362,7 @@ public enum SRPCDH {
             var buffer = wrapped
             guard var data = try? buffer.readXDROpaque(), let checksum = try? buffer.readXDROpaque(maxLength: 64),
                   buffer.readableBytes == 0 else { throw .malformed }
-            guard verifyMIC(keys.mac, .body, data, tag: checksum) else { throw .badChecksum }
+            guard verifyMIC(keys, .body, data, tag: checksum) else { throw .badChecksum }
             guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
             guard inBody == sequence else { throw .sequenceMismatch(inBody: inBody, expected: sequence) }
             return data
@@ -364,7 +376,7 @@ public enum SRPCDH {
                                           ciphertext: UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 16)]),
                                           tag: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 16)...]))
                 }
-                plain = try keys.seal.withUnsafeBytes { key in try AES.GCM.open(box, using: SymmetricKey(data: key)) }
+                plain = try AES.GCM.open(box, using: keys.sealKey)
             } catch {
                 throw .decryptionFailed
             }

@@ -148,7 +148,7 @@ public final class GSSServer: RPCServerAuthenticator {
             guard var slot = state.contexts[credential.handle] else { return .decided(.rejected(.gssCredentialProblem)) }
             let context = slot.context
             guard call.verifier.flavor == .rpcsecGSS,
-                  SRPCDH.verifyMIC(context.keys.clientToServer.mac, .callHeader, call.headerBytes, tag: call.verifier.body) else {
+                  SRPCDH.verifyMIC(context.keys.clientToServer, .callHeader, call.headerBytes, tag: call.verifier.body) else {
                 return .decided(.rejected(.gssCredentialProblem))
             }
             if nowSeconds >= context.expires {
@@ -180,7 +180,7 @@ public final class GSSServer: RPCServerAuthenticator {
         case let .found(value):
             context = value
         }
-        let replyVerifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.serverToClient.mac, .replySequence, sequence: sequence)))
+        let replyVerifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.serverToClient, .replySequence, sequence: sequence)))
 
         if credential.procedure == .rpcsecGssDestroy {
             logger.debug("RPCSEC_GSS context destroyed", metadata: ["client": "\(context.client)"])
@@ -331,7 +331,7 @@ public final class GSSServer: RPCServerAuthenticator {
         logger.debug("RPCSEC_GSS context created", metadata: ["client": "\(body.client)", "group": "\(group)"])
         let result = RpcGssInitRes(handle: handle, gssMajor: GSSMajorStatus.complete, gssMinor: 0,
                                    seqWindow: configuration.sequenceWindow, gssToken: Array(replyToken.xdrEncoded().readableBytesView))
-        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(keys.serverToClient.mac, .sequenceWindow, sequence: configuration.sequenceWindow)))
+        let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(keys.serverToClient, .sequenceWindow, sequence: configuration.sequenceWindow)))
         return .handled(verifier: verifier, .success(result.xdrEncoded()))
     }
 

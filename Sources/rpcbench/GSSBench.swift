@@ -1,0 +1,183 @@
+// `rpcbench gss`: what the strong mechanism costs, in one run beside AUTH_SYS and AUTH_DH.
+// One process, loopback TCP, a real keyserver (KEY_PROG + SRPC_KEYX on a unix socket) for
+// both parties:
+//   1. RPCSEC_GSS context set-ups per second per group (new client, INIT, one NULL call,
+//      DESTROY), beside `openssl speed ffdhNNNN` run now: a set-up does two key generations
+//      and two derivations (one of each per side), so OpenSSL's derive rate ÷ 4 is the bound
+//      a C implementation would meet with full-size exponents.
+//   2. Steady-state ECHO calls with 4 KiB arguments (and 4 KiB results) for AUTH_SYS,
+//      AUTH_DH and RPCSEC_GSS none / integrity / privacy (ffdhe3072), sequential and 32 in
+//      flight, as calls/s and as ratios to AUTH_SYS.
+
+import ArgumentParser
+import Foundation
+import KeyCrypto
+import KeyServer
+import Logging
+import NIOCore
+import NIOPosix
+import ONCRPC
+import SecureRPC
+import XDR
+
+struct GSSBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gss",
+        abstract: "RPCSEC_GSS context set-ups/s per group and 4 KiB calls/s per service, beside AUTH_SYS and AUTH_DH and OpenSSL.",
+        discussion: "Build with -c release. Example: swift run -c release rpcbench gss --calls 20000 --setups 200"
+    )
+
+    @Option(help: "Calls per steady-state measurement.") var calls = 20_000
+    @Option(help: "Context set-ups per group.") var setups = 200
+    @Option(help: "Argument (and result) size in bytes for the steady-state calls.") var size = 4096
+    @Option(help: "Event loop threads.") var threads = 1
+    @Flag(help: "Skip the `openssl speed` baseline.") var noOpenssl = false
+
+    func run() async throws {
+        var logger = Logger(label: "rpcbench.gss")
+        logger.logLevel = .critical
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("rpcbench-gss-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let socket = work.appendingPathComponent("keyservsock").path
+
+        // The keyserver with both parties logged in: legacy keys and one key per strong group.
+        let core = KeyServerCore()
+        let store = StrongKeyStore()
+        var keyserverConfiguration = RPCServer.Configuration()
+        keyserverConfiguration.authenticators = [AuthSysServer()]
+        let legacy = KeyServerService(core: core, logger: logger)
+        let keyserver = RPCServer(programs: legacy.programs + [StrongKeyService(store: store, identity: legacy).rpcProgram()],
+                                  configuration: keyserverConfiguration, group: group, logger: logger)
+        try await keyserver.listenUnix(path: socket)
+        let clientUID: UInt32 = 9001, serverUID: UInt32 = 9000
+        let clientName = "unix.9001@bench.example", serverName = "unix.9000@bench.example"
+        let clientDH = DHPrivateKey.generate(group: .dh192des), serverDH = DHPrivateKey.generate(group: .dh192des)
+        _ = core.setSecret(uid: clientUID, hex: Array(clientDH.secretHex.utf8))
+        _ = core.setSecret(uid: serverUID, hex: Array(serverDH.secretHex.utf8))
+        var clientStrong: [GSSGroup: DHPrivateKey] = [:], serverStrong: [GSSGroup: DHPrivateKey] = [:]
+        for gssGroup in GSSGroup.allCases {
+            let c = DHPrivateKey.generate(group: gssGroup.dhGroup), s = DHPrivateKey.generate(group: gssGroup.dhGroup)
+            clientStrong[gssGroup] = c
+            serverStrong[gssGroup] = s
+            _ = store.set(uid: clientUID, mechanism: Self.mechanism(gssGroup), secret: c.secret.withUnsafeBytes { Array($0) })
+            _ = store.set(uid: serverUID, mechanism: Self.mechanism(gssGroup), secret: s.secret.withUnsafeBytes { Array($0) })
+        }
+
+        let serverKeyserver = try KeyServerClient(socketPath: socket, uid: serverUID)
+        let dhServer = AuthDHServer(keyserver: serverKeyserver) { $0 == clientName ? clientDH.publicKey : nil }
+        let strongClientKeys = clientStrong
+        let gssServer = GSSServer(configuration: GSSServer.Configuration(serverNetname: serverName), keyserver: serverKeyserver, logger: logger) { name, gssGroup in
+            name == clientName ? strongClientKeys[gssGroup]?.publicKey : nil
+        }
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthNoneServer(), AuthSysServer(), dhServer, gssServer]
+        let server = RPCServer(programs: [TestEcho.makeProgram()], configuration: configuration, group: group, logger: logger)
+        let address = try await server.listenTCP()
+        let clientKeyserver = try KeyServerClient(socketPath: socket, uid: clientUID)
+
+        func client(_ authenticator: any RPCClientAuthenticator) -> RPCClient {
+            RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
+                      authenticator: authenticator, group: group)
+        }
+        func gss(_ gssGroup: GSSGroup, _ service: GSSService) throws -> GSSClient {
+            try GSSClient(clientNetname: clientName, serverNetname: serverName, serverPublicKey: serverStrong[gssGroup]!.publicKey,
+                          service: service, keyserver: clientKeyserver)
+        }
+
+        // 1. Context set-ups.
+        print("rpcbench gss: one process, loopback TCP, \(threads) event loop thread(s), release build expected\n")
+        print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group:")
+        for gssGroup in GSSGroup.allCases {
+            // Warm the keyserver's K_ss cache and the code paths.
+            for _ in 0..<3 {
+                let warm = client(try gss(gssGroup, .privacy))
+                try await warm.ping()
+                await warm.close()
+            }
+            let start = ContinuousClock.now
+            for _ in 0..<setups {
+                let fresh = client(try gss(gssGroup, .privacy))
+                try await fresh.ping()
+                await fresh.close()
+            }
+            let rate = Double(setups) / microseconds(ContinuousClock.now - start) * 1e6
+            var line = "  " + "\(gssGroup)".padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f set-ups/s", rate)
+            if !noOpenssl, let derive = try Self.opensslFFDH(bits: gssGroup.bits) {
+                let bound = derive / 4
+                line += String(format: "   openssl ffdh%d derive %7.1f/s → C bound %6.1f set-ups/s   %5.2f×", gssGroup.bits, derive, bound, rate / bound)
+            }
+            print(line)
+        }
+
+        // 2. Steady state with `size`-byte arguments.
+        let argument: ByteBuffer = {
+            var buffer = ByteBuffer()
+            buffer.writeXDR(String(repeating: "x", count: size))
+            return buffer
+        }()
+        func measure(_ rpc: RPCClient, concurrency: Int) async throws -> Double {
+            for _ in 0..<50 { _ = try await rpc.call(procedure: TestEcho.echo, arguments: argument) }
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for _ in 0..<concurrency {
+                    tasks.addTask {
+                        for _ in 0..<(calls / concurrency) {
+                            let results = try await rpc.call(procedure: TestEcho.echo, arguments: argument)
+                            precondition(results.readableBytes == argument.readableBytes)
+                        }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+            return Double(calls) / microseconds(ContinuousClock.now - start) * 1e6
+        }
+        let flavors: [(String, () throws -> any RPCClientAuthenticator)] = [
+            ("AUTH_SYS", { AuthSysClient() }),
+            ("AUTH_DH", { AuthDHClient(clientNetname: clientName, serverNetname: serverName, serverPublicKey: serverDH.publicKey, keyserver: clientKeyserver) }),
+            ("RPCSEC_GSS none", { try gss(.ffdhe3072, .none) }),
+            ("RPCSEC_GSS integrity", { try gss(.ffdhe3072, .integrity) }),
+            ("RPCSEC_GSS privacy", { try gss(.ffdhe3072, .privacy) }),
+        ]
+        print("\nsteady state, ECHO with \(size)-byte arguments and results, \(calls) calls each:")
+        var baseline: [Int: Double] = [:]
+        for concurrency in [1, 32] {
+            print(concurrency == 1 ? "  sequential" : "  \(concurrency) in flight")
+            for (name, make) in flavors {
+                let rpc = client(try make())
+                let rate = try await measure(rpc, concurrency: concurrency)
+                await rpc.close()
+                if name == "AUTH_SYS" { baseline[concurrency] = rate }
+                let ratio = rate / baseline[concurrency]!
+                print("    " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                      + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, ratio))
+            }
+        }
+        await server.shutdown()
+        await keyserver.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    static func mechanism(_ group: GSSGroup) -> KeyxMechanism {
+        StrongKeyStore.mechanism(group.dhGroup)!
+    }
+
+    /// `openssl speed -elapsed -seconds 1 ffdhNNNN`: OpenSSL's derive op/s.
+    static func opensslFFDH(bits: Int) throws -> Double? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["openssl", "speed", "-elapsed", "-seconds", "1", "ffdh\(bits)"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.contains("bits ffdh") {
+            if let last = line.split(separator: " ").last, let value = Double(last) { return value }
+        }
+        return nil
+    }
+}
