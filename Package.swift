@@ -52,6 +52,7 @@ let package = Package(
                 "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -71,10 +72,15 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         .target(
+            name: "CMessageCrypto",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
+        .target(
             name: "KeyCrypto",
             dependencies: [
                 "CGMP",
                 "COpenSSLDES",
+                "CMessageCrypto",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
@@ -238,7 +244,7 @@ let package = Package(
             exclude: ["with-rpcbind.sh"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(
             name: "SecureRPCTests",
             dependencies: [

@@ -28,6 +28,8 @@ public enum KeyCryptoError: Error, Equatable, Sendable, CustomStringConvertible 
     case malformedPublicKeyLine(String)
     /// A group name we do not know.
     case unknownGroup(String)
+    /// libcrypto reported a failure it should not have (out of memory, a missing algorithm).
+    case cryptoFailure(String)
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum KeyCryptoError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .invalidLength(what): return "invalid length: \(what)"
         case .wrongPassword: return "wrong password"
         case .truncated: return "sealed key is truncated"
+        case let .cryptoFailure(what): return "libcrypto failed: \(what)"
         case .notASealedKey: return "not a sealed secret key"
         case let .unsupportedVersion(v): return "sealed key format version \(v) is not supported"
         case let .unacceptableParameters(why): return "sealed key parameters refused: \(why)"

@@ -32,6 +32,8 @@ struct GSSBench: AsyncParsableCommand {
     @Option(help: "Argument (and result) size in bytes for the steady-state calls.") var size = 4096
     @Option(help: "Event loop threads.") var threads = 1
     @Flag(help: "Skip the `openssl speed` baseline.") var noOpenssl = false
+    @Option(help: "Only these steady-state rows (e.g. \"RPCSEC_GSS privacy\"), for profiling; repeatable.") var only: [String] = []
+    @Flag(help: "Skip the context set-ups.") var noSetups = false
 
     func run() async throws {
         var logger = Logger(label: "rpcbench.gss")
@@ -89,7 +91,7 @@ struct GSSBench: AsyncParsableCommand {
         // 1. Context set-ups.
         print("rpcbench gss: one process, loopback TCP, \(threads) event loop thread(s), release build expected\n")
         print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group:")
-        for gssGroup in GSSGroup.allCases {
+        for gssGroup in GSSGroup.allCases where !noSetups {
             // Warm the keyserver's K_ss cache and the code paths.
             for _ in 0..<3 {
                 let warm = client(try gss(gssGroup, .privacy))
@@ -144,7 +146,7 @@ struct GSSBench: AsyncParsableCommand {
         var baseline: [Int: Double] = [:]
         for concurrency in [1, 32] {
             print(concurrency == 1 ? "  sequential" : "  \(concurrency) in flight")
-            for (name, make) in flavors {
+            for (name, make) in flavors where only.isEmpty || only.contains(name) || name == "AUTH_SYS" {
                 let rpc = client(try make())
                 let rate = try await measure(rpc, concurrency: concurrency)
                 await rpc.close()

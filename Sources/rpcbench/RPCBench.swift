@@ -8,7 +8,7 @@ struct RPCBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rpcbench",
         abstract: "Benchmark ONC RPC calls: this Swift runtime against rpcgen/libtirpc C peers.",
-        subcommands: [Run.self, Serve.self, ClientBench.self, AuthBench.self, GSSBench.self],
+        subcommands: [Run.self, Serve.self, ClientBench.self, AuthBench.self, GSSBench.self, GSSPartsBench.self],
         defaultSubcommand: Run.self
     )
 }

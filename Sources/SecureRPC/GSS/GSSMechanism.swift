@@ -4,7 +4,6 @@
 // (MICs) and the integrity and privacy wrappers of RFC 2203 §5.3.2. docs/GSS.md is the
 // specification; every constant here appears there.
 
-import Crypto
 import Foundation
 import KeyCrypto
 import KeyServer
@@ -145,23 +144,17 @@ public enum GSSMinorStatus: UInt32, Sendable, CustomStringConvertible {
     }
 }
 
-/// One direction's keys: a MAC key for checksums and an AEAD key for privacy.
-///
-/// Besides the raw keys (SecretBytes), the ready-to-use forms are kept so that a call does
-/// not pay for HMAC key set-up: a keyed HMAC state and a SymmetricKey. Both are swift-crypto
-/// types that zero their memory when released (its digest contexts zeroize on deinit,
-/// SymmetricKey lives in SecureBytes), so no key material outlives the context.
+/// One direction's keys: a MAC key for checksums (kept prepared: the HMAC's inner and outer
+/// states, in SecretBytes) and an AES-256-GCM key for privacy.
 public struct GSSDirectionKeys: Sendable {
     public let mac: SecretBytes
     public let seal: SecretBytes
-    let keyedMAC: HMAC<SHA256>
-    let sealKey: SymmetricKey
+    let preparedMAC: PreparedHMAC
 
     public init(mac: SecretBytes, seal: SecretBytes) {
         self.mac = mac
         self.seal = seal
-        keyedMAC = mac.withUnsafeBytes { HMAC<SHA256>(key: SymmetricKey(data: $0)) }
-        sealKey = seal.withUnsafeBytes { SymmetricKey(data: $0) }
+        preparedMAC = PreparedHMAC(key: mac)
     }
 }
 
@@ -257,25 +250,31 @@ public enum SRPCDH {
     // MARK: per-message protection
 
     /// HMAC-SHA256(the direction's MAC key, kind ‖ data).
-    public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, _ data: UnsafeRawBufferPointer) -> HashedAuthenticationCode<SHA256> {
-        var hmac = keys.keyedMAC
-        withUnsafeBytes(of: kind.rawValue) { hmac.update(data: $0) }
-        hmac.update(data: data)
-        return hmac.finalize()
+    public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        keys.preparedMAC.authenticate(prefix: kind.rawValue, data)
     }
 
     public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, _ buffer: ByteBuffer) -> [UInt8] {
-        Array(buffer.withUnsafeReadableBytes { mic(keys, kind, $0) })
+        buffer.withUnsafeReadableBytes { mic(keys, kind, $0) }
     }
 
     public static func mic(_ keys: GSSDirectionKeys, _ kind: MICKind, sequence: UInt32) -> [UInt8] {
-        Array(withUnsafeBytes(of: sequence.bigEndian) { mic(keys, kind, $0) })
+        withUnsafeBytes(of: sequence.bigEndian) { mic(keys, kind, $0) }
+    }
+
+    /// The MIC as an RPCSEC_GSS verifier.
+    static func verifier(_ keys: GSSDirectionKeys, _ kind: MICKind, sequence: UInt32) -> OpaqueAuth {
+        var body = ByteBuffer()
+        body.writeWithUnsafeMutableBytes(minimumWritableBytes: PreparedHMAC.tagLength) { out in
+            withUnsafeBytes(of: sequence.bigEndian) { keys.preparedMAC.authenticate(prefix: kind.rawValue, $0, into: out) }
+            return PreparedHMAC.tagLength
+        }
+        return OpaqueAuth(flavor: .rpcsecGSS, body: body)
     }
 
     /// Constant-time check of a MIC.
     public static func verifyMIC(_ keys: GSSDirectionKeys, _ kind: MICKind, _ data: UnsafeRawBufferPointer, tag: ByteBuffer) -> Bool {
-        let expected = mic(keys, kind, data)
-        return tag.withUnsafeReadableBytes { given in expected.withUnsafeBytes { SecretBytes.constantTimeEqual($0, given) } }
+        tag.withUnsafeReadableBytes { keys.preparedMAC.verify(prefix: kind.rawValue, data, tag: $0) }
     }
 
     public static func verifyMIC(_ keys: GSSDirectionKeys, _ kind: MICKind, _ buffer: ByteBuffer, tag: ByteBuffer) -> Bool {
@@ -299,37 +298,42 @@ public enum SRPCDH {
         return nonce
     }
 
-    /// Wraps `body` for `service`: none returns it unchanged.
+    /// Wraps `body` for `service`: none returns it unchanged. The body is copied once, into
+    /// the wrapped buffer, and checksummed or encrypted there.
     public static func wrap(_ body: ByteBuffer, sequence: UInt32, service: GSSService, keys: GSSDirectionKeys,
                             clientToServer: Bool) throws -> ByteBuffer {
         switch service {
         case .none:
             return body
         case .integrity:
-            var data = ByteBuffer()
-            data.reserveCapacity(4 + body.readableBytes)
-            data.writeInteger(sequence)
-            data.writeImmutableBuffer(body)
-            let checksum = mic(keys, .body, data)
+            let length = 4 + body.readableBytes
             var out = ByteBuffer()
-            out.reserveCapacity(data.readableBytes + 48)
-            out.writeXDROpaque(data)
-            out.writeXDROpaque(checksum)
+            out.reserveCapacity(4 + length + 3 + 4 + PreparedHMAC.tagLength)
+            out.writeInteger(UInt32(length))
+            out.writeInteger(sequence)
+            out.writeImmutableBuffer(body)
+            // databody_integ is everything after its length word.
+            let checksum = out.withUnsafeReadableBytes { all in mic(keys, .body, UnsafeRawBufferPointer(rebasing: all[4...])) }
+            out.writeRepeatingByte(0, count: xdrPadding(length))
+            out.writeInteger(UInt32(PreparedHMAC.tagLength))
+            out.writeBytes(checksum)
             return out
         case .privacy:
-            var plain = [UInt8]()
-            plain.reserveCapacity(4 + body.readableBytes)
-            withUnsafeBytes(of: sequence.bigEndian) { plain += $0 }
-            plain += body.readableBytesView
-            let sealed = try AES.GCM.seal(plain, using: keys.sealKey,
-                                          nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)))
+            let length = 4 + body.readableBytes
+            let sealedLength = length + AES256GCM.tagLength
             var out = ByteBuffer()
-            let length = sealed.ciphertext.count + sealed.tag.count
-            out.reserveCapacity(4 + length + 3)
-            out.writeInteger(UInt32(length))
-            out.writeBytes(sealed.ciphertext)
-            out.writeBytes(sealed.tag)
-            out.writeRepeatingByte(0, count: xdrPadding(length))
+            out.reserveCapacity(4 + sealedLength + 3)
+            out.writeInteger(UInt32(sealedLength))
+            out.writeInteger(sequence)
+            out.writeImmutableBuffer(body)
+            out.writeRepeatingByte(0, count: AES256GCM.tagLength + xdrPadding(sealedLength))
+            let nonce = privacyNonce(clientToServer: clientToServer, sequence: sequence)
+            try out.withUnsafeMutableReadableBytes { all in
+                // Encrypt rpc_gss_data_t in place; the tag follows it.
+                let data = UnsafeMutableRawBufferPointer(rebasing: all[4..<(4 + length)])
+                try AES256GCM.seal(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(data), into: data,
+                                   tag: UnsafeMutableRawBufferPointer(rebasing: all[(4 + length)..<(4 + sealedLength)]))
+            }
             return out
         }
     }
@@ -368,22 +372,23 @@ public enum SRPCDH {
             return data
         case .privacy:
             var buffer = wrapped
-            guard let sealed = try? buffer.readXDROpaque(), buffer.readableBytes == 0, sealed.readableBytes >= 20 else { throw .malformed }
-            let plain: Data
-            do {
-                let box = try sealed.withUnsafeReadableBytes { bytes in
-                    try AES.GCM.SealedBox(nonce: AES.GCM.Nonce(data: privacyNonce(clientToServer: clientToServer, sequence: sequence)),
-                                          ciphertext: UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 16)]),
-                                          tag: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 16)...]))
-                }
-                plain = try AES.GCM.open(box, using: keys.sealKey)
-            } catch {
-                throw .decryptionFailed
+            guard let sealed = try? buffer.readXDROpaque(), buffer.readableBytes == 0, sealed.readableBytes >= 4 + AES256GCM.tagLength else {
+                throw .malformed
             }
-            var data = ByteBuffer(bytes: plain)
-            guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
+            let length = sealed.readableBytes - AES256GCM.tagLength
+            var plain = ByteBuffer()
+            let nonce = privacyNonce(clientToServer: clientToServer, sequence: sequence)
+            let opened = sealed.withUnsafeReadableBytes { sealedBytes in
+                plain.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
+                    AES256GCM.open(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(rebasing: sealedBytes[..<length]),
+                                   tag: UnsafeRawBufferPointer(rebasing: sealedBytes[length...]),
+                                   into: UnsafeMutableRawBufferPointer(rebasing: out[..<length])) ? length : 0
+                }
+            }
+            guard opened == length else { throw .decryptionFailed }
+            guard let inBody = plain.readInteger(as: UInt32.self) else { throw .malformed }
             guard inBody == sequence else { throw .sequenceMismatch(inBody: inBody, expected: sequence) }
-            return data
+            return plain
         }
     }
 }

@@ -180,7 +180,7 @@ public final class GSSServer: RPCServerAuthenticator {
         case let .found(value):
             context = value
         }
-        let replyVerifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.serverToClient, .replySequence, sequence: sequence)))
+        let replyVerifier = SRPCDH.verifier(context.keys.serverToClient, .replySequence, sequence: sequence)
 
         if credential.procedure == .rpcsecGssDestroy {
             logger.debug("RPCSEC_GSS context destroyed", metadata: ["client": "\(context.client)"])

@@ -1,0 +1,83 @@
+// The per-message primitives of the strong mechanism, on the system's OpenSSL libcrypto:
+// HMAC-SHA256 with the key prepared once (its inner and outer SHA-256 states kept in
+// SecretBytes) and AES-256-GCM, both working on caller-provided memory so a 4 KiB body is
+// hashed or encrypted in place instead of copied into arrays. They run on every protected
+// call; rpcbench gss-parts shows why they are not swift-crypto's (whose generic HMAC and
+// AEAD wrappers cost more than the hashing and encryption themselves).
+
+import CMessageCrypto
+
+/// HMAC-SHA256 under a key prepared once.
+public struct PreparedHMAC: Sendable {
+    public static let tagLength = 32
+    private let state: SecretBytes
+
+    /// `key` of at most 64 bytes (the session keys are 32).
+    public init(key: SecretBytes) {
+        precondition(key.count <= 64, "HMAC-SHA256 keys longer than a block are not prepared here")
+        state = SecretBytes(count: srpc_hmac_sha256_state_size()) { state in
+            key.withUnsafeBytes { keyBytes in
+                let ok = srpc_hmac_sha256_prepare(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), keyBytes.count, state.baseAddress)
+                precondition(ok == 1, "libcrypto SHA-256 failed")
+            }
+        }
+    }
+
+    /// HMAC(key, prefix ‖ data) into the first 32 bytes of `out`.
+    public func authenticate(prefix: UInt8, _ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count >= Self.tagLength)
+        state.withUnsafeBytes { state in
+            srpc_hmac_sha256(state.baseAddress, prefix, data.baseAddress, data.count, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    /// HMAC(key, prefix ‖ data).
+    public func authenticate(prefix: UInt8, _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: Self.tagLength) { buffer, count in
+            authenticate(prefix: prefix, data, into: UnsafeMutableRawBufferPointer(buffer))
+            count = Self.tagLength
+        }
+    }
+
+    /// Recomputes the tag and compares in constant time.
+    public func verify(prefix: UInt8, _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        guard tag.count == Self.tagLength else { return false }
+        return withUnsafeTemporaryAllocation(byteCount: Self.tagLength, alignment: 16) { expected in
+            authenticate(prefix: prefix, data, into: expected)
+            let equal = SecretBytes.constantTimeEqual(UnsafeRawBufferPointer(expected), tag)
+            expected.initializeMemory(as: UInt8.self, repeating: 0)
+            return equal
+        }
+    }
+}
+
+/// AES-256-GCM with a 96-bit nonce and no associated data, into caller-provided memory.
+public enum AES256GCM {
+    public static let tagLength = 16
+
+    /// Encrypts `plaintext` into `ciphertext` (the same length; they may be the same memory)
+    /// and writes the tag into `tag`.
+    public static func seal(key: SecretBytes, nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer,
+                            into ciphertext: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
+        precondition(key.count == 32 && nonce.count == 12 && ciphertext.count >= plaintext.count && tag.count >= tagLength)
+        let ok = key.withUnsafeBytes { keyBytes in
+            srpc_aes256gcm_seal(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
+                                plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.count,
+                                ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        }
+        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM seal") }
+    }
+
+    /// Decrypts `ciphertext` into `plaintext` (the same length; they may be the same memory)
+    /// and checks `tag`. Returns false, with `plaintext` wiped, when the tag does not verify.
+    public static func open(key: SecretBytes, nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer,
+                            into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
+        precondition(key.count == 32 && nonce.count == 12 && plaintext.count >= ciphertext.count)
+        guard tag.count == tagLength else { return false }
+        return key.withUnsafeBytes { keyBytes in
+            srpc_aes256gcm_open(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
+                                ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), ciphertext.count,
+                                tag.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        } == 1
+    }
+}
