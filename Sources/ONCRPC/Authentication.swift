@@ -117,8 +117,9 @@ public struct RPCCallContext: Sendable {
 /// Protects results on their way back (RPCSEC_GSS integrity/privacy). Flavors that leave
 /// results in the clear have none.
 public protocol RPCResultWrapper: Sendable {
-    /// Returns the bytes to send in place of `results`.
-    func wrap(results: ByteBuffer, allocator: ByteBufferAllocator) throws -> ByteBuffer
+    /// Appends the protected results to `reply`. `encodeResults` appends the plain results
+    /// wherever the wrapper calls it, so they can be protected in place without a copy.
+    func wrap(into reply: inout ByteBuffer, encodeResults: (inout ByteBuffer) -> Void) throws
 }
 
 /// The outcome of a successful server-side authentication.
@@ -199,6 +200,10 @@ public struct RPCPreparedCall: Sendable {
     public var arguments: ByteBuffer
     /// Checks the reply verifier and unwraps results; throws to reject the reply.
     public var validateReply: @Sendable (_ verifier: OpaqueAuth, _ results: ByteBuffer) throws -> ByteBuffer
+    /// For authenticators with ``RPCClientAuthenticator/requiresOrderedTransmission``: no
+    /// other call may be made until this one's reply is in (AUTH_DH's first, fullname call:
+    /// the calls after it should use the nickname its reply brings).
+    public var holdsOrderUntilReply = false
 
     public init(
         credential: OpaqueAuth, verifier: OpaqueAuth, arguments: ByteBuffer,
@@ -217,12 +222,16 @@ public struct RPCCallHeader: Sendable, Hashable {
     public var program: UInt32
     public var version: UInt32
     public var procedure: UInt32
+    /// 0 for the first transmission of this xid, then 1, 2, … for retransmissions that
+    /// asked the authenticator for fresh credentials.
+    public var transmission: Int
 
-    public init(xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32) {
+    public init(xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, transmission: Int = 0) {
         self.xid = xid
         self.program = program
         self.version = version
         self.procedure = procedure
+        self.transmission = transmission
     }
 }
 
@@ -238,6 +247,10 @@ public protocol RPCClientAuthenticator: Sendable {
     func refresh(after status: AuthStatus) async -> Bool
     /// RPCSEC_GSS needs a new sequence number on every transmission (RFC 2203 §5.3.3.1).
     var freshCredentialsPerTransmission: Bool { get }
+    /// AUTH_DH needs its calls to reach the server in the order their credentials were made
+    /// (each timestamp must be later than the last): the client then makes and writes one
+    /// call at a time, while replies are still awaited concurrently.
+    var requiresOrderedTransmission: Bool { get }
     /// What ``RPCClient`` calls: like ``prepare(_:arguments:)``, with the client at hand
     /// for flavors that must talk to the server first (RPCSEC_GSS context creation).
     func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall
@@ -249,6 +262,7 @@ public protocol RPCClientAuthenticator: Sendable {
 extension RPCClientAuthenticator {
     public func refresh(after status: AuthStatus) async -> Bool { false }
     public var freshCredentialsPerTransmission: Bool { false }
+    public var requiresOrderedTransmission: Bool { false }
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall {
         try await prepare(header, arguments: arguments)
     }

@@ -62,6 +62,8 @@ public final class RPCClient: Sendable {
     public let configuration: Configuration
     private let group: any EventLoopGroup
     private let connection = NIOLockedValueBox(ConnectionState.idle)
+    /// Serialises credential-making and writing for authenticators that need calls in order.
+    private let transmissionOrder = OrderedTransmissionGate()
     private let nextXID: NIOLockedValueBox<UInt32>
 
     public init(
@@ -177,18 +179,24 @@ public final class RPCClient: Sendable {
                 return value
             }
             let header = RPCCallHeader(xid: xid, program: program, version: version, procedure: procedure)
+            let turn = authenticator.requiresOrderedTransmission ? await transmissionOrder.acquire() : nil
+            defer { turn?.release() }
             let prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
             let message = Self.encode(header, prepared)
             let rebuild: (@Sendable () async throws -> ByteBuffer)?
             if authenticator.freshCredentialsPerTransmission {
+                let transmissions = NIOLockedValueBox(0)
                 rebuild = { [weak self] in
                     guard let self else { throw RPCClientError.clientClosed }
-                    return Self.encode(header, try await authenticator.prepare(header, arguments: arguments, client: self))
+                    var again = header
+                    again.transmission = transmissions.withLockedValue { $0 += 1; return $0 }
+                    return Self.encode(again, try await authenticator.prepare(again, arguments: arguments, client: self))
                 }
             } else {
                 rebuild = nil
             }
-            let reply = try await send(xid: xid, message: message, timeout: timeout, rebuild: rebuild)
+            let reply = try await send(xid: xid, message: message, timeout: timeout, rebuild: rebuild,
+                                       written: prepared.holdsOrderUntilReply ? nil : turn)
 
             switch reply.status {
             case let .accepted(verifier, .success(results)):
@@ -240,7 +248,8 @@ public final class RPCClient: Sendable {
     /// (the server cannot have seen it); if it closes before the reply, retransmits once on
     /// a new connection when `retransmitAfterReconnect` allows.
     private func send(
-        xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?
+        xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?,
+        written: OrderedTransmissionGate.Turn? = nil
     ) async throws -> RPCReply {
         let size = message.readableBytes - 4
         if transport == .udp && size > 65_507 {
@@ -250,8 +259,12 @@ public final class RPCClient: Sendable {
             throw RPCClientError.messageTooLarge(size: size, maximum: configuration.maximumRecordSize)
         }
         var attempt = 0
+        var message = message
         while true {
             attempt += 1
+            // A resend after a reconnect needs fresh credentials too (RPCSEC_GSS: a new
+            // sequence number, or the server would drop it as a replay).
+            if attempt > 1, let rebuild { message = try await rebuild() }
             let channel = try await activeChannel()
             let reply = PendingReply(promise: channel.eventLoop.makePromise(of: RPCReply.self))
             let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
@@ -261,6 +274,8 @@ public final class RPCClient: Sendable {
             channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
                 reply.finish(.failure(RPCCallNotSent()))
             }
+            // The write is queued on the channel's event loop in order: the next call may go.
+            written?.release()
             do {
                 return try await reply.futureResult.get()
             } catch is RPCCallNotSent {
@@ -411,5 +426,64 @@ public final class RPCClient: Sendable {
         case .idle, .closed:
             break
         }
+    }
+}
+
+/// One call at a time through "make credentials, queue the write"; FIFO.
+final class OrderedTransmissionGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    /// Held by one call until its write is queued; releasing twice is harmless.
+    final class Turn: Sendable {
+        private let gate: OrderedTransmissionGate
+        private let released = NIOLockedValueBox(false)
+        init(gate: OrderedTransmissionGate) { self.gate = gate }
+        func release() {
+            let first = released.withLockedValue { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if first { gate.pass() }
+        }
+    }
+
+    func acquire() async -> Turn {
+        let mustWait = state.withLockedValue { state -> Bool in
+            if !state.busy {
+                state.busy = true
+                return false
+            }
+            return true
+        }
+        if mustWait {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLockedValue { state -> Bool in
+                    if !state.busy {
+                        state.busy = true
+                        return true
+                    }
+                    state.waiting.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+        return Turn(gate: self)
+    }
+
+    /// Hands the gate to the next waiter, or frees it.
+    fileprivate func pass() {
+        let next = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+            if state.waiting.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
     }
 }

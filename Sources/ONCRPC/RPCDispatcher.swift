@@ -225,10 +225,7 @@ final class RPCDispatcher: Sendable {
         var buffer = RPCFraming.startMessage(allocator: allocator, capacity: 64 + accepted.replyVerifier.encodedSize)
         RPCReply.encodeSuccessHeader(xid: xid, verifier: accepted.replyVerifier, into: &buffer)
         if let wrapper = accepted.resultWrapper {
-            var plain = allocator.buffer(capacity: 64)
-            result.encode(into: &plain)
-            var wrapped = try wrapper.wrap(results: plain, allocator: allocator)
-            buffer.writeBuffer(&wrapped)
+            try wrapper.wrap(into: &buffer) { result.encode(into: &$0) }
         } else {
             result.encode(into: &buffer)
         }

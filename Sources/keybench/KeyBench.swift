@@ -67,7 +67,8 @@ struct DHBench: ParsableCommand {
     private func opensslFFDH(bits: Int) throws -> Double? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "speed", "-elapsed", "-seconds", "\(Int(seconds.rounded(.up)))", "ffdh\(bits)"]
+        // timeout(1) unblocks SIGALRM (which openssl speed needs to stop) and bounds the run.
+        process.arguments = ["timeout", "-s", "KILL", "60", "openssl", "speed", "-elapsed", "-seconds", "\(Int(seconds.rounded(.up)))", "ffdh\(bits)"]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice

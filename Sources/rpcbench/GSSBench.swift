@@ -167,17 +167,8 @@ struct GSSBench: AsyncParsableCommand {
 
     /// `openssl speed -elapsed -seconds 1 ffdhNNNN`: OpenSSL's derive op/s.
     static func opensslFFDH(bits: Int) throws -> Double? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "speed", "-elapsed", "-seconds", "1", "ffdh\(bits)"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.contains("bits ffdh") {
+        guard let output = runWithSignalsUnblocked(["openssl", "speed", "-elapsed", "-seconds", "1", "ffdh\(bits)"]) else { return nil }
+        for line in output.split(separator: "\n") where line.contains("bits ffdh") {
             if let last = line.split(separator: " ").last, let value = Double(last) { return value }
         }
         return nil

@@ -84,6 +84,31 @@ final class AuthDHEndToEndTests: XCTestCase {
         await server.shutdown()
     }
 
+    /// Many calls in flight on one client: each timestamp must reach the server later than
+    /// the one before, so the client makes and writes credentials one call at a time (the
+    /// replies still overlap). Without that, calls overtook each other between tasks and
+    /// the server answered AUTH_REJECTEDVERF.
+    func testManyConcurrentCallsOnOneClient() async throws {
+        let (server, tcp, _) = try await startServer()
+        let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
+                                         keyserver: try KeyServerClient(socketPath: socket, uid: 6001))
+        let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1, authenticator: authenticator)
+        let expected = clientNetname
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<32 {
+                group.addTask {
+                    for _ in 0..<50 {
+                        let name = try await client.call(1, XDRVoid(), returning: Name.self)
+                        XCTAssertEqual(name.value, expected)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        await client.close()
+        await server.shutdown()
+    }
+
     func testRejectedCredentialBringsAFreshConversationKey() async throws {
         let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
                                          keyserver: try KeyServerClient(socketPath: socket, uid: 6001))

@@ -100,6 +100,9 @@ public final class AuthDHClient: RPCClientAuthenticator {
         return Int64(since1900) - 2_208_988_800
     }
 
+    /// Timestamps must reach the server in increasing order.
+    public var requiresOrderedTransmission: Bool { true }
+
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
         let (conversationKey, wrapped) = try await session()
         let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, [UInt8]?) in
@@ -125,7 +128,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
             verifier = sealed.verifier
         }
         let state = self.state
-        return RPCPreparedCall(
+        var prepared = RPCPreparedCall(
             credential: credential.opaqueAuth,
             verifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: verifier)),
             arguments: arguments,
@@ -139,6 +142,11 @@ public final class AuthDHClient: RPCClientAuthenticator {
                 return results
             }
         )
+        // Until the server has answered a fullname call there is no nickname; concurrent
+        // fullname calls would be verified in parallel on the server and could overtake
+        // each other there. Let them wait for this one.
+        prepared.holdsOrderUntilReply = nickname == nil
+        return prepared
     }
 
     /// Stale nickname, server restart, replay window: go back to a fullname credential. After

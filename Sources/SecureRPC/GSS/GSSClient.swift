@@ -67,7 +67,8 @@ public final class GSSClient: RPCClientAuthenticator {
     private struct State {
         var context: Context?
         var pending: Task<Context, any Error>?
-        /// Sequence numbers sent per xid (for matching replies), oldest xid first.
+        /// Sequence numbers sent per xid beyond the first (retransmissions), for matching
+        /// replies; oldest xid first.
         var sent: [UInt32: [UInt32]] = [:]
         var sentOrder: [UInt32] = []
     }
@@ -115,14 +116,14 @@ public final class GSSClient: RPCClientAuthenticator {
 
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
         guard let context = currentContext else { throw GSSClientError.unexpectedReply("no context: call through RPCClient") }
-        return try prepare(header, arguments: arguments, context: context)
+        return try prepare(header, arguments: arguments, context: context, retransmission: header.transmission > 0)
     }
 
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall {
-        try prepare(header, arguments: arguments, context: try await establishedContext(client))
+        try prepare(header, arguments: arguments, context: try await establishedContext(client), retransmission: header.transmission > 0)
     }
 
-    private func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, context: Context) throws -> RPCPreparedCall {
+    private func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, context: Context, retransmission: Bool = false) throws -> RPCPreparedCall {
         let sequence = context.nextSequence.withLockedValue { value -> UInt32 in
             defer { value &+= 1 }
             return value
@@ -132,16 +133,25 @@ public final class GSSClient: RPCClientAuthenticator {
                                                          procedure: header.procedure, credential: credential)
         let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(context.keys.clientToServer, .callHeader, headerBytes)))
         let wrapped = try SRPCDH.wrap(arguments, sequence: sequence, service: service, keys: context.keys.clientToServer, clientToServer: true)
-        record(xid: header.xid, sequence: sequence)
+        if retransmission { record(xid: header.xid, sequence: sequence) }
         let service = self.service
         return RPCPreparedCall(credential: credential, verifier: verifier, arguments: wrapped) { [weak self] verifier, results in
-            let candidates = self?.sequences(for: header.xid) ?? [sequence]
-            guard verifier.flavor == .rpcsecGSS,
-                  let matched = candidates.first(where: { SRPCDH.verifyMIC(context.keys.serverToClient, .replySequence, sequence: $0, tag: verifier.body) })
-            else {
+            // The reply answers this transmission (the usual case) or a retransmission of it.
+            let matches = { (candidate: UInt32) in
+                SRPCDH.verifyMIC(context.keys.serverToClient, .replySequence, sequence: candidate, tag: verifier.body)
+            }
+            let matched: UInt32?
+            if verifier.flavor != .rpcsecGSS {
+                matched = nil
+            } else if matches(sequence) {
+                matched = sequence
+                self?.forget(xid: header.xid)
+            } else {
+                matched = self?.takeSequences(for: header.xid).first(where: matches)
+            }
+            guard let matched else {
                 throw RPCClientError.replyVerificationFailed("the RPCSEC_GSS reply verifier does not match any sequence number sent")
             }
-            self?.forget(xid: header.xid)
             do {
                 return try SRPCDH.unwrap(results, sequence: matched, service: service, keys: context.keys.serverToClient, clientToServer: false)
             } catch {
@@ -170,12 +180,14 @@ public final class GSSClient: RPCClientAuthenticator {
         }
     }
 
-    private func sequences(for xid: UInt32) -> [UInt32] {
-        state.withLockedValue { $0.sent[xid] ?? [] }
+    private func takeSequences(for xid: UInt32) -> [UInt32] {
+        state.withLockedValue { $0.sent.removeValue(forKey: xid) ?? [] }
     }
 
     private func forget(xid: UInt32) {
-        state.withLockedValue { _ = $0.sent.removeValue(forKey: xid) }
+        state.withLockedValue { state in
+            if !state.sent.isEmpty { state.sent[xid] = nil }
+        }
     }
 
     public func refresh(after status: AuthStatus) async -> Bool {

@@ -298,43 +298,55 @@ public enum SRPCDH {
         return nonce
     }
 
-    /// Wraps `body` for `service`: none returns it unchanged. The body is copied once, into
-    /// the wrapped buffer, and checksummed or encrypted there.
+    /// Wraps `body` for `service`: none returns it unchanged.
     public static func wrap(_ body: ByteBuffer, sequence: UInt32, service: GSSService, keys: GSSDirectionKeys,
                             clientToServer: Bool) throws -> ByteBuffer {
+        if service == .none { return body }
+        var out = ByteBuffer()
+        out.reserveCapacity(body.readableBytes + 64)
+        try wrap(into: &out, sequence: sequence, service: service, keys: keys, clientToServer: clientToServer) { $0.writeImmutableBuffer(body) }
+        return out
+    }
+
+    /// Appends the wrapped form of the body that `encodeBody` appends: the body is written
+    /// once, where it ends up, and checksummed or encrypted in place.
+    public static func wrap(into out: inout ByteBuffer, sequence: UInt32, service: GSSService, keys: GSSDirectionKeys,
+                            clientToServer: Bool, encodeBody: (inout ByteBuffer) -> Void) throws {
+        guard service != .none else {
+            encodeBody(&out)
+            return
+        }
+        // opaque<> length word (set below), then rpc_gss_data_t = seq_num ‖ body.
+        let lengthIndex = out.writerIndex
+        out.writeInteger(UInt32(0))
+        let dataIndex = out.writerIndex
+        out.writeInteger(sequence)
+        encodeBody(&out)
+        let length = out.writerIndex - dataIndex
+        let dataOffset = dataIndex - out.readerIndex
         switch service {
         case .none:
-            return body
+            break
         case .integrity:
-            let length = 4 + body.readableBytes
-            var out = ByteBuffer()
-            out.reserveCapacity(4 + length + 3 + 4 + PreparedHMAC.tagLength)
-            out.writeInteger(UInt32(length))
-            out.writeInteger(sequence)
-            out.writeImmutableBuffer(body)
-            // databody_integ is everything after its length word.
-            let checksum = out.withUnsafeReadableBytes { all in mic(keys, .body, UnsafeRawBufferPointer(rebasing: all[4...])) }
+            out.setInteger(UInt32(length), at: lengthIndex)
             out.writeRepeatingByte(0, count: xdrPadding(length))
             out.writeInteger(UInt32(PreparedHMAC.tagLength))
-            out.writeBytes(checksum)
-            return out
+            let tagOffset = out.writerIndex - out.readerIndex
+            out.writeRepeatingByte(0, count: PreparedHMAC.tagLength)
+            out.withUnsafeMutableReadableBytes { all in
+                keys.preparedMAC.authenticate(prefix: MICKind.body.rawValue, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
+                                              into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + PreparedHMAC.tagLength)]))
+            }
         case .privacy:
-            let length = 4 + body.readableBytes
             let sealedLength = length + AES256GCM.tagLength
-            var out = ByteBuffer()
-            out.reserveCapacity(4 + sealedLength + 3)
-            out.writeInteger(UInt32(sealedLength))
-            out.writeInteger(sequence)
-            out.writeImmutableBuffer(body)
+            out.setInteger(UInt32(sealedLength), at: lengthIndex)
             out.writeRepeatingByte(0, count: AES256GCM.tagLength + xdrPadding(sealedLength))
             let nonce = privacyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
-                // Encrypt rpc_gss_data_t in place; the tag follows it.
-                let data = UnsafeMutableRawBufferPointer(rebasing: all[4..<(4 + length)])
+                let data = UnsafeMutableRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)])
                 try AES256GCM.seal(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(data), into: data,
-                                   tag: UnsafeMutableRawBufferPointer(rebasing: all[(4 + length)..<(4 + sealedLength)]))
+                                   tag: UnsafeMutableRawBufferPointer(rebasing: all[(dataOffset + length)..<(dataOffset + sealedLength)]))
             }
-            return out
         }
     }
 

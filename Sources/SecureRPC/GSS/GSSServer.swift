@@ -63,7 +63,8 @@ public final class GSSServer: RPCServerAuthenticator {
         let group: GSSGroup
         let keys: GSSSessionKeys
         let expires: TimeInterval
-        let caller: RPCCaller
+        /// The caller as handlers see it, per service (made once, not per call).
+        let callers: [RPCCaller]
 
         init(handle: [UInt8], client: String, group: GSSGroup, keys: GSSSessionKeys, expires: TimeInterval, caller: RPCCaller) {
             self.handle = handle
@@ -71,14 +72,35 @@ public final class GSSServer: RPCServerAuthenticator {
             self.group = group
             self.keys = keys
             self.expires = expires
-            self.caller = caller
+            callers = GSSService.allCases.map { service in
+                var variant = caller
+                variant.mechanism = "\(SRPCDH.mechanismName) \(group)/\(service)"
+                variant.protection = service.protection
+                return variant
+            }
+        }
+
+        func caller(_ service: GSSService) -> RPCCaller {
+            switch service {
+            case .none: return callers[0]
+            case .integrity: return callers[1]
+            case .privacy: return callers[2]
+            }
         }
     }
 
-    private struct Slot {
-        var context: Context
+    /// A context's mutable part. A class, so a call updates the window in place (the lock
+    /// guards it) instead of copying the bitmap out of the table and back.
+    private final class Slot: @unchecked Sendable {  // only touched under `state`'s lock
+        let context: Context
         var window: GSSSequenceWindow
         var lastUsed: UInt64
+
+        init(context: Context, window: GSSSequenceWindow, lastUsed: UInt64) {
+            self.context = context
+            self.window = window
+            self.lastUsed = lastUsed
+        }
     }
 
     private struct TokenKey: Hashable {
@@ -145,7 +167,7 @@ public final class GSSServer: RPCServerAuthenticator {
         // Header MIC and window under the lock: the window must see each number once.
         enum Lookup { case found(Context), decided(RPCAuthDecision) }
         let found: Lookup = state.withLockedValue { state in
-            guard var slot = state.contexts[credential.handle] else { return .decided(.rejected(.gssCredentialProblem)) }
+            guard let slot = state.contexts[credential.handle] else { return .decided(.rejected(.gssCredentialProblem)) }
             let context = slot.context
             guard call.verifier.flavor == .rpcsecGSS,
                   SRPCDH.verifyMIC(context.keys.clientToServer, .callHeader, call.headerBytes, tag: call.verifier.body) else {
@@ -165,8 +187,6 @@ public final class GSSServer: RPCServerAuthenticator {
             if credential.procedure == .rpcsecGssDestroy {
                 state.contexts[credential.handle] = nil
                 state.statistics.contextsDestroyed += 1
-            } else {
-                state.contexts[credential.handle] = slot
             }
             return .found(context)
         }
@@ -195,9 +215,7 @@ public final class GSSServer: RPCServerAuthenticator {
             logger.info("RPCSEC_GSS body refused", metadata: ["xid": "\(call.xid)", "client": "\(context.client)", "error": "\(error)"])
             return .handled(verifier: replyVerifier, .garbageArguments)
         }
-        var caller = context.caller
-        caller.mechanism = "\(SRPCDH.mechanismName) \(context.group)/\(credential.service)"
-        caller.protection = credential.service.protection
+        let caller = context.caller(credential.service)
         let wrapper: (any RPCResultWrapper)? = credential.service == .none ? nil
             : GSSResultWrapper(keys: context.keys.serverToClient, sequence: sequence, service: credential.service)
         return .accepted(RPCAcceptedCall(caller: caller, replyVerifier: replyVerifier, arguments: arguments, resultWrapper: wrapper))
@@ -349,7 +367,7 @@ struct GSSResultWrapper: RPCResultWrapper {
     let sequence: UInt32
     let service: GSSService
 
-    func wrap(results: ByteBuffer, allocator: ByteBufferAllocator) throws -> ByteBuffer {
-        try SRPCDH.wrap(results, sequence: sequence, service: service, keys: keys, clientToServer: false)
+    func wrap(into reply: inout ByteBuffer, encodeResults: (inout ByteBuffer) -> Void) throws {
+        try SRPCDH.wrap(into: &reply, sequence: sequence, service: service, keys: keys, clientToServer: false, encodeBody: encodeResults)
     }
 }
