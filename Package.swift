@@ -249,6 +249,7 @@ let package = Package(
             name: "SecureRPCTests",
             dependencies: [
                 "SecureRPC", "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "FileService", "KeyDirectory",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -97,3 +97,18 @@ int srpc_aes256gcm_open(const unsigned char *key, const unsigned char *nonce, co
     if (!ok && length > 0) OPENSSL_cleanse(out, length);
     return ok;
 }
+
+int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, const unsigned char *data, size_t length,
+                        unsigned char *tag) {
+    EVP_CIPHER *cipher = srpc_aes256gcm_cipher();
+    if (cipher == NULL || length > INT_MAX) return 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL) return 0;
+    unsigned char none[16];
+    int n = 0, ok = EVP_EncryptInit_ex(ctx, cipher, NULL, key, nonce) == 1;
+    ok = ok && (length == 0 || EVP_EncryptUpdate(ctx, NULL, &n, data, (int)length) == 1);
+    ok = ok && EVP_EncryptFinal_ex(ctx, none, &n) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok;
+}

@@ -80,4 +80,25 @@ public enum AES256GCM {
                                 tag.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self))
         } == 1
     }
+
+    /// GMAC (NIST SP 800-38D): the GCM tag over `data` as associated data, no plaintext.
+    /// The same nonce rule as `seal`: never twice under one key.
+    public static func authenticate(key: SecretBytes, nonce: [UInt8], _ data: UnsafeRawBufferPointer,
+                                    into tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
+        precondition(key.count == 32 && nonce.count == 12 && tag.count >= tagLength)
+        let ok = key.withUnsafeBytes { keyBytes in
+            srpc_aes256gcm_gmac(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
+                                data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        }
+        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM GMAC") }
+    }
+
+    /// Recomputes a GMAC tag and compares in constant time.
+    public static func verify(key: SecretBytes, nonce: [UInt8], _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        guard tag.count == tagLength else { return false }
+        return withUnsafeTemporaryAllocation(byteCount: tagLength, alignment: 16) { expected in
+            guard (try? authenticate(key: key, nonce: nonce, data, into: expected)) != nil else { return false }
+            return SecretBytes.constantTimeEqual(UnsafeRawBufferPointer(expected), tag)
+        }
+    }
 }

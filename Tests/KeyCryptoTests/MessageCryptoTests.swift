@@ -87,4 +87,28 @@ final class MessageCryptoTests: XCTestCase {
             XCTAssertNil(open(buffer, badTag))
         }
     }
+
+    func testGMACMatchesSwiftCryptoAndRefusesChanges() throws {
+        for length in [0, 1, 16, 4096, 65_537] {
+            let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
+            let nonce = (0..<12).map { _ in UInt8.random(in: 0...255) }
+            let data = (0..<length).map { _ in UInt8.random(in: 0...255) }
+            var tag = [UInt8](repeating: 0, count: 16)
+            try data.withUnsafeBytes { d in try tag.withUnsafeMutableBytes { try AES256GCM.authenticate(key: SecretBytes(copying: key), nonce: nonce, d, into: $0) } }
+            let reference = try AES.GCM.seal([UInt8](), using: SymmetricKey(data: key), nonce: AES.GCM.Nonce(data: nonce), authenticating: data)
+            XCTAssertEqual(tag, Array(reference.tag), "length \(length)")
+            let verify = { (d: [UInt8], t: [UInt8], n: [UInt8]) in
+                d.withUnsafeBytes { db in t.withUnsafeBytes { AES256GCM.verify(key: SecretBytes(copying: key), nonce: n, db, tag: $0) } }
+            }
+            XCTAssertTrue(verify(data, tag, nonce))
+            var otherNonce = nonce
+            otherNonce[11] ^= 1
+            XCTAssertFalse(verify(data, tag, otherNonce))
+            if length > 0 {
+                var changed = data
+                changed[length - 1] ^= 1
+                XCTAssertFalse(verify(changed, tag, nonce))
+            }
+        }
+    }
 }

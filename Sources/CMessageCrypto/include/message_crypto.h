@@ -28,4 +28,9 @@ int srpc_aes256gcm_seal(const unsigned char *key, const unsigned char *nonce, co
 int srpc_aes256gcm_open(const unsigned char *key, const unsigned char *nonce, const unsigned char *in, size_t length,
                         const unsigned char *tag, unsigned char *out);
 
+/// GMAC: the AES-256-GCM tag over `length` bytes of associated data and no plaintext, into
+/// the 16-byte `tag`. The nonce rules are those of srpc_aes256gcm_seal. Returns 1 on success.
+int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, const unsigned char *data, size_t length,
+                        unsigned char *tag);
+
 #endif

@@ -179,11 +179,11 @@ public enum SRPCDH {
     static let transcriptLabel = Array("srpc-dh v1 transcript".utf8)
     static let confirmLabel = Array("srpc-dh v1 confirm".utf8)
 
-    /// What a MIC covers, as its first byte: the same key never signs two kinds of data
-    /// that could be confused.
+    /// What a MIC (HMAC-SHA256) covers, as its first byte: the same key never signs two
+    /// kinds of data that could be confused. (2 is unused: bodies are checksummed with GMAC
+    /// under the seal key, see `wrap`.)
     public enum MICKind: UInt8, Sendable {
         case callHeader = 1
-        case body = 2
         case replySequence = 3
         case sequenceWindow = 4
     }
@@ -285,10 +285,11 @@ public enum SRPCDH {
         withUnsafeBytes(of: sequence.bigEndian) { verifyMIC(keys, kind, $0, tag: tag) }
     }
 
-    /// The 96-bit AEAD nonce of a privacy body: direction (1 = client to server, 2 = server
-    /// to client), zero, sequence number. Unique because each side sends each sequence
-    /// number at most once per context and direction.
-    static func privacyNonce(clientToServer: Bool, sequence: UInt32) -> [UInt8] {
+    /// The 96-bit nonce of a body's AES-256-GCM operation (privacy: encryption; integrity:
+    /// GMAC): direction (1 = client to server, 2 = server to client), zero, sequence number.
+    /// Unique under each context's seal key because each side sends each sequence number at
+    /// most once per direction, and a sequence number belongs to one call of one service.
+    static func bodyNonce(clientToServer: Bool, sequence: UInt32) -> [UInt8] {
         var nonce = [UInt8](repeating: 0, count: 12)
         nonce[3] = clientToServer ? 1 : 2
         nonce[8] = UInt8(sequence >> 24)
@@ -330,18 +331,19 @@ public enum SRPCDH {
         case .integrity:
             out.setInteger(UInt32(length), at: lengthIndex)
             out.writeRepeatingByte(0, count: xdrPadding(length))
-            out.writeInteger(UInt32(PreparedHMAC.tagLength))
+            out.writeInteger(UInt32(AES256GCM.tagLength))
             let tagOffset = out.writerIndex - out.readerIndex
-            out.writeRepeatingByte(0, count: PreparedHMAC.tagLength)
-            out.withUnsafeMutableReadableBytes { all in
-                keys.preparedMAC.authenticate(prefix: MICKind.body.rawValue, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
-                                              into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + PreparedHMAC.tagLength)]))
+            out.writeRepeatingByte(0, count: AES256GCM.tagLength)
+            let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
+            try out.withUnsafeMutableReadableBytes { all in
+                try AES256GCM.authenticate(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
+                                           into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + AES256GCM.tagLength)]))
             }
         case .privacy:
             let sealedLength = length + AES256GCM.tagLength
             out.setInteger(UInt32(sealedLength), at: lengthIndex)
             out.writeRepeatingByte(0, count: AES256GCM.tagLength + xdrPadding(sealedLength))
-            let nonce = privacyNonce(clientToServer: clientToServer, sequence: sequence)
+            let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
                 let data = UnsafeMutableRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)])
                 try AES256GCM.seal(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(data), into: data,
@@ -378,7 +380,11 @@ public enum SRPCDH {
             var buffer = wrapped
             guard var data = try? buffer.readXDROpaque(), let checksum = try? buffer.readXDROpaque(maxLength: 64),
                   buffer.readableBytes == 0 else { throw .malformed }
-            guard verifyMIC(keys, .body, data, tag: checksum) else { throw .badChecksum }
+            let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
+            let valid = data.withUnsafeReadableBytes { bytes in
+                checksum.withUnsafeReadableBytes { AES256GCM.verify(key: keys.seal, nonce: nonce, bytes, tag: $0) }
+            }
+            guard valid else { throw .badChecksum }
             guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
             guard inBody == sequence else { throw .sequenceMismatch(inBody: inBody, expected: sequence) }
             return data
@@ -389,7 +395,7 @@ public enum SRPCDH {
             }
             let length = sealed.readableBytes - AES256GCM.tagLength
             var plain = ByteBuffer()
-            let nonce = privacyNonce(clientToServer: clientToServer, sequence: sequence)
+            let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             let opened = sealed.withUnsafeReadableBytes { sealedBytes in
                 plain.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
                     AES256GCM.open(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(rebasing: sealedBytes[..<length]),
