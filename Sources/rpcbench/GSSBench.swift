@@ -27,7 +27,8 @@ struct GSSBench: AsyncParsableCommand {
         discussion: "Build with -c release. Example: swift run -c release rpcbench gss --calls 20000 --setups 200"
     )
 
-    @Option(help: "Calls per steady-state measurement.") var calls = 20_000
+    @Option(help: "Calls per steady-state measurement (split over the rounds).") var calls = 20_000
+    @Option(help: "Interleaved rounds per steady-state measurement; the median is printed.") var rounds = 5
     @Option(help: "Context set-ups per group.") var setups = 200
     @Option(help: "Argument (and result) size in bytes for the steady-state calls.") var size = 4096
     @Option(help: "Event loop threads.") var threads = 1
@@ -119,7 +120,7 @@ struct GSSBench: AsyncParsableCommand {
             buffer.writeXDR(String(repeating: "x", count: size))
             return buffer
         }()
-        func measure(_ rpc: RPCClient, concurrency: Int) async throws -> Double {
+        func measure(_ rpc: RPCClient, concurrency: Int, count calls: Int) async throws -> Double {
             for _ in 0..<50 { _ = try await rpc.call(procedure: TestEcho.echo, arguments: argument) }
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -142,18 +143,26 @@ struct GSSBench: AsyncParsableCommand {
             ("RPCSEC_GSS integrity", { try gss(.ffdhe3072, .integrity) }),
             ("RPCSEC_GSS privacy", { try gss(.ffdhe3072, .privacy) }),
         ]
-        print("\nsteady state, ECHO with \(size)-byte arguments and results, \(calls) calls each:")
-        var baseline: [Int: Double] = [:]
+        print("\nsteady state, ECHO with \(size)-byte arguments and results, \(calls) calls each, median of \(rounds) interleaved rounds:")
+        let selected = flavors.filter { only.isEmpty || only.contains($0.0) || $0.0 == "AUTH_SYS" }
         for concurrency in [1, 32] {
             print(concurrency == 1 ? "  sequential" : "  \(concurrency) in flight")
-            for (name, make) in flavors where only.isEmpty || only.contains(name) || name == "AUTH_SYS" {
-                let rpc = client(try make())
-                let rate = try await measure(rpc, concurrency: concurrency)
-                await rpc.close()
-                if name == "AUTH_SYS" { baseline[concurrency] = rate }
-                let ratio = rate / baseline[concurrency]!
+            // One client per flavor; rounds alternate between flavors so that a slow moment of
+            // this shared machine lands on all of them alike.
+            var clients: [RPCClient] = []
+            for (_, make) in selected { clients.append(client(try make())) }
+            var rates = Array(repeating: [Double](), count: selected.count)
+            for _ in 0..<rounds {
+                for index in selected.indices {
+                    rates[index].append(try await measure(clients[index], concurrency: concurrency, count: calls / rounds))
+                }
+            }
+            for rpc in clients { await rpc.close() }
+            let medians = rates.map { $0.sorted()[$0.count / 2] }
+            for (index, (name, _)) in selected.enumerated() {
+                let rate = medians[index]
                 print("    " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                      + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, ratio))
+                      + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, rate / medians[0]))
             }
         }
         await server.shutdown()
