@@ -52,35 +52,45 @@ struct KeyLogin: AsyncParsableCommand {
             }
         }
         let client = try KeyServerClient(socketPath: socket)
-        var secretHex: [UInt8] = []
-        defer { SecretBytes.wipe(&secretHex) }
+        // The root key file: the dh192-des secret as hex on the first line (what classic
+        // keyserv reads; "-" when there is none), then one "GROUP HEX" line per strong key,
+        // so a host service's RPCSEC_GSS keys survive a keyserverd restart too.
+        var rootFile: [UInt8] = []
+        defer { SecretBytes.wipe(&rootFile) }
+        var strongLines: [UInt8] = []
+        defer { SecretBytes.wipe(&strongLines) }
+        var hasLegacy = false
         var loaded: [String] = []
         for key in opened {
             if key.group == .dh192des {
-                secretHex = Array(key.secretHex.utf8)
+                var secretHex = Array(key.secretHex.utf8)
+                defer { SecretBytes.wipe(&secretHex) }
                 let argument = KeyNetstarg(stPrivKey: secretHex, stPubKey: Array(key.publicKey.hex.utf8), stNetname: name)
                 let status = try await client.perform { try await $0.keyNetPut(argument) }
                 guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+                rootFile = secretHex + [0x0a] + rootFile
+                hasLegacy = true
             } else if let mechanism = StrongKeyStore.mechanism(key.group) {
                 var secret = key.secret.copyBytes()
                 defer { SecretBytes.wipe(&secret) }
                 let argument = KeyxSetArg(mechanism: mechanism, secret: secret, netname: name)
                 let status = try await client.performStrong { try await $0.keyxSet(argument) }
                 guard status == .keySuccess else { throw KeyServerClientError.status(status) }
+                strongLines += Array(key.group.rawValue.utf8) + [0x20] + Array(key.secretHex.utf8) + [0x0a]
             }
             loaded.append(key.group.rawValue)
         }
         await client.close()
-        if rootKey && secretHex.isEmpty { throw CommandFailure("-r needs a dh192-des key for \(name)") }
         if rootKey {
+            if !hasLegacy { rootFile = Array("-\n".utf8) }
+            rootFile += strongLines
             let temp = rootKeyFile + ".tmp-\(getpid())"
             let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL, 0o600)
             guard fd >= 0 else { throw CommandFailure("cannot write \(rootKeyFile)") }
-            let line = secretHex + [0x0a]
-            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let written = rootFile.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             fsync(fd)
             close(fd)
-            guard written == line.count, rename(temp, rootKeyFile) == 0 else {
+            guard written == rootFile.count, rename(temp, rootKeyFile) == 0 else {
                 unlink(temp)
                 throw CommandFailure("cannot write \(rootKeyFile)")
             }

@@ -41,12 +41,12 @@ struct KeyServerDaemon: AsyncParsableCommand {
             lookup = { netname in try? keys.publicKey(netname: netname, mechanism: .dh192des) }
         }
         let core = KeyServerCore(lookup: lookup)
-        loadRootKey(into: core, logger: logger)
 
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
         let legacy = KeyServerService(core: core, logger: logger)
         let strong = StrongKeyStore()
+        loadRootKey(into: core, strong: strong, logger: logger)
         let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()],
                                configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket, mode: 0o666)
@@ -63,13 +63,38 @@ struct KeyServerDaemon: AsyncParsableCommand {
         strong.clearAll()
     }
 
-    private func loadRootKey(into core: KeyServerCore, logger: Logger) {
+    /// The root key file (keylogin -r): the dh192-des secret as hex on the first line ("-"
+    /// when there is none, as classic keyserv reads only that line), then "GROUP HEX" lines
+    /// for the strong groups.
+    private func loadRootKey(into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) {
         guard let data = FileManager.default.contents(atPath: rootKey) else { return }
-        var bytes = Array(data.prefix(48))
+        var bytes = Array(data)
         defer { SecretBytes.wipe(&bytes) }
-        if core.setSecret(uid: 0, hex: bytes) == .keySuccess {
-            logger.notice("loaded the host's root key", metadata: ["file": "\(rootKey)"])
-        } else {
+        let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false)
+        var loaded: [String] = []
+        var failed = false
+        if let first = lines.first, first != [0x2d] {
+            var hex = Array(first.prefix(48))
+            defer { SecretBytes.wipe(&hex) }
+            if core.setSecret(uid: 0, hex: hex) == .keySuccess { loaded.append("dh192-des") } else { failed = true }
+        }
+        for (index, line) in lines.dropFirst().enumerated() where !line.isEmpty {
+            let parts = line.split(separator: 0x20, maxSplits: 1)
+            guard parts.count == 2, let group = try? DHGroupName(parsing: String(decoding: parts[0], as: UTF8.self)),
+                  let mechanism = StrongKeyStore.mechanism(group),
+                  let key = try? DHPrivateKey(group: group, secretHex: String(decoding: parts[1], as: UTF8.self)) else {
+                logger.error("cannot use line \(index + 2) of the root key file", metadata: ["file": "\(rootKey)"])
+                failed = true
+                continue
+            }
+            var secret = key.secret.copyBytes()
+            defer { SecretBytes.wipe(&secret) }
+            if strong.set(uid: 0, mechanism: mechanism, secret: secret) == .keySuccess { loaded.append(group.rawValue) } else { failed = true }
+        }
+        if !loaded.isEmpty {
+            logger.notice("loaded the host's root key", metadata: ["file": "\(rootKey)", "groups": "\(loaded.joined(separator: ", "))"])
+        }
+        if failed || loaded.isEmpty {
             logger.error("cannot use the root key file", metadata: ["file": "\(rootKey)"])
         }
     }

@@ -83,7 +83,7 @@ final class KeyServerInteropTests: XCTestCase {
         let rootKey = work.appendingPathComponent("rootkey").path
         let passwordFile = work.appendingPathComponent("pw").path
         try "user-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        for (who, extra) in [("4242", ["--user", "4242", "--mechanism", "ffdhe2048"]), ("0", ["--user", "0"])] {
+        for (who, extra) in [("4242", ["--user", "4242", "--mechanism", "ffdhe2048"]), ("0", ["--user", "0", "--mechanism", "ffdhe3072"])] {
             let made = try Command.run([bin("keyadmin"), "newkey", "--db", db, "--domain", "example.org", "--mechanism", "dh192-des",
                                         "--password-file", passwordFile] + extra)
             XCTAssertEqual(made.status, 0, "\(who): \(made.stderr)")
@@ -129,8 +129,15 @@ final class KeyServerInteropTests: XCTestCase {
         daemon = try BackgroundProcess([bin("keyserverd"), "--socket", socket, "--root-key", rootKey, "--no-rpcbind"], readyMarker: "ready")
         defer { daemon.stop(signal: SIGTERM) }
         XCTAssertTrue(daemon.log.contains("loaded the host's root key"), daemon.log)
+        XCTAssertTrue(daemon.log.contains("groups=dh192-des, ffdhe3072"), daemon.log)
         let root = try KeyServerClient(socketPath: socket, uid: 0)
         guard case .keySuccess = try await root.perform({ try await $0.keyNetGet() }) else { return XCTFail("root key lost across restart") }
+        // The host's RPCSEC_GSS key (ffdhe3072) came back too, the same as in the directory.
+        guard case let .keySuccess(rootStrong) = try await root.performStrong({ try await $0.keyxPublic(.keyxFfdhe3072) }) else {
+            return XCTFail("root's ffdhe3072 key lost across restart")
+        }
+        let rootListed = try Command.run([bin("keyadmin"), "show", "--db", db, "unix.0@example.org"])
+        XCTAssertTrue(rootListed.stdout.contains(rootStrong.map { String(format: "%02x", $0) }.joined()), rootListed.stdout)
         await root.close()
     }
 
