@@ -74,6 +74,30 @@ final class GSSEndToEndTests: XCTestCase {
         await server.shutdown()
     }
 
+    /// ATTACKS.md #22: window sizing under load. Several connections, each with more calls in
+    /// flight than the window holds (1024), and not one call silently dropped.
+    func testManyCallsInFlightAreNeverDroppedByTheWindow() async throws {
+        let (server, gss, tcp, _) = try await fixture.startServer()
+        let clients = try (0..<4).map { _ in fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe2048, service: .privacy)) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, client) in clients.enumerated() {
+                for call in 0..<1500 {
+                    group.addTask {
+                        let argument = GSSBlob([UInt8(index), UInt8(truncatingIfNeeded: call)])
+                        let echoed = try await client.call(1, argument, returning: GSSBlob.self)
+                        XCTAssertEqual(echoed, argument)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(fixture.runs.withLockedValue { $0 }, 6000)
+        XCTAssertEqual(gss.statistics.replaysDropped, 0)
+        XCTAssertEqual(gss.statistics.contextsCreated, 4)
+        for client in clients { await client.close() }
+        await server.shutdown()
+    }
+
     func testExpiredContextIsRenewedTransparently() async throws {
         // A server clock the test moves: the context lives 120 s.
         let clock = ClockBox(Date().timeIntervalSince1970)
