@@ -9,7 +9,7 @@ import NIOCore
 import ONCRPC
 import XCTest
 import XDR
-@testable import SecureRPC
+@_spi(Fuzzing) @testable import SecureRPC
 
 private func hex(_ buffer: ByteBuffer) -> String { buffer.readableBytesView.map { String(format: "%02x", $0) }.joined() }
 
@@ -115,4 +115,33 @@ final class GSSWireTests: XCTestCase {
 /// The typed error a body throws, or nil.
 private func failure<E: Error, T>(_ type: E.Type, _ body: () throws(E) -> T) -> E? {
     do { _ = try body(); return nil } catch { return error }
+}
+
+/// The GSS fuzz body over random and mutated inputs, as a property test in every run (the
+/// libFuzzer target runs the same body for longer, docs/FUZZING.md).
+final class GSSDecoderFuzzingTests: XCTestCase {
+    func testRandomAndMutatedInputsNeverTrap() throws {
+        var seeds: [[UInt8]] = []
+        let credential = GSSCredential(procedure: .rpcsecGssData, sequence: 7, service: .privacy, handle: Array(repeating: 9, count: 16))
+        seeds.append(Array(credential.opaqueAuth.body.readableBytesView))
+        let body = SrpcDhInitBody(tokenVersion: 1, group: .srpcDhFfdhe2048, client: "unix.1@x", server: "unix.2@x",
+                                  clientEphemeral: Array(repeating: 5, count: 256), timestamp: 1, nonce: Array(repeating: 1, count: 16))
+        seeds.append(Array(SrpcDhInitToken(body: body, authNonce: Array(repeating: 2, count: 12), authenticator: Array(repeating: 3, count: 40))
+            .xdrEncoded().readableBytesView))
+        seeds.append(Array(RpcGssInitRes(handle: [1, 2], gssMajor: 0, gssMinor: 0, seqWindow: 1024, gssToken: [4, 5, 6]).xdrEncoded().readableBytesView))
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<3000 {
+            var input: [UInt8]
+            if round % 3 == 0 {
+                input = (0..<Int.random(in: 0...300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            } else {
+                input = seeds[round % seeds.count]
+                for _ in 0..<Int.random(in: 1...4, using: &generator) where !input.isEmpty {
+                    input[Int.random(in: 0..<input.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                }
+                if round % 5 == 0 { input = Array(input.prefix(Int.random(in: 0...input.count, using: &generator))) }
+            }
+            input.withUnsafeBytes { GSSDecoderFuzzing.run($0) }
+        }
+    }
 }
