@@ -5,6 +5,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Secret bytes that wipe themselves and never appear in logs or descriptions.
 ///
@@ -27,6 +28,7 @@ public final class SecretBytes: @unchecked Sendable {
         // Never a zero-byte allocation, so the pointer is always valid.
         storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
         storage.initializeMemory(as: UInt8.self, repeating: 0)
+        if SecretBytesTracking.enabled.load(ordering: .relaxed) { SecretBytesTracking.allocated(count) }
     }
 
     /// A copy of `bytes`. Wipe the source yourself if it was secret.
@@ -55,6 +57,7 @@ public final class SecretBytes: @unchecked Sendable {
 
     deinit {
         Self.wipe(storage)
+        if SecretBytesTracking.enabled.load(ordering: .relaxed) { SecretBytesTracking.released(count, wiped: storage) }
         storage.deallocate()
     }
 
@@ -110,4 +113,35 @@ extension SecretBytes: CustomStringConvertible, CustomDebugStringConvertible, Cu
     public var description: String { "SecretBytes(\(count) bytes, redacted)" }
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["count": count]) }
+}
+
+/// Test hook: counts live SecretBytes by size, so a test can show that no secret of a given
+/// kind (an ephemeral exponent, a Diffie-Hellman value) outlives the code that made it, and
+/// that what is released has been zeroed. Off unless a test turns it on.
+@_spi(Testing)
+public enum SecretBytesTracking {
+    static let enabled = Atomic<Bool>(false)
+    private static let live = Mutex<[Int: Int]>([:])
+    private static let notZeroed = Atomic<Int>(0)
+
+    public static func start() {
+        live.withLock { $0 = [:] }
+        notZeroed.store(0, ordering: .relaxed)
+        enabled.store(true, ordering: .relaxed)
+    }
+
+    public static func stop() { enabled.store(false, ordering: .relaxed) }
+
+    /// Secrets of `count` bytes made since `start()` and not yet released.
+    public static func live(count: Int) -> Int { live.withLock { $0[count, default: 0] } }
+
+    /// Secrets released without having been zeroed first (must stay 0).
+    public static var releasedNotZeroed: Int { notZeroed.load(ordering: .relaxed) }
+
+    static func allocated(_ count: Int) { live.withLock { $0[count, default: 0] += 1 } }
+
+    static func released(_ count: Int, wiped storage: UnsafeMutableRawBufferPointer) {
+        if storage.contains(where: { $0 != 0 }) { notZeroed.add(1, ordering: .relaxed) }
+        live.withLock { $0[count, default: 0] -= 1 }
+    }
 }

@@ -7,7 +7,7 @@
 // real session keys, so the capture and the attacker's procedure are sound.
 
 import Foundation
-import KeyCrypto
+@_spi(Testing) import KeyCrypto
 import KeyServer
 import NIOCore
 import ONCRPC
@@ -89,5 +89,42 @@ final class GSSForwardSecrecyTests: XCTestCase {
         // Control: the real session keys open every recorded call.
         XCTAssertTrue(opensAll(realKeys))
         XCTAssertTrue(SecretBytes.constantTimeEqual(SRPCDH.confirmation(keys: realKeys, transcript: transcript), reply.confirmation))
+    }
+}
+
+/// ATTACKS.md #26, second half: after a handshake nothing that could recompute the session
+/// keys is left. Every ephemeral exponent and every ephemeral Diffie-Hellman value made for
+/// a context (client and server side, both in this process) is released — and zeroed —
+/// by the time the call that made the context returns.
+final class GSSEphemeralWipeTests: XCTestCase {
+    func testEphemeralSecretsDoNotOutliveTheHandshake() async throws {
+        let fixture = try await GSSFixture()
+        let (server, gss, tcp, _) = try await fixture.startServer()
+        let group = GSSGroup.ffdhe3072
+        // Warm the keyserver's K_ss cache and the comb tables (they live on by design).
+        let warm = fixture.client(.tcp, tcp, try fixture.authenticator(group: group))
+        _ = try await warm.call(1, GSSBlob([0]), returning: GSSBlob.self)
+        await warm.close()
+
+        let exponentBytes = (DHGroup.named(group.dhGroup).exponentBits + 7) / 8
+        let valueBytes = DHGroup.named(group.dhGroup).byteLength
+        SecretBytesTracking.start()
+        defer { SecretBytesTracking.stop() }
+        var clients: [RPCClient] = []
+        for i in 0..<5 {
+            let client = fixture.client(.tcp, tcp, try fixture.authenticator(group: group))
+            _ = try await client.call(1, GSSBlob([UInt8(i)]), returning: GSSBlob.self)
+            clients.append(client)
+        }
+        // Five live contexts on both sides, and not one ephemeral secret or DH value left.
+        XCTAssertEqual(gss.contextCount, 5)
+        XCTAssertEqual(SecretBytesTracking.live(count: exponentBytes), 0, "ephemeral exponents (\(exponentBytes) bytes) still alive")
+        XCTAssertEqual(SecretBytesTracking.live(count: valueBytes), 0, "ephemeral DH values (\(valueBytes) bytes) still alive")
+        XCTAssertEqual(SecretBytesTracking.releasedNotZeroed, 0)
+        // The hook does see what lives on: each context's session keys (32 bytes).
+        XCTAssertGreaterThanOrEqual(SecretBytesTracking.live(count: 32), 5 * 2 * 4)
+        for client in clients { await client.close() }
+        await server.shutdown()
+        await fixture.shutdown()
     }
 }
