@@ -210,7 +210,7 @@ let package = Package(
         // `swift build --sanitize fuzzer` (see docs/FUZZING.md).
         .executableTarget(
             name: "rpcfuzz",
-            dependencies: ["ONCRPC", "SecureRPC"],
+            dependencies: ["ONCRPC"],
             swiftSettings: swiftSettings
         ),
 

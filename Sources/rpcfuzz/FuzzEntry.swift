@@ -4,13 +4,11 @@
 // how crashers are reproduced.
 
 @_spi(Fuzzing) import ONCRPC
-@_spi(Fuzzing) import SecureRPC
 
 #if FUZZING
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     DecoderFuzzing.run(UnsafeRawBufferPointer(start: data, count: size))
-    GSSDecoderFuzzing.run(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
 #endif

@@ -2,7 +2,6 @@
 // crashers are reproduced. Under FUZZING, libFuzzer provides `main` instead.
 #if !FUZZING
 @_spi(Fuzzing) import ONCRPC
-@_spi(Fuzzing) import SecureRPC
 import Foundation
 
 @main
@@ -18,10 +17,7 @@ enum Replay {
                 FileHandle.standardError.write(Data("rpcfuzz: cannot read \(path)\n".utf8))
                 exit(1)
             }
-            data.withUnsafeBytes {
-                DecoderFuzzing.run($0)
-                GSSDecoderFuzzing.run($0)
-            }
+            data.withUnsafeBytes { DecoderFuzzing.run($0) }
             print("\(path): ok")
         }
     }

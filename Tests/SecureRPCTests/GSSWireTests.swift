@@ -130,7 +130,9 @@ final class GSSDecoderFuzzingTests: XCTestCase {
             .xdrEncoded().readableBytesView))
         seeds.append(Array(RpcGssInitRes(handle: [1, 2], gssMajor: 0, gssMinor: 0, seqWindow: 1024, gssToken: [4, 5, 6]).xdrEncoded().readableBytesView))
         var generator = SystemRandomNumberGenerator()
-        for round in 0..<3000 {
+        // GSS_FUZZ_ROUNDS raises the count for a long local run.
+        let rounds = ProcessInfo.processInfo.environment["GSS_FUZZ_ROUNDS"].flatMap(Int.init) ?? 3000
+        for round in 0..<rounds {
             var input: [UInt8]
             if round % 3 == 0 {
                 input = (0..<Int.random(in: 0...300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -142,6 +144,15 @@ final class GSSDecoderFuzzingTests: XCTestCase {
                 if round % 5 == 0 { input = Array(input.prefix(Int.random(in: 0...input.count, using: &generator))) }
             }
             input.withUnsafeBytes { GSSDecoderFuzzing.run($0) }
+        }
+    }
+
+    func testFuzzCorpusNeverTraps() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/corpus")
+        let files = try FileManager.default.contentsOfDirectory(at: corpus, includingPropertiesForKeys: nil)
+        XCTAssertGreaterThan(files.count, 100)
+        for file in files {
+            try Data(contentsOf: file).withUnsafeBytes { GSSDecoderFuzzing.run($0) }
         }
     }
 }

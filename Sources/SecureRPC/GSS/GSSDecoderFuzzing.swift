@@ -1,6 +1,7 @@
 // The fuzz body for the RPCSEC_GSS decoders (credential, INIT argument and result, srpc-dh
-// tokens, integrity and privacy bodies) and the sequence window, shared by rpcfuzz and the
-// tests. Whatever decodes must survive encode-then-decode unchanged; nothing may trap; and
+// tokens, integrity and privacy bodies) and the sequence window, run by the tests over random
+// and mutated inputs and the fuzz corpus. (Not in the libFuzzer target: SecureRPC needs the
+// XDRGenPlugin tool, and `--sanitize fuzzer` links libFuzzer's main into that tool too.) Whatever decodes must survive encode-then-decode unchanged; nothing may trap; and
 // the window must never accept one sequence number twice, whatever order they come in.
 
 import KeyCrypto
