@@ -97,7 +97,8 @@ extension RPCClient {
                 throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
             }
             authenticator = try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
-                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
+                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket),
+                                          refreshServerKey: { try lookup.publicKey(netname: server, mechanism: group.dhGroup) })
         }
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)

@@ -6,6 +6,7 @@
 import Foundation
 import KeyCrypto
 import KeyServer
+import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
 import XCTest
@@ -122,6 +123,39 @@ final class GSSEndToEndTests: XCTestCase {
         XCTAssertEqual(fixture.runs.withLockedValue { $0 }, 3)
         await client.close()
         await server.shutdown()
+    }
+
+    /// The server's key is rotated (keyadmin chkey --rotate, then keylogin): a long-lived
+    /// client whose key lookup follows the directory makes its next context with the new key.
+    func testClientFollowsTheServersKeyRotation() async throws {
+        let (server, gss, tcp, _) = try await fixture.startServer()
+        let current = NIOLockedValueBox(gssLongTermKeys[.ffdhe3072]!.server.publicKey)
+        let authenticator = try GSSClient(
+            clientNetname: gssClientNetname, serverNetname: gssServerNetname, serverPublicKey: current.withLockedValue { $0 },
+            service: .privacy, keyserver: try KeyServerClient(socketPath: fixture.socket, uid: 6001),
+            refreshServerKey: { current.withLockedValue { $0 } })
+        let client = fixture.client(.tcp, tcp, authenticator)
+        _ = try await client.call(1, GSSBlob([1]), returning: GSSBlob.self)
+
+        let rotated = DHPrivateKey.generate(group: .ffdhe3072)
+        XCTAssertEqual(fixture.store.set(uid: 6002, mechanism: .keyxFfdhe3072, secret: rotated.secret.copyBytes()), .keySuccess)
+        current.withLockedValue { $0 = rotated.publicKey }
+        gss.destroyContexts(of: gssClientNetname)
+        _ = try await client.call(1, GSSBlob([2]), returning: GSSBlob.self)
+        XCTAssertEqual(gss.statistics.contextsCreated, 2)
+
+        // A client that kept the old key cannot make a context any more.
+        let stale = fixture.client(.tcp, tcp, try fixture.authenticator())
+        do {
+            _ = try await stale.call(1, GSSBlob([3]), returning: GSSBlob.self)
+            XCTFail("the old server key must not work")
+        } catch let error as GSSClientError {
+            XCTAssertEqual(error, .contextRefused(major: GSSMajorStatus.badSig, minor: GSSMinorStatus.badAuthenticator.rawValue))
+        }
+        await stale.close()
+        await client.close()
+        await server.shutdown()
+        fixture.logIn()
     }
 
     func testServerPolicyPerProcedure() async throws {

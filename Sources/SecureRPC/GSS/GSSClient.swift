@@ -75,7 +75,11 @@ public final class GSSClient: RPCClientAuthenticator {
 
     public let clientNetname: String
     public let serverNetname: String
+    /// The server's long-term key as given at creation (later contexts ask `serverKey`).
     public let serverPublicKey: DHPublicKey
+    /// Where each new context takes the server's current key from: the directory, normally,
+    /// so a long-lived client follows a server's key rotation at its next context.
+    private let serverKey: @Sendable () throws -> DHPublicKey?
     public let group: GSSGroup
     public let service: GSSService
     private let keyserver: KeyServerClient
@@ -92,9 +96,12 @@ public final class GSSClient: RPCClientAuthenticator {
 
     /// - Parameters:
     ///   - serverPublicKey: the server's long-term key of the group to use (from the directory).
+    ///   - refreshServerKey: looks the server's key of this group up again for each new
+    ///     context (after a rotation the old one no longer works); nil keeps `serverPublicKey`.
     ///   - keyserver: this host's keyserver, where the client's user is logged in.
     public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey, service: GSSService = .privacy,
                 keyserver: KeyServerClient, loginCheckInterval: TimeInterval = 30,
+                refreshServerKey: (@Sendable () throws -> DHPublicKey?)? = nil,
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 }) throws {
         guard let group = GSSGroup.allCases.first(where: { $0.dhGroup == serverPublicKey.group }) else {
             throw SecureRPCSetupError.weakGroup(serverPublicKey.group.rawValue)
@@ -102,6 +109,7 @@ public final class GSSClient: RPCClientAuthenticator {
         self.clientNetname = clientNetname
         self.serverNetname = serverNetname
         self.serverPublicKey = serverPublicKey
+        self.serverKey = refreshServerKey ?? { serverPublicKey }
         self.group = group
         self.service = service
         self.keyserver = keyserver
@@ -273,6 +281,9 @@ public final class GSSClient: RPCClientAuthenticator {
 
     private func establish(_ client: RPCClient) async throws -> Context {
         // K_ss from our keyserver: proves the INIT comes from the holder of our secret key.
+        guard let serverPublicKey = try serverKey(), serverPublicKey.group == group.dhGroup else {
+            throw SecureRPCSetupError.unknownServer(serverNetname, mechanism: group.rawValue)
+        }
         let info = SRPCDH.kssInfo(group: group, client: clientNetname, server: serverNetname)
         let derived = try await keyserver.performStrong {
             try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: serverPublicKey.bytes, info: info))
