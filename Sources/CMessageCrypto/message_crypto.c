@@ -4,7 +4,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include "message_crypto.h"
 #include <stddef.h>
 #include <string.h>
@@ -110,5 +112,102 @@ int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, co
     ok = ok && EVP_EncryptFinal_ex(ctx, none, &n) == 1;
     ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
     EVP_CIPHER_CTX_free(ctx);
+    return ok;
+}
+
+#define SRPC_GCM_POOL 8
+
+struct srpc_gcm_key {
+    unsigned char key[32];
+    pthread_mutex_t lock;
+    EVP_CIPHER_CTX *encrypt[SRPC_GCM_POOL];
+    EVP_CIPHER_CTX *decrypt[SRPC_GCM_POOL];
+    int encrypt_count;
+    int decrypt_count;
+};
+
+srpc_gcm_key *srpc_gcm_key_new(const unsigned char *key) {
+    srpc_gcm_key *k = calloc(1, sizeof *k);
+    if (k == NULL) return NULL;
+    memcpy(k->key, key, 32);
+    pthread_mutex_init(&k->lock, NULL);
+    return k;
+}
+
+void srpc_gcm_key_free(srpc_gcm_key *k) {
+    if (k == NULL) return;
+    for (int i = 0; i < k->encrypt_count; i++) EVP_CIPHER_CTX_free(k->encrypt[i]);
+    for (int i = 0; i < k->decrypt_count; i++) EVP_CIPHER_CTX_free(k->decrypt[i]);
+    pthread_mutex_destroy(&k->lock);
+    OPENSSL_cleanse(k, sizeof *k);
+    free(k);
+}
+
+/* A context with the key set up for `encrypt`, from the pool or new. */
+static EVP_CIPHER_CTX *srpc_gcm_take(srpc_gcm_key *k, int encrypt) {
+    EVP_CIPHER_CTX *ctx = NULL;
+    pthread_mutex_lock(&k->lock);
+    if (encrypt && k->encrypt_count > 0) ctx = k->encrypt[--k->encrypt_count];
+    if (!encrypt && k->decrypt_count > 0) ctx = k->decrypt[--k->decrypt_count];
+    pthread_mutex_unlock(&k->lock);
+    if (ctx != NULL) return ctx;
+    EVP_CIPHER *cipher = srpc_aes256gcm_cipher();
+    if (cipher == NULL || (ctx = EVP_CIPHER_CTX_new()) == NULL) return NULL;
+    if (EVP_CipherInit_ex(ctx, cipher, NULL, k->key, NULL, encrypt) != 1) {
+        EVP_CIPHER_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void srpc_gcm_give(srpc_gcm_key *k, EVP_CIPHER_CTX *ctx, int encrypt) {
+    pthread_mutex_lock(&k->lock);
+    if (encrypt && k->encrypt_count < SRPC_GCM_POOL) { k->encrypt[k->encrypt_count++] = ctx; ctx = NULL; }
+    else if (!encrypt && k->decrypt_count < SRPC_GCM_POOL) { k->decrypt[k->decrypt_count++] = ctx; ctx = NULL; }
+    pthread_mutex_unlock(&k->lock);
+    if (ctx != NULL) EVP_CIPHER_CTX_free(ctx);
+}
+
+int srpc_gcm_key_seal(srpc_gcm_key *k, const unsigned char *nonce, const unsigned char *in, size_t length,
+                      unsigned char *out, unsigned char *tag) {
+    if (length > INT_MAX) return 0;
+    EVP_CIPHER_CTX *ctx = srpc_gcm_take(k, 1);
+    if (ctx == NULL) return 0;
+    int n = 0, ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) == 1;
+    ok = ok && (length == 0 || EVP_EncryptUpdate(ctx, out, &n, in, (int)length) == 1);
+    ok = ok && EVP_EncryptFinal_ex(ctx, out + n, &n) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    if (ok) srpc_gcm_give(k, ctx, 1); else EVP_CIPHER_CTX_free(ctx);
+    return ok;
+}
+
+int srpc_gcm_key_open(srpc_gcm_key *k, const unsigned char *nonce, const unsigned char *in, size_t length,
+                      const unsigned char *tag, unsigned char *out) {
+    if (length > INT_MAX) return 0;
+    EVP_CIPHER_CTX *ctx = srpc_gcm_take(k, 0);
+    if (ctx == NULL) return 0;
+    unsigned char expected[16];
+    memcpy(expected, tag, 16);
+    int n = 0, ok = EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, nonce) == 1;
+    ok = ok && (length == 0 || EVP_DecryptUpdate(ctx, out, &n, in, (int)length) == 1);
+    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, expected) == 1;
+    ok = ok && EVP_DecryptFinal_ex(ctx, out + n, &n) == 1;
+    /* A failed tag leaves the context reusable (the next init resets it). */
+    srpc_gcm_give(k, ctx, 0);
+    if (!ok && length > 0) OPENSSL_cleanse(out, length);
+    return ok;
+}
+
+int srpc_gcm_key_gmac(srpc_gcm_key *k, const unsigned char *nonce, const unsigned char *data, size_t length,
+                      unsigned char *tag) {
+    if (length > INT_MAX) return 0;
+    EVP_CIPHER_CTX *ctx = srpc_gcm_take(k, 1);
+    if (ctx == NULL) return 0;
+    unsigned char none[16];
+    int n = 0, ok = EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, nonce) == 1;
+    ok = ok && (length == 0 || EVP_EncryptUpdate(ctx, NULL, &n, data, (int)length) == 1);
+    ok = ok && EVP_EncryptFinal_ex(ctx, none, &n) == 1;
+    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    if (ok) srpc_gcm_give(k, ctx, 1); else EVP_CIPHER_CTX_free(ctx);
     return ok;
 }

@@ -102,3 +102,57 @@ public enum AES256GCM {
         }
     }
 }
+
+/// An AES-256-GCM key kept ready: its expanded cipher contexts are reused across messages
+/// (a small pool, so concurrent callers never share one) instead of being set up for each.
+/// The C side holds a copy of the key and the expanded schedules, and cleanses all of them
+/// when this object is released.
+public final class PreparedAES256GCM: @unchecked Sendable {
+    // The pool inside is guarded by its own mutex; the pointer itself never changes.
+    private let key: OpaquePointer
+
+    public init(key secret: SecretBytes) throws(KeyCryptoError) {
+        precondition(secret.count == 32)
+        guard let prepared = secret.withUnsafeBytes({ srpc_gcm_key_new($0.baseAddress?.assumingMemoryBound(to: UInt8.self)) }) else {
+            throw .cryptoFailure("AES-256-GCM key")
+        }
+        key = prepared
+    }
+
+    deinit { srpc_gcm_key_free(key) }
+
+    /// As `AES256GCM.seal`.
+    public func seal(nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer, into ciphertext: UnsafeMutableRawBufferPointer,
+                     tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
+        precondition(nonce.count == 12 && ciphertext.count >= plaintext.count && tag.count >= AES256GCM.tagLength)
+        let ok = srpc_gcm_key_seal(key, nonce, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.count,
+                                   ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM seal") }
+    }
+
+    /// As `AES256GCM.open`.
+    public func open(nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer,
+                     into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
+        precondition(nonce.count == 12 && plaintext.count >= ciphertext.count)
+        guard tag.count == AES256GCM.tagLength else { return false }
+        return srpc_gcm_key_open(key, nonce, ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), ciphertext.count,
+                                 tag.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
+    }
+
+    /// As `AES256GCM.authenticate` (GMAC).
+    public func authenticate(nonce: [UInt8], _ data: UnsafeRawBufferPointer, into tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
+        precondition(nonce.count == 12 && tag.count >= AES256GCM.tagLength)
+        let ok = srpc_gcm_key_gmac(key, nonce, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+                                   tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM GMAC") }
+    }
+
+    /// As `AES256GCM.verify`.
+    public func verify(nonce: [UInt8], _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        guard tag.count == AES256GCM.tagLength else { return false }
+        return withUnsafeTemporaryAllocation(byteCount: AES256GCM.tagLength, alignment: 16) { expected in
+            guard (try? authenticate(nonce: nonce, data, into: expected)) != nil else { return false }
+            return SecretBytes.constantTimeEqual(UnsafeRawBufferPointer(expected), tag)
+        }
+    }
+}

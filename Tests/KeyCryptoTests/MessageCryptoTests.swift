@@ -111,4 +111,33 @@ final class MessageCryptoTests: XCTestCase {
             }
         }
     }
+
+    func testPreparedKeyMatchesOneShotUnderConcurrencyAndAfterAFailedOpen() throws {
+        let key = SecretBytes.random(count: 32)
+        let prepared = try PreparedAES256GCM(key: key)
+        let data = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        DispatchQueue.concurrentPerform(iterations: 400) { index in
+            let nonce = [UInt8](repeating: 0, count: 8) + withUnsafeBytes(of: UInt32(index).bigEndian, Array.init)
+            var ours = data, reference = data
+            var ourTag = [UInt8](repeating: 0, count: 16), referenceTag = [UInt8](repeating: 0, count: 16)
+            try! ours.withUnsafeMutableBytes { d in try ourTag.withUnsafeMutableBytes { try prepared.seal(nonce: nonce, UnsafeRawBufferPointer(d), into: d, tag: $0) } }
+            try! reference.withUnsafeMutableBytes { d in try referenceTag.withUnsafeMutableBytes { try AES256GCM.seal(key: key, nonce: nonce, UnsafeRawBufferPointer(d), into: d, tag: $0) } }
+            XCTAssertEqual(ours, reference)
+            XCTAssertEqual(ourTag, referenceTag)
+            // A wrong tag first, then the right one: the pooled context still works.
+            var plain = [UInt8](repeating: 0, count: data.count)
+            var badTag = ourTag
+            badTag[0] ^= 1
+            let refused = ours.withUnsafeBytes { c in badTag.withUnsafeBytes { t in plain.withUnsafeMutableBytes { prepared.open(nonce: nonce, c, tag: t, into: $0) } } }
+            XCTAssertFalse(refused)
+            let opened = ours.withUnsafeBytes { c in ourTag.withUnsafeBytes { t in plain.withUnsafeMutableBytes { prepared.open(nonce: nonce, c, tag: t, into: $0) } } }
+            XCTAssertTrue(opened)
+            XCTAssertEqual(plain, data)
+            var gmac = [UInt8](repeating: 0, count: 16), referenceGMAC = [UInt8](repeating: 0, count: 16)
+            try! data.withUnsafeBytes { d in try gmac.withUnsafeMutableBytes { try prepared.authenticate(nonce: nonce, d, into: $0) } }
+            try! data.withUnsafeBytes { d in try referenceGMAC.withUnsafeMutableBytes { try AES256GCM.authenticate(key: key, nonce: nonce, d, into: $0) } }
+            XCTAssertEqual(gmac, referenceGMAC)
+            XCTAssertTrue(data.withUnsafeBytes { d in gmac.withUnsafeBytes { prepared.verify(nonce: nonce, d, tag: $0) } })
+        }
+    }
 }

@@ -33,4 +33,19 @@ int srpc_aes256gcm_open(const unsigned char *key, const unsigned char *nonce, co
 int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, const unsigned char *data, size_t length,
                         unsigned char *tag);
 
+/// An AES-256-GCM key with its expanded cipher contexts kept for reuse (a small pool per
+/// direction of use, so concurrent callers never share one). The key and every context are
+/// cleansed by srpc_gcm_key_free.
+typedef struct srpc_gcm_key srpc_gcm_key;
+
+srpc_gcm_key *srpc_gcm_key_new(const unsigned char *key);
+void srpc_gcm_key_free(srpc_gcm_key *key);
+/// As srpc_aes256gcm_seal / _open / _gmac, with the prepared key.
+int srpc_gcm_key_seal(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *in, size_t length,
+                      unsigned char *out, unsigned char *tag);
+int srpc_gcm_key_open(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *in, size_t length,
+                      const unsigned char *tag, unsigned char *out);
+int srpc_gcm_key_gmac(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *data, size_t length,
+                      unsigned char *tag);
+
 #endif

@@ -150,11 +150,14 @@ public struct GSSDirectionKeys: Sendable {
     public let mac: SecretBytes
     public let seal: SecretBytes
     let preparedMAC: PreparedHMAC
+    let preparedSeal: PreparedAES256GCM
 
     public init(mac: SecretBytes, seal: SecretBytes) {
         self.mac = mac
         self.seal = seal
         preparedMAC = PreparedHMAC(key: mac)
+        // Only allocation failure can make this fail; nothing sensible is left to do then.
+        preparedSeal = try! PreparedAES256GCM(key: seal)
     }
 }
 
@@ -336,8 +339,8 @@ public enum SRPCDH {
             out.writeRepeatingByte(0, count: AES256GCM.tagLength)
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
-                try AES256GCM.authenticate(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
-                                           into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + AES256GCM.tagLength)]))
+                try keys.preparedSeal.authenticate(nonce: nonce, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
+                                                   into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + AES256GCM.tagLength)]))
             }
         case .privacy:
             let sealedLength = length + AES256GCM.tagLength
@@ -346,8 +349,8 @@ public enum SRPCDH {
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
                 let data = UnsafeMutableRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)])
-                try AES256GCM.seal(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(data), into: data,
-                                   tag: UnsafeMutableRawBufferPointer(rebasing: all[(dataOffset + length)..<(dataOffset + sealedLength)]))
+                try keys.preparedSeal.seal(nonce: nonce, UnsafeRawBufferPointer(data), into: data,
+                                           tag: UnsafeMutableRawBufferPointer(rebasing: all[(dataOffset + length)..<(dataOffset + sealedLength)]))
             }
         }
     }
@@ -382,7 +385,7 @@ public enum SRPCDH {
                   buffer.readableBytes == 0 else { throw .malformed }
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             let valid = data.withUnsafeReadableBytes { bytes in
-                checksum.withUnsafeReadableBytes { AES256GCM.verify(key: keys.seal, nonce: nonce, bytes, tag: $0) }
+                checksum.withUnsafeReadableBytes { keys.preparedSeal.verify(nonce: nonce, bytes, tag: $0) }
             }
             guard valid else { throw .badChecksum }
             guard let inBody = data.readInteger(as: UInt32.self) else { throw .malformed }
@@ -398,7 +401,7 @@ public enum SRPCDH {
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             let opened = sealed.withUnsafeReadableBytes { sealedBytes in
                 plain.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { out in
-                    AES256GCM.open(key: keys.seal, nonce: nonce, UnsafeRawBufferPointer(rebasing: sealedBytes[..<length]),
+                    keys.preparedSeal.open(nonce: nonce, UnsafeRawBufferPointer(rebasing: sealedBytes[..<length]),
                                    tag: UnsafeRawBufferPointer(rebasing: sealedBytes[length...]),
                                    into: UnsafeMutableRawBufferPointer(rebasing: out[..<length])) ? length : 0
                 }
