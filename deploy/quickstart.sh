@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install what the build needs, build, create a key
 # directory (embedded SQLite) with a key pair for you, start the keyserver, log in to it,
-# start the example file service requiring authentication, and make authenticated calls
-# (AUTH_DH) to it: the server log shows the proven netname of every call. Everything runs
-# from a temporary directory on loopback and a private unix socket, and is stopped on exit.
+# start the example file service on its defaults — RPCSEC_GSS with the srpc-dh mechanism,
+# ffdhe3072, privacy — and make authenticated, encrypted calls to it: the server log shows
+# the proven netname and mechanism of every call. The legacy AUTH_DH is shown once, refused
+# by the default policy. Everything runs from a temporary directory on loopback and a
+# private unix socket, and is stopped on exit.
 #
 # The file server runs as you too, so it uses your key as its own (server netname = yours);
 # on a real site the server has its own host principal, logged in as its own uid.
@@ -30,7 +32,7 @@ trap cleanup EXIT
 echo "== a key directory with a key pair for uid $(id -u)"
 echo "quickstart-password" > "$work/password"
 "$bin/keyadmin" newkey --db "$work/keys.db" --user "$(id -u)" --domain "$domain" \
-    --mechanism ffdhe3072 --mechanism dh192-des --password-file "$work/password"
+    --mechanism ffdhe3072 --mechanism ffdhe4096 --mechanism dh192-des --password-file "$work/password"
 "$bin/keyadmin" list --db "$work/keys.db"
 
 echo "== the keyserver, and keylogin"
@@ -41,24 +43,28 @@ for _ in $(seq 50); do [[ -S "$work/keyservsock" ]] && break; sleep 0.1; done
 me="unix.$(id -u)@$domain"
 "$bin/keylogin" --db "$work/keys.db" --netname "$me" --socket "$work/keyservsock" --password-stdin < "$work/password"
 
-echo "== the example file service on 127.0.0.1:$port, AUTH_DH required"
+echo "== the example file service on 127.0.0.1:$port (default: RPCSEC_GSS, ffdhe3072+, privacy)"
 mkdir -p "$work/root"
-"$bin/filesvc-server" --root "$work/root" --host 127.0.0.1 --port "$port" --require-auth dh \
-    --db "$work/keys.db" --keyserver-socket "$work/keyservsock" >"$work/server.log" 2>&1 &
+"$bin/filesvc-server" --root "$work/root" --host 127.0.0.1 --port "$port" --netname "$me" \
+    --db "$work/keys.db" --keyserver-socket "$work/keyservsock" --log-level info >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do
-    "$bin/filesvc" ping --port "$port" >/dev/null 2>&1 && break
+    grep -q "serving" "$work/server.log" 2>/dev/null && break
     sleep 0.2
 done
 echo "hello from $(id -un)" > "$work/hello.txt"
-dh=(--port "$port" --auth dh --server "$me" --netname "$me" --db "$work/keys.db" --keyserver-socket "$work/keyservsock")
+export SECURERPC_SERVER="$me" SECURERPC_DB="$work/keys.db"
+ks=(--port "$port" --netname "$me" --keyserver-socket "$work/keyservsock")
 set -x
-"$bin/filesvc" put "${dh[@]}" "$work/hello.txt" /hello.txt
-"$bin/filesvc" ls "${dh[@]}" /
-"$bin/filesvc" cat "${dh[@]}" /hello.txt
-"$bin/filesvc" stat "${dh[@]}" --transport udp /hello.txt
+"$bin/filesvc" put "${ks[@]}" "$work/hello.txt" /hello.txt
+"$bin/filesvc" ls "${ks[@]}" /
+"$bin/filesvc" cat "${ks[@]}" /hello.txt
+"$bin/filesvc" stat "${ks[@]}" --transport udp /hello.txt
+"$bin/filesvc" cat "${ks[@]}" --group ffdhe4096 --transport udp /hello.txt
+"$bin/filesvc" ls "${ks[@]}" --service integrity / || echo "(integrity only: below the server's policy, refused)"
+"$bin/filesvc" cat "${ks[@]}" --auth dh /hello.txt || echo "(legacy AUTH_DH: below the server's policy, refused)"
 "$bin/filesvc" cat --port "$port" --auth sys /hello.txt || echo "(AUTH_SYS refused, as it should be)"
-"$bin/filesvc" rm "${dh[@]}" /hello.txt
+"$bin/filesvc" rm "${ks[@]}" /hello.txt
 set +x
 
 echo "== keylogout"
