@@ -79,6 +79,12 @@ struct FileServiceDaemon: AsyncParsableCommand {
         case tcp, udp, both
     }
 
+    func validate() throws {
+        if requireAuth != .none, netname == nil, domain == nil, ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] == nil {
+            throw ValidationError("--require-auth \(requireAuth.rawValue) needs --netname (the server's netname) or --domain (or SECURERPC_DOMAIN); --require-auth none serves anyone")
+        }
+    }
+
     func run() async throws {
         ProcessSignals.unblockShutdownSignals()
         LoggingSystem.bootstrap { label in
