@@ -51,13 +51,9 @@ final class AuthDHAttackTests: XCTestCase {
     override func setUp() async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("authdh-attack-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        core = KeyServerCore()
-        var configuration = RPCServer.Configuration()
-        configuration.authenticators = [AuthSysServer()]
-        keyserver = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
-        try await keyserver.listenUnix(path: socket)
+        let started = try await TestKeyserver.start(socket: socket)
+        keyserver = started.server
+        core = started.core
         _ = core.setSecret(uid: 6001, hex: Array(alice.secretHex.utf8))
         _ = core.setSecret(uid: 6002, hex: Array(bob.secretHex.utf8))
     }

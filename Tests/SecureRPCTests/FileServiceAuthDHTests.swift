@@ -24,13 +24,9 @@ final class FileServiceAuthDHTests: XCTestCase {
     override func setUp() async throws {
         work = FileManager.default.temporaryDirectory.appendingPathComponent("fs-dh-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work.appendingPathComponent("root"), withIntermediateDirectories: true)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        core = KeyServerCore()
-        var configuration = RPCServer.Configuration()
-        configuration.authenticators = [AuthSysServer()]
-        keyserver = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: configuration, logger: logger)
-        try await keyserver.listenUnix(path: socket)
+        let started = try await TestKeyserver.start(socket: socket)
+        keyserver = started.server
+        core = started.core
         // The directory: a server principal and two users; everyone "logs in" but uid 8003.
         let directory = try SQLiteKeyDirectory(path: db)
         for (uid, name) in [(8000, "unix.fs1@example.org"), (8001, "unix.8001@example.org"), (8002, "unix.8002@example.org"), (8003, "unix.8003@example.org")] {

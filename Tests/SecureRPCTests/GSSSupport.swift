@@ -31,8 +31,8 @@ let gssLongTermKeys: [GSSGroup: (client: DHPrivateKey, server: DHPrivateKey)] = 
 /// A keyserver with both parties logged in, and a server factory.
 final class GSSFixture: @unchecked Sendable {
     let directory: URL
-    let keyserver: RPCServer
-    let store = StrongKeyStore()
+    let keyserver: TestKeyserver
+    var store: StrongKeyStore { keyserver.strong }
     var socket: String { directory.appendingPathComponent("keyservsock").path }
     /// How often procedure 1 ran, and who called it last.
     let runs = NIOLockedValueBox(0)
@@ -44,12 +44,7 @@ final class GSSFixture: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         logger = Logger(label: "gss-test")
         logger.logLevel = .critical
-        let legacy = KeyServerService(core: KeyServerCore(), logger: logger)
-        var configuration = RPCServer.Configuration()
-        configuration.authenticators = [AuthSysServer()]
-        keyserver = RPCServer(programs: legacy.programs + [StrongKeyService(store: store, identity: legacy).rpcProgram()],
-                              configuration: configuration, logger: logger)
-        try await keyserver.listenUnix(path: directory.appendingPathComponent("keyservsock").path)
+        keyserver = try await TestKeyserver.start(socket: directory.appendingPathComponent("keyservsock").path)
         logIn()
     }
 

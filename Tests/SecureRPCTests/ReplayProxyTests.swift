@@ -1,6 +1,7 @@
-// A small recording proxy between an AUTH_DH client and server: the calls it captured are
-// replayed byte for byte on a fresh connection and refused, and the handler never runs
-// for them. Also: handlers see the local user's uid and groups for netnames of our domain.
+// A recording proxy between an AUTH_DH client and server (RecordProxy, GSSSupport.swift):
+// the calls it captured are replayed byte for byte on a fresh connection and refused, and the
+// handler never runs for them. Also: handlers see the local user's uid and groups for
+// netnames of our domain.
 
 import Foundation
 import KeyCrypto
@@ -8,81 +9,10 @@ import KeyServer
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
 import ONCRPC
 import XCTest
 import XDR
 @testable import SecureRPC
-
-/// One proxied connection: connects upstream when the client connects, holds the client's
-/// bytes until then, records them, and pipes both ways.
-private final class ProxyConnection: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    private let upstream: SocketAddress
-    private let record: NIOLockedValueBox<ByteBuffer>
-    private var pending: [ByteBuffer] = []
-    private var outbound: (any Channel)?
-
-    init(upstream: SocketAddress, record: NIOLockedValueBox<ByteBuffer>) {
-        self.upstream = upstream
-        self.record = record
-    }
-
-    /// Carries the server's bytes back to the client.
-    final class Back: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        let client: any Channel
-        init(client: any Channel) { self.client = client }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            client.writeAndFlush(Self.unwrapInboundIn(data), promise: nil)
-        }
-        func channelInactive(context: ChannelHandlerContext) { client.close(promise: nil) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        let client = context.channel
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        ClientBootstrap(group: context.eventLoop)
-            .channelInitializer { $0.pipeline.addHandler(Back(client: client)) }
-            .connect(to: upstream)
-            .whenComplete { result in
-                let handler = bound.value
-                switch result {
-                case let .success(channel):
-                    handler.outbound = channel
-                    for bytes in handler.pending { channel.writeAndFlush(bytes, promise: nil) }
-                    handler.pending = []
-                case .failure:
-                    client.close(promise: nil)
-                }
-            }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = Self.unwrapInboundIn(data)
-        record.withLockedValue { var copy = bytes; $0.writeBuffer(&copy) }
-        if let outbound {
-            outbound.writeAndFlush(bytes, promise: nil)
-        } else {
-            pending.append(bytes)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) { outbound?.close(promise: nil) }
-}
-
-private final class RecordingProxy: @unchecked Sendable {
-    let captured = NIOLockedValueBox(ByteBuffer())
-    var channel: (any Channel)!
-
-    func start(upstream: SocketAddress) async throws -> SocketAddress {
-        let captured = self.captured
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { $0.pipeline.addHandler(ProxyConnection(upstream: upstream, record: captured)) }
-            .bind(host: "127.0.0.1", port: 0).get()
-        return channel.localAddress!
-    }
-}
 
 final class ReplayProxyTests: XCTestCase {
     let alice = try! DHPrivateKey(group: .dh192des, secretHex: "053346dd92b7562f80e5431672a175aeb567818bab69c742")
@@ -95,11 +25,8 @@ final class ReplayProxyTests: XCTestCase {
         var logger = Logger(label: "t")
         logger.logLevel = .critical
         let socket = work.appendingPathComponent("ks").path
-        let core = KeyServerCore()
-        var ksConfiguration = RPCServer.Configuration()
-        ksConfiguration.authenticators = [AuthSysServer()]
-        let keyserver = RPCServer(programs: KeyServerService(core: core, logger: logger).programs, configuration: ksConfiguration, logger: logger)
-        try await keyserver.listenUnix(path: socket)
+        let keyserver = try await TestKeyserver.start(socket: socket)
+        let core = keyserver.core
         _ = core.setSecret(uid: 0, hex: Array(alice.secretHex.utf8))
         _ = core.setSecret(uid: 6002, hex: Array(bob.secretHex.utf8))
 
@@ -116,7 +43,7 @@ final class ReplayProxyTests: XCTestCase {
         configuration.authenticators = [verifier]
         let server = RPCServer(programs: [program], configuration: configuration, logger: logger)
         let address = try await server.listenTCP()
-        let proxy = RecordingProxy()
+        let proxy = RecordProxy()
         let proxied = try await proxy.start(upstream: address)
 
         let client = RPCClient(transport: .tcp, address: proxied, program: 0x2000_0300, version: 1,
@@ -133,55 +60,22 @@ final class ReplayProxyTests: XCTestCase {
         XCTAssertEqual(caller.gid, 0)
 
         // The two records the proxy saw, replayed verbatim on a new connection.
-        var stream = proxy.captured.withLockedValue { $0 }
-        var decoder = RecordMarkingDecoder()
-        var records: [ByteBuffer] = []
-        while let record = try decoder.nextRecord(from: &stream) { records.append(record) }
+        let records = proxy.recorded(.toServer)
         XCTAssertEqual(records.count, 2)
         guard case .fullname? = try? AuthDHCredential.decode(try RPCCall.decode(records[0]).credential.body),
               case .nickname? = try? AuthDHCredential.decode(try RPCCall.decode(records[1]).credential.body) else {
             return XCTFail("on the wire: a fullname call, then a nickname call")
         }
         for (record, expected) in [(records[0], AuthStatus.rejectedCredential), (records[1], .rejectedVerifier)] {
-            let reply = try await sendRaw(record, to: address)
-            XCTAssertEqual(reply.status, .denied(.authError(expected)))
-            XCTAssertEqual(reply.xid, try RPCCall.decode(record).xid)
+            let reply = try await sendRawRecord(record, to: address)
+            XCTAssertEqual(reply?.status, .denied(.authError(expected)))
+            XCTAssertEqual(reply?.xid, try RPCCall.decode(record).xid)
         }
         XCTAssertEqual(runs.withLockedValue { $0 }, 2, "nothing replayed reached the handler")
 
         await client.close()
-        try await proxy.channel.close()
+        await proxy.stop()
         await server.shutdown()
         await keyserver.shutdown()
-    }
-
-    /// Sends one record's exact bytes on a new connection and reads one reply.
-    private func sendRaw(_ record: ByteBuffer, to address: SocketAddress) async throws -> RPCReply {
-        final class OneReply: ChannelInboundHandler, @unchecked Sendable {
-            typealias InboundIn = ByteBuffer
-            var buffer = ByteBuffer()
-            var decoder = RecordMarkingDecoder()
-            let done: EventLoopPromise<ByteBuffer>
-            init(done: EventLoopPromise<ByteBuffer>) { self.done = done }
-            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-                var chunk = Self.unwrapInboundIn(data)
-                buffer.writeBuffer(&chunk)
-                if let record = try? decoder.nextRecord(from: &buffer) { done.succeed(record) }
-            }
-            func channelInactive(context: ChannelHandlerContext) { done.fail(ChannelError.eof) }
-        }
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let done = loop.makePromise(of: ByteBuffer.self)
-        let channel = try await ClientBootstrap(group: loop)
-            .channelInitializer { $0.pipeline.addHandler(OneReply(done: done)) }
-            .connect(to: address).get()
-        var framed = ByteBuffer()
-        framed.writeInteger(UInt32(record.readableBytes) | 0x8000_0000)
-        var copy = record
-        framed.writeBuffer(&copy)
-        try await channel.writeAndFlush(framed)
-        let reply = try RPCReply.decode(try await done.futureResult.get())
-        try? await channel.close()
-        return reply
     }
 }
