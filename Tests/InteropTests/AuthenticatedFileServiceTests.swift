@@ -10,40 +10,28 @@ import XCTest
 final class AuthenticatedFileServiceTests: XCTestCase {
     func testKeyloginThenAuthenticatedCallsOverTCPAndUDP() throws {
         let bin = { Peers.productPath($0) }
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("authfs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        chmod(work.path, 0o755)
-        defer { try? FileManager.default.removeItem(at: work) }
-        let db = work.appendingPathComponent("keys.db").path
-        let otherDB = work.appendingPathComponent("other.db").path
-        let socket = work.appendingPathComponent("keyservsock").path
-        let password = work.appendingPathComponent("pw").path
-        try "pw\n".write(toFile: password, atomically: true, encoding: .utf8)
-        chmod(password, 0o644)
-        func run(_ args: [String], as uid: Int? = nil, stdin: String? = nil) throws -> Command.Output {
-            var command = args
-            if let uid { command = ["setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups"] + command }
-            if let stdin { return try Command.run(["bash", "-c", "printf '%s\\n' '\(stdin)' | " + command.map { "'\($0)'" }.joined(separator: " ")]) }
-            return try Command.run(command)
-        }
+        let site = try SiteSandbox(prefix: "authfs")
+        defer { site.remove() }
+        let work = site.work, db = site.db, socket = site.socket, password = site.password
+        let otherDB = site.path("other.db")
         // The server (uid 0) and two users; a stranger only in another directory.
         for user in ["0", "4243", "4244"] {
-            let made = try run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", password])
+            let made = try site.run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", password])
             XCTAssertEqual(made.status, 0, made.stderr)
         }
-        let serverLine = try run([bin("keyadmin"), "export", "--db", db]).stdout.split(separator: "\n").first { $0.hasPrefix("unix.0@") }!
+        let serverLine = try site.run([bin("keyadmin"), "export", "--db", db]).stdout.split(separator: "\n").first { $0.hasPrefix("unix.0@") }!
         try (serverLine + "\n").write(toFile: work.appendingPathComponent("server.publickey").path, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try run([bin("keyadmin"), "import", "--db", otherDB, work.appendingPathComponent("server.publickey").path]).status, 0)
-        XCTAssertEqual(try run([bin("keyadmin"), "newkey", "--db", otherDB, "--user", "4245", "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", password]).status, 0)
+        XCTAssertEqual(try site.run([bin("keyadmin"), "import", "--db", otherDB, work.appendingPathComponent("server.publickey").path]).status, 0)
+        XCTAssertEqual(try site.run([bin("keyadmin"), "newkey", "--db", otherDB, "--user", "4245", "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", password]).status, 0)
         for file in [db, otherDB] { chmod(file, 0o644); chmod(file + "-wal", 0o644); chmod(file + "-shm", 0o644) }
 
         let keyserver = try BackgroundProcess([bin("keyserverd"), "--socket", socket, "--root-key", work.appendingPathComponent("rootkey").path, "--no-rpcbind"], readyMarker: "ready")
         defer { keyserver.stop(signal: SIGTERM) }
         // The server's key (uid 0) and user 4243 log in; 4244 does not; the stranger does, elsewhere.
-        XCTAssertEqual(try run([bin("keylogin"), "--db", db, "--netname", "unix.0@example.org", "--socket", socket, "--password-stdin"], stdin: "pw").status, 0)
-        let login = try run([bin("keylogin"), "--db", db, "--netname", "unix.4243@example.org", "--socket", socket, "--password-stdin"], as: 4243, stdin: "pw")
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", db, "--netname", "unix.0@example.org", "--socket", socket, "--password-stdin"], stdin: "pw").status, 0)
+        let login = try site.run([bin("keylogin"), "--db", db, "--netname", "unix.4243@example.org", "--socket", socket, "--password-stdin"], as: 4243, stdin: "pw")
         XCTAssertEqual(login.status, 0, login.stderr)
-        XCTAssertEqual(try run([bin("keylogin"), "--db", otherDB, "--netname", "unix.4245@example.org", "--socket", socket, "--password-stdin"], as: 4245, stdin: "pw").status, 0)
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", otherDB, "--netname", "unix.4245@example.org", "--socket", socket, "--password-stdin"], as: 4245, stdin: "pw").status, 0)
 
         let root = work.appendingPathComponent("files").path
         let port = 21_000 + Int.random(in: 0..<8000)
@@ -51,7 +39,7 @@ final class AuthenticatedFileServiceTests: XCTestCase {
                                             "--netname", "unix.0@example.org", "--db", db, "--keyserver-socket", socket], readyMarker: "serving")
         defer { server.stop(signal: SIGTERM) }
         func filesvc(_ uid: Int, _ netname: String, _ database: String, _ transport: String, _ args: [String]) throws -> Command.Output {
-            try run([bin("filesvc")] + args + ["--port", "\(port)", "--transport", transport, "--auth", "dh", "--server", "unix.0@example.org",
+            try site.run([bin("filesvc")] + args + ["--port", "\(port)", "--transport", transport, "--auth", "dh", "--server", "unix.0@example.org",
                                               "--netname", netname, "--db", database, "--keyserver-socket", socket], as: uid)
         }
         for transport in ["tcp", "udp"] {

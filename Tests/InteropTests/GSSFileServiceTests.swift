@@ -11,30 +11,18 @@ import XCTest
 final class GSSFileServiceTests: XCTestCase {
     func testDefaultServiceIsGSSPrivacyAndTsharkDecodesIt() throws {
         let bin = { Peers.productPath($0) }
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("gssfs-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        chmod(work.path, 0o755)
-        defer { try? FileManager.default.removeItem(at: work) }
-        let db = work.appendingPathComponent("keys.db").path
-        let socket = work.appendingPathComponent("keyservsock").path
-        let password = work.appendingPathComponent("pw").path
-        try "pw\n".write(toFile: password, atomically: true, encoding: .utf8)
-        chmod(password, 0o644)
-        func run(_ args: [String], as uid: Int? = nil, stdin: String? = nil) throws -> Command.Output {
-            var command = args
-            if let uid { command = ["setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups"] + command }
-            if let stdin { return try Command.run(["bash", "-c", "printf '%s\\n' '\(stdin)' | " + command.map { "'\($0)'" }.joined(separator: " ")]) }
-            return try Command.run(command)
-        }
+        let site = try SiteSandbox(prefix: "gssfs")
+        defer { site.remove() }
+        let work = site.work, db = site.db, socket = site.socket, password = site.password
         for user in ["0", "4253"] {
-            let made = try run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "ffdhe3072", "--password-file", password])
+            let made = try site.run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "ffdhe3072", "--password-file", password])
             XCTAssertEqual(made.status, 0, made.stderr)
         }
         for file in [db, db + "-wal", db + "-shm"] { chmod(file, 0o644) }
         let keyserver = try BackgroundProcess([bin("keyserverd"), "--socket", socket, "--root-key", work.appendingPathComponent("rootkey").path, "--no-rpcbind"], readyMarker: "ready")
         defer { keyserver.stop(signal: SIGTERM) }
-        XCTAssertEqual(try run([bin("keylogin"), "--db", db, "--netname", "unix.0@example.org", "--socket", socket, "--password-stdin"], stdin: "pw").status, 0)
-        let login = try run([bin("keylogin"), "--db", db, "--netname", "unix.4253@example.org", "--socket", socket, "--password-stdin"], as: 4253, stdin: "pw")
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", db, "--netname", "unix.0@example.org", "--socket", socket, "--password-stdin"], stdin: "pw").status, 0)
+        let login = try site.run([bin("keylogin"), "--db", db, "--netname", "unix.4253@example.org", "--socket", socket, "--password-stdin"], as: 4253, stdin: "pw")
         XCTAssertEqual(login.status, 0, login.stderr)
 
         let port = 21_000 + Int.random(in: 0..<8000)
@@ -51,7 +39,7 @@ final class GSSFileServiceTests: XCTestCase {
         try plaintext.write(toFile: local, atomically: true, encoding: .utf8)
         chmod(local, 0o644)
         func filesvc(_ transport: String, _ args: [String], extra: [String] = []) throws -> Command.Output {
-            try run([bin("filesvc")] + args + ["--port", "\(port)", "--transport", transport, "--server", "unix.0@example.org",
+            try site.run([bin("filesvc")] + args + ["--port", "\(port)", "--transport", transport, "--server", "unix.0@example.org",
                                               "--domain", "example.org", "--db", db, "--keyserver-socket", socket] + extra, as: 4253)
         }
         let put = try filesvc("tcp", ["put", local, "/note.txt"])

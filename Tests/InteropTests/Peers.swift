@@ -150,3 +150,33 @@ func freePort() -> Int {
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// A site on one machine for whole-system tests: a world-readable temporary directory with
+/// the key directory, the keyserver's socket and a password file ("pw") every user can read,
+/// and a way to run commands as another uid (setpriv) with a line on standard input.
+struct SiteSandbox {
+    let work: URL
+    var db: String { work.appendingPathComponent("keys.db").path }
+    var socket: String { work.appendingPathComponent("keyservsock").path }
+    var password: String { work.appendingPathComponent("pw").path }
+
+    init(prefix: String) throws {
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        chmod(work.path, 0o755)
+        try "pw\n".write(toFile: password, atomically: true, encoding: .utf8)
+        chmod(password, 0o644)
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: work) }
+
+    func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+
+    /// Runs `args`, as `uid` when given, with `stdin` and a newline on its standard input.
+    func run(_ args: [String], as uid: Int? = nil, stdin: String? = nil) throws -> Command.Output {
+        var command = args
+        if let uid { command = ["setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups"] + command }
+        if let stdin { return try Command.run(["bash", "-c", "printf '%s\\n' '\(stdin)' | " + command.map { "'\($0)'" }.joined(separator: " ")]) }
+        return try Command.run(command)
+    }
+}
