@@ -64,8 +64,8 @@ struct GSSBench: AsyncParsableCommand {
             let c = DHPrivateKey.generate(group: gssGroup.dhGroup), s = DHPrivateKey.generate(group: gssGroup.dhGroup)
             clientStrong[gssGroup] = c
             serverStrong[gssGroup] = s
-            _ = store.set(uid: clientUID, mechanism: Self.mechanism(gssGroup), secret: c.secret.withUnsafeBytes { Array($0) })
-            _ = store.set(uid: serverUID, mechanism: Self.mechanism(gssGroup), secret: s.secret.withUnsafeBytes { Array($0) })
+            _ = store.set(uid: clientUID, mechanism: gssGroup.keyserverMechanism, secret: c.secret.withUnsafeBytes { Array($0) })
+            _ = store.set(uid: serverUID, mechanism: gssGroup.keyserverMechanism, secret: s.secret.withUnsafeBytes { Array($0) })
         }
 
         let serverKeyserver = try KeyServerClient(socketPath: socket, uid: serverUID)
@@ -168,10 +168,6 @@ struct GSSBench: AsyncParsableCommand {
         await server.shutdown()
         await keyserver.shutdown()
         try await group.shutdownGracefully()
-    }
-
-    static func mechanism(_ group: GSSGroup) -> KeyxMechanism {
-        StrongKeyStore.mechanism(group.dhGroup)!
     }
 
     /// `openssl speed -elapsed -seconds 1 ffdhNNNN`: OpenSSL's derive op/s.

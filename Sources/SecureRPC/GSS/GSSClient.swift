@@ -211,6 +211,12 @@ public final class GSSClient: RPCClientAuthenticator {
             return state.context
         }
         guard let context else { return }
+        await destroy(context, via: client)
+    }
+
+    /// RPCSEC_GSS_DESTROY, best effort: a server that does not answer forgets the context
+    /// when its lease ends.
+    private func destroy(_ context: Context, via client: RPCClient) async {
         _ = try? await client.call(program: client.program, version: client.version, procedure: 0, arguments: ByteBuffer(),
                                    timeout: .seconds(2), authenticator: GSSDestroyCall(context: context))
     }
@@ -271,10 +277,7 @@ public final class GSSClient: RPCClientAuthenticator {
             state.context = nil
             return true
         }
-        if current {
-            _ = try? await client.call(program: client.program, version: client.version, procedure: 0, arguments: ByteBuffer(),
-                                       timeout: .seconds(2), authenticator: GSSDestroyCall(context: context))
-        }
+        if current { await destroy(context, via: client) }
         if case .default(discriminant: .keyNosecret) = answer { throw SecureRPCError.notLoggedIn(clientNetname) }
         throw SecureRPCError.keyserverRefused("\(answer)")
     }

@@ -47,13 +47,8 @@ public enum GSSGroup: String, Sendable, CaseIterable, Comparable, CustomStringCo
         }
     }
 
-    var keyserverMechanism: KeyxMechanism {
-        switch self {
-        case .ffdhe2048: return .keyxFfdhe2048
-        case .ffdhe3072: return .keyxFfdhe3072
-        case .ffdhe4096: return .keyxFfdhe4096
-        }
-    }
+    /// The keyserver's name for the group (SRPC_KEYX), from the keyserver's own table.
+    public var keyserverMechanism: KeyxMechanism { StrongKeyStore.mechanism(dhGroup)! }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.bits < rhs.bits }
     public var description: String { rawValue }

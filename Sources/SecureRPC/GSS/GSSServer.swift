@@ -145,19 +145,30 @@ public final class GSSServer: RPCServerAuthenticator {
     // MARK: DATA and DESTROY (on the event loop)
 
     public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
-        let credential: GSSCredential
-        do {
-            credential = try GSSCredential.decode(call.credential)
-        } catch .unsupportedVersion {
-            return .rejected(.rejectedCredential)
-        } catch {
-            return .rejected(.badCredential)
+        switch Self.decodeCredential(call) {
+        case let .refused(status):
+            return .rejected(status)
+        case let .credential(credential):
+            switch credential.procedure {
+            case .rpcsecGssInit, .rpcsecGssContinueInit: return nil
+            case .rpcsecGssData, .rpcsecGssDestroy: return dataOrDestroy(call, credential)
+            }
         }
-        switch credential.procedure {
-        case .rpcsecGssInit, .rpcsecGssContinueInit:
-            return nil
-        case .rpcsecGssData, .rpcsecGssDestroy:
-            return dataOrDestroy(call, credential)
+    }
+
+    private enum DecodedCredential {
+        case credential(GSSCredential)
+        case refused(AuthStatus)
+    }
+
+    /// Another version → AUTH_REJECTEDCRED (RFC 2203 erratum 4067); not a credential → AUTH_BADCRED.
+    private static func decodeCredential(_ call: RPCCall) -> DecodedCredential {
+        do {
+            return .credential(try GSSCredential.decode(call.credential))
+        } catch .unsupportedVersion {
+            return .refused(.rejectedCredential)
+        } catch {
+            return .refused(.badCredential)
         }
     }
 
@@ -224,17 +235,27 @@ public final class GSSServer: RPCServerAuthenticator {
     // MARK: INIT (off the event loop)
 
     public func authenticate(_ call: RPCCall, context: RPCCallContext) async -> RPCAuthDecision {
-        if let decided = authenticateImmediately(call, context: context) { return decided }
-        // INIT or CONTINUE_INIT: procedure NULL, AUTH_NONE verifier (RFC 2203 §5.2.2).
-        guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
-        guard let credential = try? GSSCredential.decode(call.credential) else { return .rejected(.badCredential) }
-        if credential.procedure == .rpcsecGssContinueInit {
+        let credential: GSSCredential
+        switch Self.decodeCredential(call) {
+        case let .refused(status):
+            return .rejected(status)
+        case let .credential(decoded):
+            credential = decoded
+        }
+        switch credential.procedure {
+        case .rpcsecGssData, .rpcsecGssDestroy:
+            return dataOrDestroy(call, credential)
+        case .rpcsecGssContinueInit:
+            guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
             return refuse(GSSMajorStatus.failure, .notSingleRoundTrip, detail: "CONTINUE_INIT")
+        case .rpcsecGssInit:
+            // Procedure NULL, AUTH_NONE verifier (RFC 2203 §5.2.2).
+            guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
+            guard let argument = try? call.arguments.decodeXDRExactly(RpcGssInitArg.self) else {
+                return .handled(verifier: .none, .garbageArguments)
+            }
+            return await initContext(token: argument.gssToken)
         }
-        guard let argument = try? call.arguments.decodeXDRExactly(RpcGssInitArg.self) else {
-            return .handled(verifier: .none, .garbageArguments)
-        }
-        return await initContext(token: argument.gssToken)
     }
 
     private func refuse(_ major: UInt32, _ minor: GSSMinorStatus, detail: String) -> RPCAuthDecision {
