@@ -65,56 +65,6 @@ static EVP_CIPHER *srpc_aes256gcm_cipher(void) {
     return expected;
 }
 
-/// AES-256-GCM with a 12-byte nonce and no associated data: `length` bytes of `in` to `out`
-/// (the same length) and a 16-byte `tag`. Returns 1 on success.
-int srpc_aes256gcm_seal(const unsigned char *key, const unsigned char *nonce, const unsigned char *in,
-                                      size_t length, unsigned char *out, unsigned char *tag) {
-    EVP_CIPHER *cipher = srpc_aes256gcm_cipher();
-    if (cipher == NULL || length > INT_MAX) return 0;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) return 0;
-    int n = 0, ok = EVP_EncryptInit_ex(ctx, cipher, NULL, key, nonce) == 1;
-    ok = ok && (length == 0 || EVP_EncryptUpdate(ctx, out, &n, in, (int)length) == 1);
-    ok = ok && EVP_EncryptFinal_ex(ctx, out + n, &n) == 1;
-    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
-    EVP_CIPHER_CTX_free(ctx);   /* cleanses the key schedule */
-    return ok;
-}
-
-/// Opens what srpc_aes256gcm_seal made. Returns 1 when the tag verifies (and `out` holds the
-/// plaintext), 0 otherwise.
-int srpc_aes256gcm_open(const unsigned char *key, const unsigned char *nonce, const unsigned char *in,
-                                      size_t length, const unsigned char *tag, unsigned char *out) {
-    EVP_CIPHER *cipher = srpc_aes256gcm_cipher();
-    if (cipher == NULL || length > INT_MAX) return 0;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) return 0;
-    unsigned char expected[16];
-    memcpy(expected, tag, 16);
-    int n = 0, ok = EVP_DecryptInit_ex(ctx, cipher, NULL, key, nonce) == 1;
-    ok = ok && (length == 0 || EVP_DecryptUpdate(ctx, out, &n, in, (int)length) == 1);
-    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, expected) == 1;
-    ok = ok && EVP_DecryptFinal_ex(ctx, out + n, &n) == 1;
-    EVP_CIPHER_CTX_free(ctx);
-    if (!ok && length > 0) OPENSSL_cleanse(out, length);
-    return ok;
-}
-
-int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, const unsigned char *data, size_t length,
-                        unsigned char *tag) {
-    EVP_CIPHER *cipher = srpc_aes256gcm_cipher();
-    if (cipher == NULL || length > INT_MAX) return 0;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx == NULL) return 0;
-    unsigned char none[16];
-    int n = 0, ok = EVP_EncryptInit_ex(ctx, cipher, NULL, key, nonce) == 1;
-    ok = ok && (length == 0 || EVP_EncryptUpdate(ctx, NULL, &n, data, (int)length) == 1);
-    ok = ok && EVP_EncryptFinal_ex(ctx, none, &n) == 1;
-    ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
-    EVP_CIPHER_CTX_free(ctx);
-    return ok;
-}
-
 #define SRPC_GCM_POOL 8
 
 struct srpc_gcm_key {

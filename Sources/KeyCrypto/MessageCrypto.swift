@@ -51,63 +51,13 @@ public struct PreparedHMAC: Sendable {
     }
 }
 
-/// AES-256-GCM with a 96-bit nonce and no associated data, into caller-provided memory.
-public enum AES256GCM {
-    public static let tagLength = 16
-
-    /// Encrypts `plaintext` into `ciphertext` (the same length; they may be the same memory)
-    /// and writes the tag into `tag`.
-    public static func seal(key: SecretBytes, nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer,
-                            into ciphertext: UnsafeMutableRawBufferPointer, tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
-        precondition(key.count == 32 && nonce.count == 12 && ciphertext.count >= plaintext.count && tag.count >= tagLength)
-        let ok = key.withUnsafeBytes { keyBytes in
-            srpc_aes256gcm_seal(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
-                                plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.count,
-                                ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        }
-        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM seal") }
-    }
-
-    /// Decrypts `ciphertext` into `plaintext` (the same length; they may be the same memory)
-    /// and checks `tag`. Returns false, with `plaintext` wiped, when the tag does not verify.
-    public static func open(key: SecretBytes, nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer,
-                            into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
-        precondition(key.count == 32 && nonce.count == 12 && plaintext.count >= ciphertext.count)
-        guard tag.count == tagLength else { return false }
-        return key.withUnsafeBytes { keyBytes in
-            srpc_aes256gcm_open(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
-                                ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), ciphertext.count,
-                                tag.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        } == 1
-    }
-
-    /// GMAC (NIST SP 800-38D): the GCM tag over `data` as associated data, no plaintext.
-    /// The same nonce rule as `seal`: never twice under one key.
-    public static func authenticate(key: SecretBytes, nonce: [UInt8], _ data: UnsafeRawBufferPointer,
-                                    into tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
-        precondition(key.count == 32 && nonce.count == 12 && tag.count >= tagLength)
-        let ok = key.withUnsafeBytes { keyBytes in
-            srpc_aes256gcm_gmac(keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), nonce,
-                                data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        }
-        guard ok == 1 else { throw .cryptoFailure("AES-256-GCM GMAC") }
-    }
-
-    /// Recomputes a GMAC tag and compares in constant time.
-    public static func verify(key: SecretBytes, nonce: [UInt8], _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
-        guard tag.count == tagLength else { return false }
-        return withUnsafeTemporaryAllocation(byteCount: tagLength, alignment: 16) { expected in
-            guard (try? authenticate(key: key, nonce: nonce, data, into: expected)) != nil else { return false }
-            return SecretBytes.constantTimeEqual(UnsafeRawBufferPointer(expected), tag)
-        }
-    }
-}
-
-/// An AES-256-GCM key kept ready: its expanded cipher contexts are reused across messages
-/// (a small pool, so concurrent callers never share one) instead of being set up for each.
+/// An AES-256-GCM key (96-bit nonces, no associated data, into caller-provided memory), kept
+/// ready: its expanded cipher contexts are reused across messages (a small pool, so
+/// concurrent callers never share one) instead of being set up for each.
 /// The C side holds a copy of the key and the expanded schedules, and cleanses all of them
 /// when this object is released.
 public final class PreparedAES256GCM: @unchecked Sendable {
+    public static let tagLength = 16
     // The pool inside is guarded by its own mutex; the pointer itself never changes.
     private let key: OpaquePointer
 
@@ -121,36 +71,39 @@ public final class PreparedAES256GCM: @unchecked Sendable {
 
     deinit { srpc_gcm_key_free(key) }
 
-    /// As `AES256GCM.seal`.
+    /// Encrypts `plaintext` into `ciphertext` (the same length; they may be the same memory)
+    /// and writes the tag into `tag`. A nonce must never be used twice under one key.
     public func seal(nonce: [UInt8], _ plaintext: UnsafeRawBufferPointer, into ciphertext: UnsafeMutableRawBufferPointer,
                      tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
-        precondition(nonce.count == 12 && ciphertext.count >= plaintext.count && tag.count >= AES256GCM.tagLength)
+        precondition(nonce.count == 12 && ciphertext.count >= plaintext.count && tag.count >= Self.tagLength)
         let ok = srpc_gcm_key_seal(key, nonce, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.count,
                                    ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
         guard ok == 1 else { throw .cryptoFailure("AES-256-GCM seal") }
     }
 
-    /// As `AES256GCM.open`.
+    /// Decrypts `ciphertext` into `plaintext` (the same length; they may be the same memory)
+    /// and checks `tag`. Returns false, with `plaintext` wiped, when the tag does not verify.
     public func open(nonce: [UInt8], _ ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer,
                      into plaintext: UnsafeMutableRawBufferPointer) -> Bool {
         precondition(nonce.count == 12 && plaintext.count >= ciphertext.count)
-        guard tag.count == AES256GCM.tagLength else { return false }
+        guard tag.count == Self.tagLength else { return false }
         return srpc_gcm_key_open(key, nonce, ciphertext.baseAddress?.assumingMemoryBound(to: UInt8.self), ciphertext.count,
                                  tag.baseAddress?.assumingMemoryBound(to: UInt8.self), plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
     }
 
-    /// As `AES256GCM.authenticate` (GMAC).
+    /// GMAC (NIST SP 800-38D): the GCM tag over `data` as associated data, no plaintext;
+    /// the nonce rule of `seal`.
     public func authenticate(nonce: [UInt8], _ data: UnsafeRawBufferPointer, into tag: UnsafeMutableRawBufferPointer) throws(KeyCryptoError) {
-        precondition(nonce.count == 12 && tag.count >= AES256GCM.tagLength)
+        precondition(nonce.count == 12 && tag.count >= Self.tagLength)
         let ok = srpc_gcm_key_gmac(key, nonce, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
                                    tag.baseAddress?.assumingMemoryBound(to: UInt8.self))
         guard ok == 1 else { throw .cryptoFailure("AES-256-GCM GMAC") }
     }
 
-    /// As `AES256GCM.verify`.
+    /// Recomputes a GMAC tag and compares in constant time.
     public func verify(nonce: [UInt8], _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
-        guard tag.count == AES256GCM.tagLength else { return false }
-        return withUnsafeTemporaryAllocation(byteCount: AES256GCM.tagLength, alignment: 16) { expected in
+        guard tag.count == Self.tagLength else { return false }
+        return withUnsafeTemporaryAllocation(byteCount: Self.tagLength, alignment: 16) { expected in
             guard (try? authenticate(nonce: nonce, data, into: expected)) != nil else { return false }
             return SecretBytes.constantTimeEqual(UnsafeRawBufferPointer(expected), tag)
         }

@@ -59,10 +59,11 @@ final class MessageCryptoTests: XCTestCase {
             let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
             let nonce = (0..<12).map { _ in UInt8.random(in: 0...255) }
             let plain = (0..<length).map { _ in UInt8.random(in: 0...255) }
+            let prepared = try PreparedAES256GCM(key: SecretBytes(copying: key))
             var buffer = plain
             var tag = [UInt8](repeating: 0, count: 16)
             try buffer.withUnsafeMutableBytes { data in
-                try tag.withUnsafeMutableBytes { try AES256GCM.seal(key: SecretBytes(copying: key), nonce: nonce, UnsafeRawBufferPointer(data), into: data, tag: $0) }
+                try tag.withUnsafeMutableBytes { try prepared.seal(nonce: nonce, UnsafeRawBufferPointer(data), into: data, tag: $0) }
             }
             let reference = try AES.GCM.seal(plain, using: SymmetricKey(data: key), nonce: AES.GCM.Nonce(data: nonce))
             XCTAssertEqual(buffer, Array(reference.ciphertext), "length \(length)")
@@ -71,7 +72,7 @@ final class MessageCryptoTests: XCTestCase {
             func open(_ ciphertext: [UInt8], _ tag: [UInt8]) -> [UInt8]? {
                 var out = [UInt8](repeating: 0xff, count: ciphertext.count)
                 let ok = ciphertext.withUnsafeBytes { c in tag.withUnsafeBytes { t in out.withUnsafeMutableBytes {
-                    AES256GCM.open(key: SecretBytes(copying: key), nonce: nonce, c, tag: t, into: $0)
+                    prepared.open(nonce: nonce, c, tag: t, into: $0)
                 } } }
                 if !ok { XCTAssertTrue(out.allSatisfy { $0 == 0 }, "a refused plaintext is wiped") }
                 return ok ? out : nil
@@ -93,12 +94,13 @@ final class MessageCryptoTests: XCTestCase {
             let key = (0..<32).map { _ in UInt8.random(in: 0...255) }
             let nonce = (0..<12).map { _ in UInt8.random(in: 0...255) }
             let data = (0..<length).map { _ in UInt8.random(in: 0...255) }
+            let prepared = try PreparedAES256GCM(key: SecretBytes(copying: key))
             var tag = [UInt8](repeating: 0, count: 16)
-            try data.withUnsafeBytes { d in try tag.withUnsafeMutableBytes { try AES256GCM.authenticate(key: SecretBytes(copying: key), nonce: nonce, d, into: $0) } }
+            try data.withUnsafeBytes { d in try tag.withUnsafeMutableBytes { try prepared.authenticate(nonce: nonce, d, into: $0) } }
             let reference = try AES.GCM.seal([UInt8](), using: SymmetricKey(data: key), nonce: AES.GCM.Nonce(data: nonce), authenticating: data)
             XCTAssertEqual(tag, Array(reference.tag), "length \(length)")
             let verify = { (d: [UInt8], t: [UInt8], n: [UInt8]) in
-                d.withUnsafeBytes { db in t.withUnsafeBytes { AES256GCM.verify(key: SecretBytes(copying: key), nonce: n, db, tag: $0) } }
+                d.withUnsafeBytes { db in t.withUnsafeBytes { prepared.verify(nonce: n, db, tag: $0) } }
             }
             XCTAssertTrue(verify(data, tag, nonce))
             var otherNonce = nonce
@@ -112,7 +114,9 @@ final class MessageCryptoTests: XCTestCase {
         }
     }
 
-    func testPreparedKeyMatchesOneShotUnderConcurrencyAndAfterAFailedOpen() throws {
+    /// One pooled key used by many threads at once gives what a key made fresh for each
+    /// message gives, also after a failed open.
+    func testPooledKeyMatchesAFreshKeyUnderConcurrencyAndAfterAFailedOpen() throws {
         let key = SecretBytes.random(count: 32)
         let prepared = try PreparedAES256GCM(key: key)
         let data = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }
@@ -121,7 +125,7 @@ final class MessageCryptoTests: XCTestCase {
             var ours = data, reference = data
             var ourTag = [UInt8](repeating: 0, count: 16), referenceTag = [UInt8](repeating: 0, count: 16)
             try! ours.withUnsafeMutableBytes { d in try ourTag.withUnsafeMutableBytes { try prepared.seal(nonce: nonce, UnsafeRawBufferPointer(d), into: d, tag: $0) } }
-            try! reference.withUnsafeMutableBytes { d in try referenceTag.withUnsafeMutableBytes { try AES256GCM.seal(key: key, nonce: nonce, UnsafeRawBufferPointer(d), into: d, tag: $0) } }
+            try! reference.withUnsafeMutableBytes { d in try referenceTag.withUnsafeMutableBytes { try PreparedAES256GCM(key: key).seal(nonce: nonce, UnsafeRawBufferPointer(d), into: d, tag: $0) } }
             XCTAssertEqual(ours, reference)
             XCTAssertEqual(ourTag, referenceTag)
             // A wrong tag first, then the right one: the pooled context still works.
@@ -135,7 +139,7 @@ final class MessageCryptoTests: XCTestCase {
             XCTAssertEqual(plain, data)
             var gmac = [UInt8](repeating: 0, count: 16), referenceGMAC = [UInt8](repeating: 0, count: 16)
             try! data.withUnsafeBytes { d in try gmac.withUnsafeMutableBytes { try prepared.authenticate(nonce: nonce, d, into: $0) } }
-            try! data.withUnsafeBytes { d in try referenceGMAC.withUnsafeMutableBytes { try AES256GCM.authenticate(key: key, nonce: nonce, d, into: $0) } }
+            try! data.withUnsafeBytes { d in try referenceGMAC.withUnsafeMutableBytes { try PreparedAES256GCM(key: key).authenticate(nonce: nonce, d, into: $0) } }
             XCTAssertEqual(gmac, referenceGMAC)
             XCTAssertTrue(data.withUnsafeBytes { d in gmac.withUnsafeBytes { prepared.verify(nonce: nonce, d, tag: $0) } })
         }

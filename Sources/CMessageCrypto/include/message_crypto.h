@@ -18,21 +18,6 @@ int srpc_hmac_sha256_prepare(const unsigned char *key, size_t key_length, void *
 /// the 32-byte tag to `out`.
 void srpc_hmac_sha256(const void *state, unsigned char prefix, const void *data, size_t length, unsigned char *out);
 
-/// AES-256-GCM with a 12-byte nonce and no associated data: `length` bytes of `in` to `out`
-/// (the same length; may be the same memory) and a 16-byte `tag`. Returns 1 on success.
-int srpc_aes256gcm_seal(const unsigned char *key, const unsigned char *nonce, const unsigned char *in, size_t length,
-                        unsigned char *out, unsigned char *tag);
-
-/// Opens what srpc_aes256gcm_seal made. Returns 1 when the tag verifies (and `out` holds the
-/// plaintext), 0 otherwise (and `out` is wiped).
-int srpc_aes256gcm_open(const unsigned char *key, const unsigned char *nonce, const unsigned char *in, size_t length,
-                        const unsigned char *tag, unsigned char *out);
-
-/// GMAC: the AES-256-GCM tag over `length` bytes of associated data and no plaintext, into
-/// the 16-byte `tag`. The nonce rules are those of srpc_aes256gcm_seal. Returns 1 on success.
-int srpc_aes256gcm_gmac(const unsigned char *key, const unsigned char *nonce, const unsigned char *data, size_t length,
-                        unsigned char *tag);
-
 /// An AES-256-GCM key with its expanded cipher contexts kept for reuse (a small pool per
 /// direction of use, so concurrent callers never share one). The key and every context are
 /// cleansed by srpc_gcm_key_free.
@@ -40,11 +25,16 @@ typedef struct srpc_gcm_key srpc_gcm_key;
 
 srpc_gcm_key *srpc_gcm_key_new(const unsigned char *key);
 void srpc_gcm_key_free(srpc_gcm_key *key);
-/// As srpc_aes256gcm_seal / _open / _gmac, with the prepared key.
+/// AES-256-GCM with a 12-byte nonce and no associated data: `length` bytes of `in` to `out`
+/// (the same length; may be the same memory) and a 16-byte `tag`. Returns 1 on success.
 int srpc_gcm_key_seal(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *in, size_t length,
                       unsigned char *out, unsigned char *tag);
+/// Opens what srpc_gcm_key_seal made. Returns 1 when the tag verifies (and `out` holds the
+/// plaintext), 0 otherwise (and `out` is wiped).
 int srpc_gcm_key_open(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *in, size_t length,
                       const unsigned char *tag, unsigned char *out);
+/// GMAC: the tag over `length` bytes of associated data and no plaintext; the nonce rules
+/// of srpc_gcm_key_seal. Returns 1 on success.
 int srpc_gcm_key_gmac(srpc_gcm_key *key, const unsigned char *nonce, const unsigned char *data, size_t length,
                       unsigned char *tag);
 

@@ -329,18 +329,18 @@ public enum SRPCDH {
         case .integrity:
             out.setInteger(UInt32(length), at: lengthIndex)
             out.writeRepeatingByte(0, count: xdrPadding(length))
-            out.writeInteger(UInt32(AES256GCM.tagLength))
+            out.writeInteger(UInt32(PreparedAES256GCM.tagLength))
             let tagOffset = out.writerIndex - out.readerIndex
-            out.writeRepeatingByte(0, count: AES256GCM.tagLength)
+            out.writeRepeatingByte(0, count: PreparedAES256GCM.tagLength)
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
                 try keys.preparedSeal.authenticate(nonce: nonce, UnsafeRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)]),
-                                                   into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + AES256GCM.tagLength)]))
+                                                   into: UnsafeMutableRawBufferPointer(rebasing: all[tagOffset..<(tagOffset + PreparedAES256GCM.tagLength)]))
             }
         case .privacy:
-            let sealedLength = length + AES256GCM.tagLength
+            let sealedLength = length + PreparedAES256GCM.tagLength
             out.setInteger(UInt32(sealedLength), at: lengthIndex)
-            out.writeRepeatingByte(0, count: AES256GCM.tagLength + xdrPadding(sealedLength))
+            out.writeRepeatingByte(0, count: PreparedAES256GCM.tagLength + xdrPadding(sealedLength))
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             try out.withUnsafeMutableReadableBytes { all in
                 let data = UnsafeMutableRawBufferPointer(rebasing: all[dataOffset..<(dataOffset + length)])
@@ -388,10 +388,10 @@ public enum SRPCDH {
             return data
         case .privacy:
             var buffer = wrapped
-            guard let sealed = try? buffer.readXDROpaque(), buffer.readableBytes == 0, sealed.readableBytes >= 4 + AES256GCM.tagLength else {
+            guard let sealed = try? buffer.readXDROpaque(), buffer.readableBytes == 0, sealed.readableBytes >= 4 + PreparedAES256GCM.tagLength else {
                 throw .malformed
             }
-            let length = sealed.readableBytes - AES256GCM.tagLength
+            let length = sealed.readableBytes - PreparedAES256GCM.tagLength
             var plain = ByteBuffer()
             let nonce = bodyNonce(clientToServer: clientToServer, sequence: sequence)
             let opened = sealed.withUnsafeReadableBytes { sealedBytes in
