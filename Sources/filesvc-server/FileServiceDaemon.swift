@@ -79,8 +79,14 @@ struct FileServiceDaemon: AsyncParsableCommand {
         case tcp, udp, both
     }
 
+    /// --domain, else $SECURERPC_DOMAIN.
+    private var effectiveDomain: String? { domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] }
+
+    /// --netname, else unix.UID@DOMAIN.
+    private var serverNetname: String? { netname ?? effectiveDomain.map { Netname.user(uid: getuid(), domain: $0) } }
+
     func validate() throws {
-        if requireAuth != .none, netname == nil, domain == nil, ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] == nil {
+        if requireAuth != .none, serverNetname == nil {
             throw ValidationError("--require-auth \(requireAuth.rawValue) needs --netname (the server's netname) or --domain (or SECURERPC_DOMAIN); --require-auth none serves anyone")
         }
     }
@@ -98,10 +104,8 @@ struct FileServiceDaemon: AsyncParsableCommand {
         var configuration = RPCServer.Configuration()
         var policy: any RPCAuthorizationPolicy = AllowAnyFlavor()
         if requireAuth != .none {
-            let domain = self.domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"]
-            guard let me = netname ?? domain.map({ Netname.user(uid: getuid(), domain: $0) }) else {
-                throw ValidationError("--require-auth \(requireAuth.rawValue) needs --netname (the server's netname) or --domain (or SECURERPC_DOMAIN); --require-auth none serves anyone")
-            }
+            let domain = effectiveDomain
+            let me = serverNetname!  // validate() refused its absence
             var gss = GSSServer.Configuration(serverNetname: me)
             gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
             configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket,
