@@ -5,6 +5,7 @@
 // KeyServerCore: the service layer has checked it.
 
 import KeyCrypto
+import Logging
 import NIOConcurrencyHelpers
 
 /// Strong keys per uid.
@@ -149,3 +150,12 @@ public struct StrongKeyService: SrpcKeyxV1Service {
 }
 
 import ONCRPC
+
+extension KeyServerService {
+    /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
+    /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
+    public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger) -> [RPCProgram] {
+        let legacy = KeyServerService(core: core, logger: logger)
+        return legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()]
+    }
+}

@@ -29,9 +29,8 @@ struct KeyServerBench: AsyncParsableCommand {
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
         let core = KeyServerCore(cacheCapacity: 1 << 20)
-        let legacy = KeyServerService(core: core, logger: logger)
         let strongStore = StrongKeyStore(cacheCapacity: 1 << 20)
-        let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strongStore, identity: legacy).rpcProgram()],
+        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strongStore, logger: logger),
                                configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket)
         let client = try KeyServerClient(socketPath: socket, uid: 4000)

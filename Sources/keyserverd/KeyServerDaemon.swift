@@ -44,10 +44,9 @@ struct KeyServerDaemon: AsyncParsableCommand {
 
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
-        let legacy = KeyServerService(core: core, logger: logger)
         let strong = StrongKeyStore()
         loadRootKey(into: core, strong: strong, logger: logger)
-        let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()],
+        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger),
                                configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket, mode: 0o666)
         if !noRpcbind { await register(server: server, logger: logger) }

@@ -50,8 +50,7 @@ struct GSSBench: AsyncParsableCommand {
         let store = StrongKeyStore()
         var keyserverConfiguration = RPCServer.Configuration()
         keyserverConfiguration.authenticators = [AuthSysServer()]
-        let legacy = KeyServerService(core: core, logger: logger)
-        let keyserver = RPCServer(programs: legacy.programs + [StrongKeyService(store: store, identity: legacy).rpcProgram()],
+        let keyserver = RPCServer(programs: KeyServerService.programs(core: core, strong: store, logger: logger),
                                   configuration: keyserverConfiguration, group: group, logger: logger)
         try await keyserver.listenUnix(path: socket)
         let clientUID: UInt32 = 9001, serverUID: UInt32 = 9000

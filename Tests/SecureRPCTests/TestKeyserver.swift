@@ -16,10 +16,9 @@ struct TestKeyserver {
         logger.logLevel = .critical
         let core = KeyServerCore()
         let strong = StrongKeyStore()
-        let legacy = KeyServerService(core: core, logger: logger)
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthSysServer()]
-        let server = RPCServer(programs: legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()],
+        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger),
                                configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket)
         return TestKeyserver(server: server, core: core, strong: strong)
