@@ -11,16 +11,10 @@ public enum Netname {
     /// `unix.<hostname>@<domain>`.
     public static func host(_ name: String, domain: String) -> String { "unix.\(name)@\(domain)" }
 
-    /// Checks the classic form: `unix.<name>@<domain>`, at most 255 bytes, printable, no spaces.
+    /// Checks the classic form (`NetnameSyntax`): `unix.<name>@<domain>` with exactly one `@`,
+    /// at most 255 bytes, printable, no spaces.
     public static func validate(_ netname: String) throws(DirectoryError) {
-        guard netname.utf8.count <= 255 else { throw .invalidNetname(netname, "longer than 255 bytes") }
-        guard netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
-              netname.index(netname.startIndex, offsetBy: 5) < at, netname.index(after: at) < netname.endIndex else {
-            throw .invalidNetname(netname, "expected unix.NAME@DOMAIN")
-        }
-        guard netname.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
-            throw .invalidNetname(netname, "only printable ASCII without spaces")
-        }
+        if let problem = NetnameSyntax.problem(netname) { throw .invalidNetname(netname, problem) }
     }
 
     /// The principal kind and, for users, the uid a netname names.

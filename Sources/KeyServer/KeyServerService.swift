@@ -159,9 +159,20 @@ public struct KeyServerService: KeyVersService, KeyVers2Service {
     // MARK: credentials
 
     /// `unix.UID@domain` → uid, primary gid and up to 16 groups from the local user database.
-    public static func unixCredentials(netname: String) -> Unixcred? {
-        guard netname.hasPrefix("unix."), let at = netname.firstIndex(of: "@"),
-              let uid = UInt32(netname[netname.index(netname.startIndex, offsetBy: 5)..<at]) else { return nil }
+    /// Only well-formed netnames map (`NetnameSyntax`: one `@`, printable, bounded); with a
+    /// `domain`, only netnames of that domain. KEY_GETCRED passes nil: like keyserv, it
+    /// answers for any domain.
+    public static func unixCredentials(netname: String, domain: String? = nil) -> Unixcred? {
+        guard NetnameSyntax.isWellFormed(netname) else { return nil }
+        let uid: UInt32
+        if let domain {
+            guard let local = NetnameSyntax.localUID(netname, domain: domain) else { return nil }
+            uid = local
+        } else {
+            let at = netname.firstIndex(of: "@")!
+            guard let any = UInt32(netname[netname.index(netname.startIndex, offsetBy: 5)..<at]) else { return nil }
+            uid = any
+        }
         guard let entry = getpwuid(uid) else { return Unixcred(uid: uid, gid: 65534, gids: []) }
         let gid = entry.pointee.pw_gid
         var groups = [gid_t](repeating: 0, count: 64)

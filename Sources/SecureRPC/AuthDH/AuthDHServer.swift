@@ -129,7 +129,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
     private func accepted(_ call: RPCCall, netname: String, reply: [UInt8]) -> RPCAcceptedCall {
         var caller = RPCCaller(flavor: .dh, isVerified: true, netname: netname, mechanism: "dh192-des")
         // unix.UID@<our domain> names a local user: hand the handler its uid and groups.
-        if let localDomain, netname.hasSuffix("@" + localDomain), let credentials = KeyServerService.unixCredentials(netname: netname) {
+        if let localDomain, let credentials = KeyServerService.unixCredentials(netname: netname, domain: localDomain) {
             caller.uid = credentials.uid
             caller.gid = credentials.gid
             caller.gids = credentials.gids

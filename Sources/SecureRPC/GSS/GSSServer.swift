@@ -344,8 +344,8 @@ public final class GSSServer: RPCServerAuthenticator {
 
         var caller = RPCCaller(flavor: .rpcsecGSS, isVerified: true, netname: body.client,
                                mechanism: "\(SRPCDH.mechanismName) \(group)", keyExchangeBits: group.bits)
-        if let localDomain = configuration.localDomain, body.client.hasSuffix("@" + localDomain),
-           let credentials = KeyServerService.unixCredentials(netname: body.client) {
+        if let localDomain = configuration.localDomain,
+           let credentials = KeyServerService.unixCredentials(netname: body.client, domain: localDomain) {
             caller.uid = credentials.uid
             caller.gid = credentials.gid
             caller.gids = credentials.gids
