@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
         .library(name: "KeyServer", targets: ["KeyServer"]),
         .library(name: "SecureRPC", targets: ["SecureRPC"]),
+        .library(name: "SiteConfig", targets: ["SiteConfig"]),
         .executable(name: "keyadmin", targets: ["keyadmin"]),
         .executable(name: "keyserverd", targets: ["keyserverd"]),
         .executable(name: "keylogin", targets: ["keylogin"]),
@@ -86,6 +87,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+
+        // MARK: the site: which directory servers a host trusts (securerpc.conf)
+        .target(name: "SiteConfig", swiftSettings: swiftSettings),
 
         // MARK: the key directory
         .target(
@@ -244,6 +248,7 @@ let package = Package(
             exclude: ["with-rpcbind.sh"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "SiteConfigTests", dependencies: ["SiteConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "KeyCryptoTests", dependencies: ["KeyCrypto", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(
             name: "SecureRPCTests",

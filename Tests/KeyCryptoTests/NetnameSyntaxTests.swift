@@ -29,3 +29,22 @@ final class NetnameSyntaxTests: XCTestCase {
         XCTAssertNil(NetnameSyntax.localUID("unix.0@x\n@example.org", domain: "example.org"))
     }
 }
+
+final class KeyFingerprintTests: XCTestCase {
+    func testFingerprintBindsGroupAndKey() throws {
+        let key = DHPrivateKey.generate(group: .ffdhe2048).publicKey
+        let other = DHPrivateKey.generate(group: .ffdhe2048).publicKey
+        XCTAssertTrue(key.fingerprint.hasPrefix("sha256:"))
+        XCTAssertEqual(key.fingerprint.count, 7 + 64)
+        XCTAssertEqual(key.fingerprint, try DHPublicKey(group: .ffdhe2048, hex: key.hex).fingerprint)
+        XCTAssertNotEqual(key.fingerprint, other.fingerprint)
+        // Known answer: the generator 2 as an ffdhe2048 "key".
+        let two = try DHPublicKey(group: .ffdhe2048, bytes: [UInt8](repeating: 0, count: 255) + [2])
+        XCTAssertEqual(two.fingerprint, "sha256:" + KnownAnswer.fingerprintOfTwo)
+    }
+}
+
+private enum KnownAnswer {
+    // python3 -c 'import hashlib; print(hashlib.sha256(b"securerpc-key-v1\0ffdhe2048\0" + bytes(255) + b"\2").hexdigest())'
+    static let fingerprintOfTwo = "39217bbb895c6e9553545e351506e870a17ab95a33215e3d5ab5d999f6f85951"
+}
