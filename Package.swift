@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "KeyServer", targets: ["KeyServer"]),
         .library(name: "SecureRPC", targets: ["SecureRPC"]),
         .library(name: "SiteConfig", targets: ["SiteConfig"]),
+        .library(name: "KeyDirectoryService", targets: ["KeyDirectoryService"]),
         .executable(name: "keyadmin", targets: ["keyadmin"]),
         .executable(name: "keyserverd", targets: ["keyserverd"]),
         .executable(name: "keylogin", targets: ["keylogin"]),
@@ -149,6 +150,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings,
+            plugins: ["XDRGenPlugin"]
+        ),
+
+        // MARK: the site's directory service (keydird) and its clients
+        .target(
+            name: "KeyDirectoryService",
+            dependencies: [
+                "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "XDR", "SiteConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings,
             plugins: ["XDRGenPlugin"]
