@@ -4,7 +4,7 @@
 // sealing can be guessed offline and must not give away the strong keys' password. So a
 // login opens every strong key with the password it was given, and the legacy key with the
 // same one or, failing that, with a second password asked for only then.
-// Trusts: the caller to wipe nothing (every secret here lives in SecretBytes).
+// Trusts: the entries as read from the directory; every secret here stays in SecretBytes.
 
 import KeyCrypto
 
