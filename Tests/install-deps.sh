@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     libgmp-dev        # Diffie-Hellman arithmetic (CGMP)
     libsqlite3-dev    # the key directory
+    sqlite3           # the shell, as another program opening and closing keys.db in tests
     libssl-dev        # single DES for the legacy AUTH_DES rules (libcrypto)
     rpcbind           # real rpcbind for registration tests
     libtirpc-dev      # C peers built against the system's ONC RPC library

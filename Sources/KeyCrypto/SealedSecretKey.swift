@@ -139,6 +139,24 @@ public struct SealedSecretKey: Sendable, Equatable {
         return try DHPrivateKey(group: group, secret: SecretBytes(copying: plaintext))
     }
 
+    /// A 16-byte scrypt verifier of a password under a caller-chosen salt, domain-separated
+    /// from the sealing key derivation (a tag never equals any blob's password check). The key
+    /// directory stores one per key, with a salt per principal, so that it can tell without
+    /// the password whether two keys of a principal were sealed under the same one. Guessing
+    /// a password from a tag costs what guessing it from a sealed blob costs (same scrypt).
+    public static func passwordVerifier(password: SecretBytes, salt: [UInt8], parameters: Parameters) throws -> [UInt8] {
+        try parameters.validate()
+        let derived = try password.withUnsafeBytes { pw in
+            var copy = Array(pw)
+            defer { SecretBytes.wipe(&copy) }
+            return try KDF.Scrypt.deriveKey(
+                from: copy, salt: Array("SRPC password tag".utf8) + salt, outputByteCount: 16,
+                rounds: 1 << Int(parameters.log2N), blockSize: Int(parameters.r), parallelism: Int(parameters.p)
+            )
+        }
+        return derived.withUnsafeBytes { Array($0) }
+    }
+
     /// scrypt → 48 bytes: an AES-256 key and a 16-byte password check.
     private static func derive(password: SecretBytes, salt: [UInt8], parameters: Parameters) throws -> (SecretBytes, [UInt8]) {
         let derived = try password.withUnsafeBytes { pw in

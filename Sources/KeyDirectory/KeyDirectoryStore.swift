@@ -2,6 +2,7 @@
 // (`SQLiteKeyDirectory`); a network directory service and a server database can sit
 // behind the same protocol later. Every multi-row change is atomic: all or nothing.
 
+import Foundation
 import KeyCrypto
 
 /// Storage for principals, keys and the audit trail.
@@ -13,14 +14,84 @@ public protocol KeyDirectoryStore: Sendable {
     /// Every principal with its keys, ordered by netname.
     func allEntries() throws -> [(Principal, [KeyEntry])]
     /// Adds a new principal with its first keys.
-    func add(_ principal: Principal, keys: [KeyEntry], actor: String) throws
-    /// Adds a key for another mechanism, or replaces one (new password or rotation).
-    func put(_ key: KeyEntry, replacing: Bool, actor: String, action: String) throws
-    func revoke(netname: String, mechanism: DHGroupName?, actor: String) throws
-    func remove(netname: String, actor: String) throws
-    /// Imports principals and keys in one transaction; existing principals are updated
-    /// (their keys for the imported mechanisms replaced). Returns how many were written.
-    func importEntries(_ entries: [(Principal, [KeyEntry])], actor: String, source: String,
-                       progress: ((Int) -> Void)?) throws -> Int
+    func add(_ principal: Principal, keys: [KeyEntry], actor: AuditActor) throws
+    /// Changes keys of one principal in one transaction (a new password for all its keys,
+    /// rotations, an added mechanism): all or nothing, one audit row per audited change.
+    /// `passwordSalt`, when given, becomes the principal's tag salt.
+    func apply(_ changes: [KeyChange], to netname: String, passwordSalt: Data?, actor: AuditActor) throws
+    func revoke(netname: String, mechanism: DHGroupName?, actor: AuditActor) throws
+    /// Revocation's counterpart: serves revoked keys again.
+    func enable(netname: String, mechanism: DHGroupName?, actor: AuditActor) throws
+    func remove(netname: String, actor: AuditActor) throws
+    /// Imports principals and keys in one transaction. New principals are added; an existing
+    /// one is changed only with `replace`, never to an older key than it has, and a key
+    /// revoked here stays revoked. One audit row per principal changed, and a summary.
+    func importEntries(_ entries: [(Principal, [KeyEntry])], actor: AuditActor, source: String, replace: Bool,
+                       progress: ((Int) -> Void)?) throws -> ImportReport
     func audit(limit: Int) throws -> [AuditEvent]
+}
+
+extension KeyDirectoryStore {
+    /// Adds a key for another mechanism, or replaces one (new password or rotation).
+    public func put(_ key: KeyEntry, replacing: Bool, actor: AuditActor, action: String) throws {
+        try apply([KeyChange(key, replacing ? .replace : .add, action: action)], to: key.netname, passwordSalt: nil, actor: actor)
+    }
+
+    /// Imports without replacing anything that exists.
+    public func importEntries(_ entries: [(Principal, [KeyEntry])], actor: AuditActor, source: String,
+                              progress: ((Int) -> Void)?) throws -> ImportReport {
+        try importEntries(entries, actor: actor, source: source, replace: false, progress: progress)
+    }
+}
+
+/// One change to a principal's keys.
+public struct KeyChange: Sendable {
+    public enum Kind: Sendable {
+        /// A mechanism the principal has no key for.
+        case add
+        /// A new sealing or key pair for an existing key; its state (active or revoked) stays.
+        case replace
+        /// Only the password tag, for a key whose password was just proven (the sealed
+        /// secret and public key must be as read).
+        case retag
+    }
+
+    public var entry: KeyEntry
+    public var kind: Kind
+    /// The audit action ("addkey", "chkey", "rotate"), or nil for bookkeeping not audited.
+    public var action: String?
+    public var detail: String?
+
+    public init(_ entry: KeyEntry, _ kind: Kind, action: String?, detail: String? = nil) {
+        self.entry = entry
+        self.kind = kind
+        self.action = action
+        self.detail = detail
+    }
+}
+
+/// What an import did, principal by principal.
+public struct ImportReport: Sendable, Equatable {
+    public struct Kept: Sendable, Equatable {
+        public var netname: String
+        public var reason: String
+    }
+
+    /// New principals.
+    public var added = 0
+    /// Existing principals changed (only with `replace`).
+    public var replaced = 0
+    /// Existing principals identical to the file.
+    public var unchanged = 0
+    /// Existing principals (or keys) the file differs from, left as they are.
+    public var keptAsTheyWere: [Kept] = []
+    /// "NETNAME MECHANISM" of keys revoked here that the file would have brought back.
+    public var stillRevoked: [String] = []
+
+    public init() {}
+
+    public var summary: String {
+        "\(added) added, \(replaced) replaced, \(unchanged) unchanged, \(Set(keptAsTheyWere.map(\.netname)).count) left as they were"
+            + (stillRevoked.isEmpty ? "" : ", \(stillRevoked.count) revoked keys kept revoked")
+    }
 }

@@ -37,13 +37,19 @@ public struct Principal: Codable, Sendable, Equatable {
     public var name: String
     public var uid: UInt32?
     public var createdAt: Date
+    /// The salt of this principal's password tags (`PasswordTag`): one per principal, so
+    /// that tags of its keys compare equal exactly when they were sealed under one password.
+    /// Nil for principals made before tags existed or imported from a publickey file.
+    public var passwordSalt: Data?
 
-    public init(netname: String, kind: PrincipalKind, name: String, uid: UInt32?, createdAt: Date = Date()) {
+    public init(netname: String, kind: PrincipalKind, name: String, uid: UInt32?, createdAt: Date = Date(),
+                passwordSalt: Data? = nil) {
         self.netname = netname
         self.kind = kind
         self.name = name
         self.uid = uid
         self.createdAt = createdAt
+        self.passwordSalt = passwordSalt
     }
 }
 
@@ -63,9 +69,12 @@ public struct KeyEntry: Codable, Sendable, Equatable {
     public var state: KeyState
     public var createdAt: Date
     public var rotatedAt: Date?
+    /// The tag of the password the secret is sealed under (`PasswordTag`), or nil when
+    /// unknown (sealed before tags existed, or imported without one).
+    public var passwordTag: [UInt8]?
 
     public init(netname: String, mechanism: DHGroupName, publicKey: String, sealedSecret: [UInt8],
-                state: KeyState = .active, createdAt: Date = Date(), rotatedAt: Date? = nil) {
+                state: KeyState = .active, createdAt: Date = Date(), rotatedAt: Date? = nil, passwordTag: [UInt8]? = nil) {
         self.netname = netname
         self.mechanism = mechanism
         self.publicKey = publicKey
@@ -73,7 +82,11 @@ public struct KeyEntry: Codable, Sendable, Equatable {
         self.state = state
         self.createdAt = createdAt
         self.rotatedAt = rotatedAt
+        self.passwordTag = passwordTag
     }
+
+    /// The legacy AUTH_DES key, whose sealing (unsalted DES) is far weaker than the others'.
+    public var isLegacy: Bool { mechanism == .dh192des }
 
     /// Seals a fresh or given key under a password.
     public static func sealing(_ key: DHPrivateKey, netname: String, password: SecretBytes,
@@ -129,6 +142,26 @@ public struct KeyEntry: Codable, Sendable, Equatable {
     }
 }
 
+/// Who makes a change, as the audit trail records it. A string literal is a bare actor
+/// (tests, tools that know no more).
+public struct AuditActor: Sendable, Equatable, ExpressibleByStringLiteral {
+    /// The effective user: "root (uid 0)".
+    public var name: String
+    /// The user who ran sudo ($SUDO_USER), when the change was made under sudo. The
+    /// environment says so; root could forge it, so it is a hint beside `loginUID`.
+    public var sudoUser: String?
+    /// The kernel's login uid (/proc/self/loginuid): who logged in, kept across su and sudo.
+    public var loginUID: UInt32?
+
+    public init(name: String, sudoUser: String? = nil, loginUID: UInt32? = nil) {
+        self.name = name
+        self.sudoUser = sudoUser
+        self.loginUID = loginUID
+    }
+
+    public init(stringLiteral value: String) { self.init(name: value) }
+}
+
 /// One line of the audit trail.
 public struct AuditEvent: Codable, Sendable, Equatable {
     public var id: Int64
@@ -139,6 +172,10 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var netname: String?
     public var mechanism: String?
     public var detail: String?
+    /// The user who ran sudo, if any.
+    public var sudoUser: String?
+    /// The login uid of the session that made the change, if the kernel keeps one.
+    public var loginUID: UInt32?
 }
 
 /// Failures of the directory, each naming what and where.
@@ -153,6 +190,10 @@ public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible 
     case badImportLine(line: Int, String)
     case badImportFile(String)
     case storage(String)
+    /// No database at the path, and the command may not create one.
+    case noDirectory(String)
+    /// A file that is not a key directory (no schema), and the command may not create one.
+    case notADirectory(String)
 
     public var description: String {
         switch self {
@@ -165,6 +206,8 @@ public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .badImportLine(line, why): return "line \(line): \(why)"
         case let .badImportFile(why): return why
         case let .storage(why): return "database: \(why)"
+        case let .noDirectory(path): return "no key directory at \(path) (keyadmin init creates one)"
+        case let .notADirectory(path): return "\(path) is not a key directory (keyadmin init creates one)"
         }
     }
 }

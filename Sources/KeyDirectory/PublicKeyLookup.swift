@@ -1,7 +1,8 @@
 // The directory's hot path for servers: public key by netname and mechanism, once per new
 // caller. A dedicated read-only connection with one prepared statement driven through the
 // SQLite C API (GRDB's connection, GRDB's system libsqlite3): no transaction wrapper, no
-// argument boxing. Reads see committed data only (WAL), so writers are never blocked.
+// argument boxing. Reads see committed data only (WAL), so writers are never blocked; when
+// the WAL files are gone and cannot be made, reads go to the main file (ReadOnlyDatabase).
 
 import Foundation
 import GRDB
@@ -15,29 +16,37 @@ import KeyCrypto
 /// let key = try lookup.publicKey(netname: "unix.1001@example.org", mechanism: .ffdhe3072)
 /// ```
 public final class PublicKeyLookup: @unchecked Sendable {
-    // The queue serialises every use of the connection and of `statement`.
-    private let queue: DatabaseQueue
+    // `database` serialises every use of the connection and of `statement`.
+    private let database: ReadOnlyDatabase
     private var statement: OpaquePointer?
 
-    public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(10)
-        do {
-            queue = try DatabaseQueue(path: path, configuration: configuration)
-        } catch let error as DatabaseError {
-            throw DirectoryError.storage("\(path): \(error.message ?? "\(error)")")
+    /// Opens the directory read-only; works with or without its -wal/-shm files, in a
+    /// directory the caller cannot write and on a read-only mount (`ReadOnlyDatabase`).
+    public convenience init(path: String) throws {
+        try self.init(path: path, mainFileFirst: false)
+    }
+
+    /// `mainFileFirst`: see `ReadOnlyDatabase` (tests).
+    init(path: String, mainFileFirst: Bool) throws {
+        database = try ReadOnlyDatabase(path: path, busyTimeout: 10, mainFileFirst: mainFileFirst)
+        // A new connection needs its own statement.
+        database.willReopen = { [unowned self] _ in
+            sqlite3_finalize(self.statement)
+            self.statement = nil
         }
     }
 
     deinit {
         let statement = self.statement
-        _ = queue.inDatabase { _ in sqlite3_finalize(statement) }
+        _ = try? database.read { _ in sqlite3_finalize(statement) }
     }
+
+    /// Whether lookups read the main file alone (its -wal file is gone); for tests and logs.
+    public var readsMainFileOnly: Bool { database.readsMainFileOnly }
 
     /// The active public key as hex, or nil.
     public func publicKeyHex(netname: String, mechanism: DHGroupName) throws -> String? {
-        try queue.inDatabase { db in
+        try database.read { db in
             if statement == nil {
                 let sql = "SELECT public_key FROM key_entry WHERE netname = ?1 AND mechanism = ?2 AND state = 'active'"
                 guard sqlite3_prepare_v3(db.sqliteConnection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK else {

@@ -19,39 +19,64 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     /// Where `keyadmin` and the daemons look unless told otherwise.
     public static let defaultPath = "/var/lib/securerpc/keys.db"
 
-    /// A DatabasePool (WAL, concurrent readers) for read-write use; a read-only DatabaseQueue
-    /// for `readOnly`, which never tries to change the journal mode.
-    let pool: any DatabaseWriter
+    private enum Backend {
+        /// keyadmin: a DatabasePool (WAL, concurrent readers), migrated on open.
+        case readWrite(DatabasePool)
+        /// keylogin and other users' tools: never writes, works without -wal/-shm files.
+        case readOnly(ReadOnlyDatabase)
+    }
 
-    /// Opens (creating and migrating if needed) the database at `path`. `readOnly` opens an
-    /// existing database without writing to it (for users' tools such as keylogin, which may
-    /// read the directory but not change it).
-    public init(path: String, readOnly: Bool = false, busyTimeout: TimeInterval = 10) throws {
+    private let backend: Backend
+
+    /// The connection (for tests): the pool, or the read-only queue of the moment.
+    var pool: any DatabaseWriter {
+        switch backend {
+        case let .readWrite(pool): return pool
+        case let .readOnly(database): return database.currentQueue
+        }
+    }
+
+    /// Opens the database at `path`.
+    ///
+    /// - Parameters:
+    ///   - readOnly: open an existing database without ever writing to it (users' tools such
+    ///     as keylogin, which may read the directory but not change it; daemons on a
+    ///     read-only mount). Works whether or not the -wal/-shm files exist.
+    ///   - create: create the file (and its directory) when missing. Only `keyadmin init`
+    ///     asks for this; every other opener gets `DirectoryError.noDirectory` for a
+    ///     mistyped path instead of a new empty directory.
+    public init(path: String, readOnly: Bool = false, create: Bool = true, busyTimeout: TimeInterval = 10) throws {
+        if readOnly {
+            guard FileManager.default.fileExists(atPath: path) else { throw DirectoryError.noDirectory(path) }
+            let database = try ReadOnlyDatabase(path: path, busyTimeout: busyTimeout)
+            guard try database.read({ try $0.tableExists("principal") }) else { throw DirectoryError.notADirectory(path) }
+            backend = .readOnly(database)
+            return
+        }
+        if !create {
+            guard FileManager.default.fileExists(atPath: path) else { throw DirectoryError.noDirectory(path) }
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
-        configuration.readonly = readOnly
         configuration.prepareDatabase { db in
-            if !readOnly {
-                try db.execute(sql: "PRAGMA foreign_keys = ON")
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                // Keep the -wal and -shm files after the last writer closes: a user's
-                // read-only connection (keylogin) cannot create them in a root-owned
-                // directory, and SQLite refuses to read a WAL database without them.
-                var persist: Int32 = 1
-                sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, &persist)
-            }
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Keep the -wal and -shm files after the last writer closes: readers that
+            // cannot create them then use them (ReadOnlyDatabase copes when they are gone).
+            var persist: Int32 = 1
+            sqlite3_file_control(db.sqliteConnection, nil, SQLITE_FCNTL_PERSIST_WAL, &persist)
         }
         do {
-            if readOnly {
-                pool = try DatabaseQueue(path: path, configuration: configuration)
-                return
-            }
             let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty {
+            if create && !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            pool = try DatabasePool(path: path, configuration: configuration)
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            if !create, try !pool.read({ try $0.tableExists("principal") }) {
+                throw DirectoryError.notADirectory(path)
+            }
             try Self.migrator.migrate(pool)
+            backend = .readWrite(pool)
         } catch let error as DatabaseError {
             throw DirectoryError.storage("\(path): \(error.message ?? "\(error)")")
         }
@@ -93,17 +118,23 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
                     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
                 """)
         }
+        // v2: password tags (a salt per principal, a tag per key: what verify can tell about
+        // passwords without knowing them) and who invoked a change under sudo or su.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE principal ADD COLUMN password_salt BLOB;
+                ALTER TABLE key_entry ADD COLUMN password_tag BLOB;
+                ALTER TABLE audit ADD COLUMN sudo_user TEXT;
+                ALTER TABLE audit ADD COLUMN login_uid INTEGER;
+                """)
+        }
         return migrator
     }
 
     // MARK: reads
 
     public func publicKey(netname: String, mechanism: DHGroupName) throws -> DHPublicKey? {
-        let hex = try readOneStatement { db in
-            try String.fetchOne(db.cachedStatement(sql: "SELECT public_key FROM key_entry WHERE netname = ? AND mechanism = ? AND state = 'active'"),
-                                arguments: [netname, mechanism.rawValue])
-        }
-        return try hex.map { try DHPublicKey(group: mechanism, hex: $0) }
+        try publicKeyHex(netname: netname, mechanism: mechanism).map { try DHPublicKey(group: mechanism, hex: $0) }
     }
 
     /// The active public key as stored (hex), without validating it: for callers that cache
@@ -120,9 +151,7 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     }
 
     public func keys(of netname: String) throws -> [KeyEntry] {
-        try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM key_entry WHERE netname = ? ORDER BY mechanism", arguments: [netname]).compactMap(Self.key)
-        }
+        try read { db in try Self.keys(db, of: netname) }
     }
 
     public func allEntries() throws -> [(Principal, [KeyEntry])] {
@@ -140,7 +169,8 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
                 AuditEvent(id: row["id"], at: Date(timeIntervalSince1970: row["at"]), actor: row["actor"], action: row["action"],
-                           netname: row["netname"], mechanism: row["mechanism"], detail: row["detail"])
+                           netname: row["netname"], mechanism: row["mechanism"], detail: row["detail"],
+                           sudoUser: row["sudo_user"], loginUID: (row["login_uid"] as Int64?).map { UInt32(truncatingIfNeeded: $0) })
             }
         }
     }
@@ -150,9 +180,38 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         try read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM principal") ?? 0 }
     }
 
+    /// SQLite's own checks of the file — `PRAGMA integrity_check` (pages, b-trees, indexes)
+    /// and `PRAGMA foreign_key_check` (keys whose principal is gone) — as one line per
+    /// problem; empty when the file is sound. A file too damaged to check is one problem.
+    public func integrityProblems() -> [String] {
+        do {
+            return try read { db in
+                // One row may hold several lines, under a "*** in database main ***" heading.
+                var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+                    .flatMap { $0.split(separator: "\n").map(String.init) }
+                    .filter { $0 != "ok" && !$0.hasPrefix("*** in database") }
+                    .map { "integrity_check: \($0)" }
+                for row in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") {
+                    let table: String = row[0], parent: String = row[2]
+                    // key_entry's rows are named one by one below.
+                    if table != "key_entry" { problems.append("foreign_key_check: a row of \(table) refers to a missing \(parent)") }
+                }
+                for row in try Row.fetchAll(db, sql: """
+                    SELECT netname, mechanism FROM key_entry WHERE netname NOT IN (SELECT netname FROM principal)
+                    """) {
+                    let netname: String = row[0], mechanism: String = row[1]
+                    problems.append("foreign_key_check: \(netname) \(mechanism): a key without its principal")
+                }
+                return problems
+            }
+        } catch {
+            return ["the database cannot be checked: \(error)"]
+        }
+    }
+
     // MARK: writes
 
-    public func add(_ principal: Principal, keys: [KeyEntry], actor: String) throws {
+    public func add(_ principal: Principal, keys: [KeyEntry], actor: AuditActor) throws {
         try Netname.validate(principal.netname)
         try write { db in
             if try Self.exists(db, principal.netname) { throw DirectoryError.principalExists(principal.netname) }
@@ -163,68 +222,182 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         }
     }
 
-    public func put(_ key: KeyEntry, replacing: Bool, actor: String, action: String) throws {
+    public func apply(_ changes: [KeyChange], to netname: String, passwordSalt: Data?, actor: AuditActor) throws {
         try write { db in
-            guard try Self.exists(db, key.netname) else { throw DirectoryError.noSuchPrincipal(key.netname) }
-            let present = try Bool.fetchOne(db, sql: "SELECT 1 FROM key_entry WHERE netname = ? AND mechanism = ?",
-                                            arguments: [key.netname, key.mechanism.rawValue]) ?? false
-            if present && !replacing { throw DirectoryError.keyExists(key.netname, key.mechanism) }
-            if !present && replacing { throw DirectoryError.noSuchKey(key.netname, key.mechanism) }
-            try Self.upsert(db, key)
-            try Self.log(db, actor: actor, action: action, netname: key.netname, mechanism: key.mechanism.rawValue, detail: nil)
+            guard let current = try Row.fetchOne(db, sql: "SELECT * FROM principal WHERE netname = ?", arguments: [netname]).map(Self.principal) else {
+                throw DirectoryError.noSuchPrincipal(netname)
+            }
+            if let passwordSalt, passwordSalt != current.passwordSalt {
+                try db.execute(sql: "UPDATE principal SET password_salt = ? WHERE netname = ?", arguments: [passwordSalt, netname])
+            }
+            let existing = try Self.keys(db, of: netname)
+            for change in changes {
+                let key = change.entry
+                guard key.netname == netname else { throw DirectoryError.inconsistent(key.netname, "a change for another principal") }
+                let present = existing.first { $0.mechanism == key.mechanism }
+                switch change.kind {
+                case .add:
+                    if present != nil { throw DirectoryError.keyExists(netname, key.mechanism) }
+                    try Self.upsert(db, key)
+                case .replace:
+                    guard let present else { throw DirectoryError.noSuchKey(netname, key.mechanism) }
+                    // A new password or key pair never changes the key's state: a revoked key
+                    // comes back only through `enable`.
+                    var replaced = key
+                    replaced.state = present.state
+                    try Self.upsert(db, replaced)
+                case .retag:
+                    guard let present, present.publicKey == key.publicKey, present.sealedSecret == key.sealedSecret else {
+                        throw DirectoryError.inconsistent(netname, "\(key.mechanism.rawValue) changed while being checked; nothing was changed")
+                    }
+                    try db.execute(sql: "UPDATE key_entry SET password_tag = ? WHERE netname = ? AND mechanism = ?",
+                                   arguments: [key.passwordTag.map { Data($0) }, netname, key.mechanism.rawValue])
+                }
+                if let action = change.action {
+                    try Self.log(db, actor: actor, action: action, netname: netname, mechanism: key.mechanism.rawValue, detail: change.detail)
+                }
+            }
         }
     }
 
-    public func revoke(netname: String, mechanism: DHGroupName?, actor: String) throws {
+    public func revoke(netname: String, mechanism: DHGroupName?, actor: AuditActor) throws {
+        try setState(.revoked, netname: netname, mechanism: mechanism, actor: actor, action: "revoke")
+    }
+
+    public func enable(netname: String, mechanism: DHGroupName?, actor: AuditActor) throws {
+        try setState(.active, netname: netname, mechanism: mechanism, actor: actor, action: "enable")
+    }
+
+    private func setState(_ state: KeyState, netname: String, mechanism: DHGroupName?, actor: AuditActor, action: String) throws {
         try write { db in
             guard try Self.exists(db, netname) else { throw DirectoryError.noSuchPrincipal(netname) }
             if let mechanism {
-                try db.execute(sql: "UPDATE key_entry SET state = 'revoked' WHERE netname = ? AND mechanism = ?",
-                               arguments: [netname, mechanism.rawValue])
-                if db.changesCount == 0 { throw DirectoryError.noSuchKey(netname, mechanism) }
+                guard try Bool.fetchOne(db, sql: "SELECT 1 FROM key_entry WHERE netname = ? AND mechanism = ?",
+                                        arguments: [netname, mechanism.rawValue]) ?? false else {
+                    throw DirectoryError.noSuchKey(netname, mechanism)
+                }
+                try db.execute(sql: "UPDATE key_entry SET state = ? WHERE netname = ? AND mechanism = ?",
+                               arguments: [state.rawValue, netname, mechanism.rawValue])
             } else {
-                try db.execute(sql: "UPDATE key_entry SET state = 'revoked' WHERE netname = ?", arguments: [netname])
+                try db.execute(sql: "UPDATE key_entry SET state = ? WHERE netname = ?", arguments: [state.rawValue, netname])
             }
-            try Self.log(db, actor: actor, action: "revoke", netname: netname, mechanism: mechanism?.rawValue, detail: nil)
+            try Self.log(db, actor: actor, action: action, netname: netname, mechanism: mechanism?.rawValue, detail: nil)
         }
     }
 
-    public func remove(netname: String, actor: String) throws {
+    public func remove(netname: String, actor: AuditActor) throws {
         try write { db in
+            let mechanisms = try String.fetchAll(db, sql: "SELECT mechanism FROM key_entry WHERE netname = ? ORDER BY mechanism", arguments: [netname])
             try db.execute(sql: "DELETE FROM principal WHERE netname = ?", arguments: [netname])
             if db.changesCount == 0 { throw DirectoryError.noSuchPrincipal(netname) }
-            try Self.log(db, actor: actor, action: "remove", netname: netname, mechanism: nil, detail: nil)
+            try Self.log(db, actor: actor, action: "remove", netname: netname, mechanism: mechanisms.joined(separator: ","), detail: nil)
         }
     }
 
-    public func importEntries(_ entries: [(Principal, [KeyEntry])], actor: String, source: String,
-                              progress: ((Int) -> Void)?) throws -> Int {
+    public func importEntries(_ entries: [(Principal, [KeyEntry])], actor: AuditActor, source: String, replace: Bool,
+                              progress: ((Int) -> Void)?) throws -> ImportReport {
         try write { db in
-            let upsertPrincipal = try db.cachedStatement(sql: """
-                INSERT INTO principal (netname, kind, name, uid, created_at) VALUES (?, ?, ?, ?, ?)
+            var report = ImportReport()
+            let insertPrincipal = try db.cachedStatement(sql: """
+                INSERT INTO principal (netname, kind, name, uid, created_at, password_salt) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT(netname) DO NOTHING
                 """)
             var done = 0
             for (principal, keys) in entries {
-                try upsertPrincipal.execute(arguments: [principal.netname, principal.kind.rawValue, principal.name,
-                                                        principal.uid.map { Int64($0) }, principal.createdAt.timeIntervalSince1970])
-                for key in keys { try Self.upsert(db, key) }
+                try insertPrincipal.execute(arguments: [principal.netname, principal.kind.rawValue, principal.name,
+                                                        principal.uid.map { Int64($0) }, principal.createdAt.timeIntervalSince1970,
+                                                        principal.passwordSalt])
+                if db.changesCount == 1 {
+                    for key in keys { try Self.insertKey(db, key) }
+                    try Self.log(db, actor: actor, action: "import", netname: principal.netname,
+                                 mechanism: keys.map(\.mechanism.rawValue).joined(separator: ","), detail: "added from \(source)")
+                    report.added += 1
+                } else {
+                    try Self.merge(db, principal, keys, replace: replace, actor: actor, source: source, into: &report)
+                }
                 done += 1
                 if done % 1000 == 0 { progress?(done) }
             }
             progress?(done)
-            try Self.log(db, actor: actor, action: "import", netname: nil, mechanism: nil, detail: "\(done) principals from \(source)")
-            return done
+            try Self.log(db, actor: actor, action: "import", netname: nil, mechanism: nil, detail: "\(report.summary) from \(source)")
+            return report
+        }
+    }
+
+    /// An imported principal that exists already. Without `replace` nothing of it changes
+    /// (a re-imported old export must not bring back rotated keys); with it, keys that differ
+    /// are replaced unless older than the key here, and a key revoked here stays revoked
+    /// whatever the file says. Revocations in the file are applied.
+    private static func merge(_ db: Database, _ principal: Principal, _ imported: [KeyEntry], replace: Bool,
+                              actor: AuditActor, source: String, into report: inout ImportReport) throws {
+        let existing = try keys(db, of: principal.netname)
+        let here = try Row.fetchOne(db, sql: "SELECT password_salt FROM principal WHERE netname = ?", arguments: [principal.netname])
+        let saltHere: Data? = here?["password_salt"]
+        var differences: [(KeyEntry, KeyEntry?)] = []
+        for key in imported {
+            let present = existing.first { $0.mechanism == key.mechanism }
+            if let present, present.publicKey == key.publicKey, present.sealedSecret == key.sealedSecret, present.state == key.state { continue }
+            differences.append((key, present))
+        }
+        if differences.isEmpty {
+            report.unchanged += 1
+            return
+        }
+        guard replace else {
+            let what = differences.map { key, present in
+                present == nil ? "adds a \(key.mechanism.rawValue) key" : "has another \(key.mechanism.rawValue) key"
+            }
+            report.keptAsTheyWere.append(.init(netname: principal.netname, reason: what.joined(separator: ", ")))
+            return
+        }
+        var done: [String] = []
+        for (key, present) in differences {
+            var incoming = key
+            // Tags compare only under one salt: foreign ones would make verify see
+            // different passwords where there may be none.
+            if principal.passwordSalt == nil || principal.passwordSalt != saltHere { incoming.passwordTag = nil }
+            guard let present else {
+                try insertKey(db, incoming)
+                done.append("added \(key.mechanism.rawValue)")
+                continue
+            }
+            if present.state == .revoked {
+                // Never resurrect: a revoked key stays revoked, whatever the file says.
+                report.stillRevoked.append("\(principal.netname) \(key.mechanism.rawValue)")
+                if present.publicKey == key.publicKey { continue }
+                incoming.state = .revoked
+                try upsert(db, incoming)
+                done.append("replaced \(key.mechanism.rawValue) (stays revoked)")
+                continue
+            }
+            let importedTime = key.rotatedAt ?? key.createdAt, hereTime = present.rotatedAt ?? present.createdAt
+            if present.publicKey != key.publicKey || present.sealedSecret != key.sealedSecret, importedTime < hereTime {
+                report.keptAsTheyWere.append(.init(netname: principal.netname,
+                                                   reason: "has an older \(key.mechanism.rawValue) key than the one here"))
+                continue
+            }
+            try upsert(db, incoming)
+            done.append(key.state == .revoked && present.state == .active ? "revoked \(key.mechanism.rawValue)" : "replaced \(key.mechanism.rawValue)")
+        }
+        if !done.isEmpty {
+            try log(db, actor: actor, action: "import", netname: principal.netname, mechanism: differences.map(\.0.mechanism.rawValue).joined(separator: ","),
+                    detail: done.joined(separator: "; ") + " from \(source)")
+            report.replaced += 1
         }
     }
 
     // MARK: helpers
 
     private func read<T>(_ body: (Database) throws -> T) throws -> T {
-        do {
-            return try pool.read(body)
-        } catch let error as DatabaseError {
-            throw DirectoryError.storage(error.message ?? "\(error)")
+        switch backend {
+        case let .readOnly(database):
+            return try database.read(body)
+        case let .readWrite(pool):
+            do {
+                return try pool.read(body)
+            } catch let error as DatabaseError {
+                throw DirectoryError.storage(error.message ?? "\(error)")
+            }
         }
     }
 
@@ -232,14 +405,22 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     /// transaction `read` wraps around every access (BEGIN … COMMIT, two more statements)
     /// buys nothing here and costs a third of a lookup.
     private func readOneStatement<T>(_ body: (Database) throws -> T) throws -> T {
-        do {
-            return try pool.unsafeRead(body)
-        } catch let error as DatabaseError {
-            throw DirectoryError.storage(error.message ?? "\(error)")
+        switch backend {
+        case let .readOnly(database):
+            return try database.read(body)
+        case let .readWrite(pool):
+            do {
+                return try pool.unsafeRead(body)
+            } catch let error as DatabaseError {
+                throw DirectoryError.storage(error.message ?? "\(error)")
+            }
         }
     }
 
     private func write<T>(_ body: (Database) throws -> T) throws -> T {
+        guard case let .readWrite(pool) = backend else {
+            throw DirectoryError.storage("opened read-only")
+        }
         do {
             return try pool.write(body)
         } catch let error as DatabaseError {
@@ -251,37 +432,56 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM principal WHERE netname = ?"), arguments: [netname]) ?? false
     }
 
+    private static func keys(_ db: Database, of netname: String) throws -> [KeyEntry] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM key_entry WHERE netname = ? ORDER BY mechanism"), arguments: [netname]).compactMap(key)
+    }
+
     private static func insert(_ db: Database, _ p: Principal) throws {
-        try db.cachedStatement(sql: "INSERT INTO principal (netname, kind, name, uid, created_at) VALUES (?, ?, ?, ?, ?)")
-            .execute(arguments: [p.netname, p.kind.rawValue, p.name, p.uid.map { Int64($0) }, p.createdAt.timeIntervalSince1970])
+        try db.cachedStatement(sql: "INSERT INTO principal (netname, kind, name, uid, created_at, password_salt) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [p.netname, p.kind.rawValue, p.name, p.uid.map { Int64($0) }, p.createdAt.timeIntervalSince1970, p.passwordSalt])
+    }
+
+    private static func insertKey(_ db: Database, _ k: KeyEntry) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO key_entry (netname, mechanism, public_key, sealed_secret, state, created_at, rotated_at, password_tag)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: arguments(k))
     }
 
     private static func upsert(_ db: Database, _ k: KeyEntry) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO key_entry (netname, mechanism, public_key, sealed_secret, state, created_at, rotated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO key_entry (netname, mechanism, public_key, sealed_secret, state, created_at, rotated_at, password_tag)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(netname, mechanism) DO UPDATE SET public_key = excluded.public_key,
-                sealed_secret = excluded.sealed_secret, state = excluded.state, rotated_at = excluded.rotated_at
-            """).execute(arguments: [k.netname, k.mechanism.rawValue, k.publicKey, Data(k.sealedSecret), k.state.rawValue,
-                                     k.createdAt.timeIntervalSince1970, k.rotatedAt?.timeIntervalSince1970])
+                sealed_secret = excluded.sealed_secret, state = excluded.state, rotated_at = excluded.rotated_at,
+                password_tag = excluded.password_tag
+            """).execute(arguments: arguments(k))
     }
 
-    private static func log(_ db: Database, actor: String, action: String, netname: String?, mechanism: String?, detail: String?) throws {
-        try db.cachedStatement(sql: "INSERT INTO audit (at, actor, action, netname, mechanism, detail) VALUES (?, ?, ?, ?, ?, ?)")
-            .execute(arguments: [Date().timeIntervalSince1970, actor, action, netname, mechanism, detail])
+    private static func arguments(_ k: KeyEntry) -> StatementArguments {
+        [k.netname, k.mechanism.rawValue, k.publicKey, Data(k.sealedSecret), k.state.rawValue,
+         k.createdAt.timeIntervalSince1970, k.rotatedAt?.timeIntervalSince1970, k.passwordTag.map { Data($0) }]
+    }
+
+    private static func log(_ db: Database, actor: AuditActor, action: String, netname: String?, mechanism: String?, detail: String?) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO audit (at, actor, action, netname, mechanism, detail, sudo_user, login_uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [Date().timeIntervalSince1970, actor.name, action, netname, mechanism, detail,
+                                     actor.sudoUser, actor.loginUID.map { Int64($0) }])
     }
 
     private static func principal(_ row: Row) -> Principal {
         Principal(netname: row["netname"], kind: PrincipalKind(rawValue: row["kind"]) ?? .user, name: row["name"],
                   uid: (row["uid"] as Int64?).map { UInt32(truncatingIfNeeded: $0) },
-                  createdAt: Date(timeIntervalSince1970: row["created_at"]))
+                  createdAt: Date(timeIntervalSince1970: row["created_at"]), passwordSalt: row["password_salt"])
     }
 
     private static func key(_ row: Row) -> KeyEntry? {
         guard let mechanism = DHGroupName(rawValue: row["mechanism"]) else { return nil }
         let sealed: Data = row["sealed_secret"]
+        let tag: Data? = row["password_tag"]
         return KeyEntry(netname: row["netname"], mechanism: mechanism, publicKey: row["public_key"], sealedSecret: Array(sealed),
                         state: KeyState(rawValue: row["state"]) ?? .revoked, createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                        rotatedAt: (row["rotated_at"] as Double?).map { Date(timeIntervalSince1970: $0) })
+                        rotatedAt: (row["rotated_at"] as Double?).map { Date(timeIntervalSince1970: $0) }, passwordTag: tag.map(Array.init))
     }
 }

@@ -1,5 +1,7 @@
 // keyadmin's plumbing: where the database is, who is acting, reading passwords without echo
-// (or from a file or stdin for scripts), and a progress bar only when a person is watching.
+// (or from a file or stdin for scripts), asking for confirmation, naming principals, and a
+// progress bar only when a person is watching. Trusts: the invoking user's environment
+// only for the audit hint $SUDO_USER (root could forge it; the login uid is the kernel's).
 
 import ArgumentParser
 import Foundation
@@ -13,43 +15,88 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The key directory database.", valueName: "path"))
     var db: String = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
 
-    func open() throws -> SQLiteKeyDirectory {
+    /// For changes. Only `init` passes `create`: a mistyped --db must not make a new
+    /// directory that a later command then silently uses.
+    func open(create: Bool = false) throws -> SQLiteKeyDirectory {
         do {
-            return try SQLiteKeyDirectory(path: db)
-        } catch {
-            throw Failure("cannot open \(db): \(error)")
+            return try SQLiteKeyDirectory(path: db, create: create)
+        } catch DirectoryError.storage(let why) {
+            // keyadmin writes the file and its -wal/-shm beside it: say which of the two is
+            // in the way, and what to do about it.
+            let parent = (db as NSString).deletingLastPathComponent
+            for target in [db, parent.isEmpty ? "." : parent] where FileManager.default.fileExists(atPath: target) && access(target, W_OK) != 0 {
+                let way = errno == EROFS ? "it is on a read-only file system" : "run keyadmin as the database's owner"
+                throw Failure("cannot change \(db): \(Self.strip(why, db)) (\(target) is not writable: \(way))")
+            }
+            throw Failure("cannot open \(db): \(Self.strip(why, db))")
         }
+    }
+
+    /// For commands that only read (list, show, export, verify, audit): works for any user
+    /// who may read the file, and never writes it.
+    func openForReading() throws -> SQLiteKeyDirectory {
+        do {
+            return try SQLiteKeyDirectory(path: db, readOnly: true, create: false)
+        } catch DirectoryError.storage(let why) {
+            throw Failure("cannot read \(db): \(Self.strip(why, db))")
+        }
+    }
+
+    /// SQLite messages already carry the path; the caller names it once.
+    private static func strip(_ why: String, _ path: String) -> String {
+        why.hasPrefix(path + ": ") ? String(why.dropFirst(path.count + 2)) : why
     }
 }
 
 struct PasswordOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Read the password from the first line of a file (for scripts).", valueName: "file"))
+    @Option(help: ArgumentHelp("Read the new password from the first line of a file (for scripts).", valueName: "file"))
     var passwordFile: String?
 
-    @Flag(help: "Read the password from the first line of standard input (for scripts).")
+    @Flag(help: "Read the new password from the first line of standard input (for scripts).")
     var passwordStdin = false
+
+    @Flag(help: "Accept an empty password (refused otherwise).")
+    var allowEmptyPassword = false
+
+    /// Whether a script gives the new password.
+    var isScripted: Bool { passwordFile != nil || passwordStdin }
 
     /// The new password: from the file or stdin, or asked twice on the terminal.
     func newPassword(for what: String) throws -> SecretBytes {
-        if let scripted = try scripted() { return scripted }
-        let first = try Terminal.readSecret(prompt: "New password for \(what): ")
-        let second = try Terminal.readSecret(prompt: "Retype the password: ")
+        let password = try scripted() ?? Self.askTwice(for: what, scriptOption: "--password-file FILE or --password-stdin")
+        try refuseEmpty(password, what: "the new password for \(what)")
+        return password
+    }
+
+    /// A new password typed twice on the terminal.
+    static func askTwice(for what: String, scriptOption: String) throws -> SecretBytes {
+        let first = try Terminal.readSecret(prompt: "New password for \(what): ", what: "a new password for \(what)", scriptOption: scriptOption)
+        let second = try Terminal.readSecret(prompt: "Retype the password: ", what: "the password again", scriptOption: scriptOption)
         guard first == second else { throw Failure("the passwords do not match; nothing was changed") }
         return first
     }
 
-    /// An existing password: from the file or stdin, or asked once.
-    func existingPassword(for what: String) throws -> SecretBytes {
-        if let scripted = try scripted() { return scripted }
-        return try Terminal.readSecret(prompt: "Password for \(what): ")
+    func refuseEmpty(_ password: SecretBytes, what: String) throws {
+        if password.count == 0 && !allowEmptyPassword {
+            throw Failure("\(what) is empty; nothing was changed (--allow-empty-password if that is really meant)")
+        }
     }
 
-    /// The first line of a password file.
+    /// The first line of a password file (LF or CRLF).
     static func readFile(_ path: String) throws -> SecretBytes {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw Failure("cannot read the password file \(path)")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure("cannot read the password file \(path) (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        // The first line only, read byte by byte so nothing after it is ever in memory.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(4096)  // no reallocation leaving copies behind
+        var byte: UInt8 = 0
+        while bytes.count < 4096 {
+            let n = read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 || byte == 0x0a || byte == 0x0d { break }
+            bytes.append(byte)
         }
-        var bytes = Array(data.prefix { $0 != 0x0a && $0 != 0x0d })
         defer { SecretBytes.wipe(&bytes) }
         return SecretBytes(copying: bytes)
     }
@@ -57,12 +104,27 @@ struct PasswordOptions: ParsableArguments {
     private func scripted() throws -> SecretBytes? {
         if let passwordFile { return try Self.readFile(passwordFile) }
         if passwordStdin {
-            guard var line = Terminal.readLine() else { throw Failure("no password on standard input") }
+            guard var line = Terminal.readLine() else { throw Failure("no password on standard input (--password-stdin reads its first line)") }
             defer { SecretBytes.wipe(&line) }
             return SecretBytes(copying: line)
         }
         return nil
     }
+}
+
+/// Where the legacy dh192-des key's password comes from when strong keys are made or
+/// changed beside it (docs/DIRECTORY.md, "The legacy key's password").
+struct LegacyPasswordOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The dh192-des key's own password, from the first line of a file.", valueName: "file"))
+    var legacyPasswordFile: String?
+
+    @Flag(help: "Seal the dh192-des key under the strong keys' password (warned: a copy of the database then gives both away at DES speed).")
+    var legacySharesPassword = false
+
+    static let warning = """
+        warning: the dh192-des key shares the strong keys' password: its unsalted DES sealing can be guessed \
+        offline at DES speed from a copy of the database, and that password then opens the strong keys too
+        """
 }
 
 /// A failure reported as one line, exit status 1.
@@ -72,11 +134,12 @@ struct Failure: Error, CustomStringConvertible {
 }
 
 enum Terminal {
-    /// Reads a line from /dev/tty with echo off.
-    static func readSecret(prompt: String) throws -> SecretBytes {
-        let fd = open("/dev/tty", O_RDWR)
+    /// Reads a line from /dev/tty with echo off. `what` and `scriptOption` say, when there
+    /// is no terminal, what was wanted and which option gives it.
+    static func readSecret(prompt: String, what: String, scriptOption: String) throws -> SecretBytes {
+        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else {
-            throw Failure("no terminal to ask for a password: use --password-file or --password-stdin")
+            throw Failure("no terminal to ask for \(what): use \(scriptOption)")
         }
         defer { close(fd) }
         _ = prompt.withCString { write(fd, $0, strlen($0)) }
@@ -98,6 +161,21 @@ enum Terminal {
         return SecretBytes(copying: bytes)
     }
 
+    /// Asks a yes/no question on the terminal; nil when there is no terminal to ask on
+    /// (standard input is not one, or the process has no controlling terminal).
+    static func confirm(_ question: String) -> Bool? {
+        guard isatty(0) == 1 else { return nil }
+        let fd = open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        _ = question.withCString { write(fd, $0, strlen($0)) }
+        var answer: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(fd, &byte, 1) == 1, byte != 0x0a, byte != 0x0d, answer.count < 16 { answer.append(byte) }
+        let text = String(decoding: answer, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+        return text == "y" || text == "yes"
+    }
+
     /// One line of standard input as bytes (without the newline).
     static func readLine() -> [UInt8]? {
         var bytes: [UInt8] = []
@@ -114,13 +192,32 @@ enum Terminal {
     static var isInteractive: Bool { isatty(2) == 1 }
 }
 
-/// Who is making a change, for the audit trail.
+/// Who is making a change, for the audit trail: the effective user, and who that really is
+/// when it is root by sudo or su.
 enum Actor {
-    static var current: String {
+    static var current: AuditActor {
         let uid = getuid()
-        if let entry = getpwuid(uid), let name = entry.pointee.pw_name {
-            return "\(String(cString: name)) (uid \(uid))"
+        var name = "uid \(uid)"
+        if let entry = getpwuid(uid), let login = entry.pointee.pw_name {
+            name = "\(String(cString: login)) (uid \(uid))"
         }
+        let environment = ProcessInfo.processInfo.environment
+        let sudoUser = environment["SUDO_USER"].flatMap { $0.isEmpty ? nil : String($0.prefix(64)) }
+        return AuditActor(name: name, sudoUser: sudoUser, loginUID: loginUID())
+    }
+
+    /// /proc/self/loginuid: set by pam_loginuid at login, kept across su and sudo; 2^32-1
+    /// (or no file) when the session has none.
+    static func loginUID() -> UInt32? {
+        guard let data = FileManager.default.contents(atPath: "/proc/self/loginuid"),
+              let value = UInt32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+              value != UInt32.max else { return nil }
+        return value
+    }
+
+    /// "alice (uid 1000)" for a uid, as the audit shows the login uid.
+    static func describe(uid: UInt32) -> String {
+        if let entry = getpwuid(uid), let name = entry.pointee.pw_name { return "\(String(cString: name)) (uid \(uid))" }
         return "uid \(uid)"
     }
 }
@@ -150,18 +247,12 @@ struct ProgressBar {
     }
 }
 
-/// Resolves the principal a command names: a netname, or --user / --host with a domain.
-struct PrincipalOptions: ParsableArguments {
-    @Option(help: "A user name or uid (netname unix.UID@DOMAIN).")
-    var user: [String] = []
-
-    @Option(help: "A host name (netname unix.HOST@DOMAIN).")
-    var host: [String] = []
-
+/// The Secure RPC domain of names given without one.
+struct DomainOption: ParsableArguments {
     @Option(help: "The Secure RPC domain (default: $SECURERPC_DOMAIN, else the system's domain name).")
     var domain: String?
 
-    func resolvedDomain() throws -> String {
+    func resolved() throws -> String {
         if let domain { return domain }
         if let fromEnvironment = ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"], !fromEnvironment.isEmpty {
             return fromEnvironment
@@ -173,10 +264,42 @@ struct PrincipalOptions: ParsableArguments {
         }
         throw Failure("no Secure RPC domain: pass --domain or set SECURERPC_DOMAIN")
     }
+}
+
+/// A principal named on the command line: a netname, or — for the local domain — a uid or
+/// a user name this host knows (`1001`, `alice` → `unix.1001@DOMAIN`).
+struct PrincipalArgument: ParsableArguments {
+    @Argument(help: "A netname (unix.1001@example.org), or a uid or user name of this host.")
+    var principal: String
+
+    @OptionGroup var domain: DomainOption
+
+    func netname() throws -> String {
+        if principal.contains("@") {
+            try Netname.validate(principal)
+            return principal
+        }
+        if let uid = UInt32(principal) { return Netname.user(uid: uid, domain: try domain.resolved()) }
+        guard let entry = getpwnam(principal) else {
+            throw Failure("no user \"\(principal)\" on this host: give a netname (unix.UID@DOMAIN, or unix.HOST@DOMAIN for a host)")
+        }
+        return Netname.user(uid: entry.pointee.pw_uid, domain: try domain.resolved())
+    }
+}
+
+/// Resolves the principals `newkey` makes: --user and --host with a domain.
+struct PrincipalOptions: ParsableArguments {
+    @Option(help: "A user name or uid (netname unix.UID@DOMAIN).")
+    var user: [String] = []
+
+    @Option(help: "A host name (netname unix.HOST@DOMAIN).")
+    var host: [String] = []
+
+    @OptionGroup var domain: DomainOption
 
     /// Every principal named, as (netname, kind, name, uid).
     func principals() throws -> [Principal] {
-        let domain = try resolvedDomain()
+        let domain = try domain.resolved()
         var result: [Principal] = []
         for user in self.user {
             let uid: UInt32
@@ -192,6 +315,7 @@ struct PrincipalOptions: ParsableArguments {
         for host in self.host {
             result.append(Principal(netname: Netname.host(host, domain: domain), kind: .host, name: host, uid: nil))
         }
+        for principal in result { try Netname.validate(principal.netname) }
         return result
     }
 }

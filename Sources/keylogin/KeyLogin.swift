@@ -43,14 +43,18 @@ struct KeyLogin: AsyncParsableCommand {
             throw CommandFailure("no active key for \(name) in \(db) (ask an administrator: keyadmin newkey)")
         }
         let password = try readPassword(prompt: "Password for \(name): ")
-        var opened: [DHPrivateKey] = []
-        for entry in entries {
-            do {
-                opened.append(try entry.open(password: password))
-            } catch KeyCryptoError.wrongPassword {
-                throw CommandFailure("wrong password for \(name)")
+        // A dh192-des key with a password of its own (keyadmin's default beside strong keys)
+        // is opened with a second password: the next line of stdin, or asked.
+        let login: LoginKeys.Opened
+        do {
+            login = try LoginKeys.open(entries, password: password) {
+                try readPassword(prompt: "Password for the dh192-des key of \(name) (empty: skip it): ")
             }
+        } catch KeyCryptoError.wrongPassword {
+            throw CommandFailure("wrong password for \(name)")
         }
+        for note in login.notes { FileHandle.standardError.write(Data("keylogin: \(note)\n".utf8)) }
+        let opened = login.keys
         let client = try KeyServerClient(socketPath: socket)
         // The root key file: the dh192-des secret as hex on the first line (what classic
         // keyserv reads; "-" when there is none), then one "GROUP HEX" line per strong key,

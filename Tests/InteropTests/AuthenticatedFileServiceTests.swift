@@ -15,6 +15,7 @@ final class AuthenticatedFileServiceTests: XCTestCase {
         let work = site.work, db = site.db, socket = site.socket, password = site.password
         let otherDB = site.path("other.db")
         // The server (uid 0) and two users; a stranger only in another directory.
+        for file in [db, otherDB] { XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", file]).status, 0) }
         for user in ["0", "4243", "4244"] {
             let made = try site.run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "dh192-des", "--password-file", password])
             XCTAssertEqual(made.status, 0, made.stderr)

@@ -14,6 +14,7 @@ final class GSSFileServiceTests: XCTestCase {
         let site = try SiteSandbox(prefix: "gssfs")
         defer { site.remove() }
         let work = site.work, db = site.db, socket = site.socket, password = site.password
+        XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", db]).status, 0)
         for user in ["0", "4253"] {
             let made = try site.run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org", "--mechanism", "ffdhe3072", "--password-file", password])
             XCTAssertEqual(made.status, 0, made.stderr)

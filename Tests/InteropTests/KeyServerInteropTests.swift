@@ -83,9 +83,11 @@ final class KeyServerInteropTests: XCTestCase {
         let rootKey = work.appendingPathComponent("rootkey").path
         let passwordFile = work.appendingPathComponent("pw").path
         try "user-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try Command.run([bin("keyadmin"), "init", "--db", db]).status, 0)
         for (who, extra) in [("4242", ["--user", "4242", "--mechanism", "ffdhe2048"]), ("0", ["--user", "0", "--mechanism", "ffdhe3072"])] {
+            // One password for both keys, as this test's keylogin gives one (keyadmin warns).
             let made = try Command.run([bin("keyadmin"), "newkey", "--db", db, "--domain", "example.org", "--mechanism", "dh192-des",
-                                        "--password-file", passwordFile] + extra)
+                                        "--password-file", passwordFile, "--legacy-shares-password"] + extra)
             XCTAssertEqual(made.status, 0, "\(who): \(made.stderr)")
         }
         chmod(db, 0o644)

@@ -1,0 +1,213 @@
+// The directory's rules below keyadmin: read-only connections that read the main file alone
+// and still follow every writer, password tags and what they show, which password opens
+// which key at login, import's merge rules, the v1 → v2 schema migration, and no database
+// made where none was asked for.
+
+import Foundation
+import GRDB
+@testable import KeyCrypto
+import XCTest
+@testable import KeyDirectory
+
+final class DirectoryRulesTests: XCTestCase {
+    private var directory: URL!
+    private var path: String { directory.appendingPathComponent("keys.db").path }
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("keyrules-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func password(_ text: String) -> SecretBytes { SecretBytes(copying: Array(text.utf8)) }
+
+    private func user(_ uid: UInt32, salt: Data? = nil) -> Principal {
+        Principal(netname: "unix.\(uid)@example.org", kind: .user, name: "\(uid)", uid: uid, passwordSalt: salt)
+    }
+
+    /// Checkpoints, closes every connection and deletes -wal/-shm, as the sqlite3 shell does.
+    private func closeAsTheShellDoes(_ store: inout SQLiteKeyDirectory?) throws {
+        try store!.pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        store = nil
+        for suffix in ["-wal", "-shm"] { try FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
+    func testMainFileOnlyLookupsFollowEveryWriter() throws {
+        var store: SQLiteKeyDirectory? = try SQLiteKeyDirectory(path: path)
+        let keys = (1...3).map { _ in DHPrivateKey.generate(group: .dh192des) }
+        for (index, key) in keys.enumerated() {
+            try store!.add(user(UInt32(index + 1)), keys: [try KeyEntry.sealing(key, netname: "unix.\(index + 1)@example.org", password: password("p"))], actor: "t")
+        }
+        try closeAsTheShellDoes(&store)
+
+        do {
+            let lookup = try PublicKeyLookup(path: path, mainFileFirst: true)
+            XCTAssertTrue(lookup.readsMainFileOnly)
+            XCTAssertEqual(try lookup.publicKeyHex(netname: "unix.1@example.org", mechanism: .dh192des), keys[0].publicKey.hex)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal"), "reading the main file wrote nothing")
+
+            // A WAL writer: its -wal file appears, and the lookup moves to an ordinary connection.
+            try SQLiteKeyDirectory(path: path).revoke(netname: "unix.1@example.org", mechanism: nil, actor: "t")
+            XCTAssertNil(try lookup.publicKeyHex(netname: "unix.1@example.org", mechanism: .dh192des), "the revocation is seen")
+            XCTAssertFalse(lookup.readsMainFileOnly)
+        }
+
+        // A writer that never makes a -wal file (rollback journal): the main file changes
+        // under a main-file-only reader, which notices and reads again.
+        var again: SQLiteKeyDirectory? = try SQLiteKeyDirectory(path: path)
+        try closeAsTheShellDoes(&again)
+        let second = try PublicKeyLookup(path: path, mainFileFirst: true)
+        XCTAssertEqual(try second.publicKeyHex(netname: "unix.2@example.org", mechanism: .dh192des), keys[1].publicKey.hex)
+        let rollback = try DatabaseQueue(path: path)
+        try rollback.writeWithoutTransaction { db in
+            _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = DELETE")
+            try db.execute(sql: "UPDATE key_entry SET state = 'revoked' WHERE netname = 'unix.2@example.org'")
+        }
+        try rollback.close()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal"))
+        XCTAssertNil(try second.publicKeyHex(netname: "unix.2@example.org", mechanism: .dh192des), "the change in the main file is seen")
+        XCTAssertEqual(try second.publicKeyHex(netname: "unix.3@example.org", mechanism: .dh192des), keys[2].publicKey.hex)
+        // A read-only SQLiteKeyDirectory (keylogin's) reads the same.
+        XCTAssertEqual(try SQLiteKeyDirectory(path: path, readOnly: true).keys(of: "unix.2@example.org").first?.state, .revoked)
+    }
+
+    func testNoDatabaseIsMadeUnlessAskedFor() throws {
+        let missing = directory.appendingPathComponent("sub/typo.db").path
+        XCTAssertThrowsError(try SQLiteKeyDirectory(path: missing, create: false)) {
+            XCTAssertEqual($0 as? DirectoryError, .noDirectory(missing))
+        }
+        XCTAssertThrowsError(try SQLiteKeyDirectory(path: missing, readOnly: true)) {
+            XCTAssertEqual($0 as? DirectoryError, .noDirectory(missing))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("sub").path))
+        XCTAssertEqual(DirectoryError.noDirectory(missing).description, "no key directory at \(missing) (keyadmin init creates one)")
+    }
+
+    func testPasswordTagsShowKeysUnderDifferentPasswords() throws {
+        let salt = PasswordTag.newSalt()
+        let a = try PasswordSealer(password: password("a"), salt: salt, parameters: .testing)
+        let b = try PasswordSealer(password: password("b"), salt: salt, parameters: .testing)
+        XCTAssertTrue(try a.tag.matches(password: password("a"), salt: salt))
+        XCTAssertFalse(try a.tag.matches(password: password("b"), salt: salt))
+        XCTAssertFalse(try a.tag.matches(password: password("a"), salt: PasswordTag.newSalt()), "the salt is the principal's")
+        let netname = "unix.9@example.org"
+        let strongA = try a.seal(DHPrivateKey.generate(group: .ffdhe2048), netname: netname)
+        let otherA = try a.seal(DHPrivateKey.generate(group: .ffdhe3072), netname: netname)
+        let strongB = try b.seal(DHPrivateKey.generate(group: .ffdhe3072), netname: netname)
+        let legacyA = try a.seal(DHPrivateKey.generate(group: .dh192des), netname: netname)
+        let legacyB = try b.seal(DHPrivateKey.generate(group: .dh192des), netname: netname)
+        var untagged = strongB
+        untagged.passwordTag = nil
+
+        XCTAssertEqual(PasswordFinding.check([strongA, otherA]), [])
+        XCTAssertEqual(PasswordFinding.check([strongA, strongB]), [.strongKeysDiffer([[.ffdhe2048], [.ffdhe3072]])])
+        XCTAssertEqual(PasswordFinding.check([strongA, legacyB]), [], "the legacy key's own password is the point")
+        XCTAssertEqual(PasswordFinding.check([legacyA, strongA]), [.legacySharesPassword])
+        XCTAssertEqual(PasswordFinding.check([strongA, untagged]), [.untagged([.ffdhe3072])])
+        XCTAssertEqual(PasswordFinding.check([strongA]), [])
+        XCTAssertTrue(PasswordFinding.strongKeysDiffer([[.ffdhe2048], [.ffdhe3072]]).isProblem)
+        XCTAssertFalse(PasswordFinding.legacySharesPassword.isProblem)
+        // Every key still opens with its own password; the tag never equals a blob's check.
+        XCTAssertNoThrow(try strongB.open(password: password("b")))
+        XCTAssertFalse(try SealedSecretKey.passwordVerifier(password: password("a"), salt: Array(salt), parameters: .testing).isEmpty)
+    }
+
+    func testLoginOpensTheLegacyKeyWithItsOwnPassword() throws {
+        let netname = "unix.9@example.org"
+        let strong = try KeyEntry.sealing(DHPrivateKey.generate(group: .ffdhe2048), netname: netname, password: password("strong"), parameters: .testing)
+        let legacy = try KeyEntry.sealing(DHPrivateKey.generate(group: .dh192des), netname: netname, password: password("legacy"))
+        var asked = 0
+        let both = try LoginKeys.open([legacy, strong], password: password("strong")) { asked += 1; return self.password("legacy") }
+        XCTAssertEqual(both.keys.map(\.group), [.ffdhe2048, .dh192des])
+        XCTAssertEqual(asked, 1)
+        XCTAssertEqual(both.notes, [])
+        let skipped = try LoginKeys.open([legacy, strong], password: password("strong")) { nil }
+        XCTAssertEqual(skipped.keys.map(\.group), [.ffdhe2048])
+        XCTAssertEqual(skipped.notes.count, 1)
+        let wrongLegacy = try LoginKeys.open([legacy, strong], password: password("strong")) { self.password("nope") }
+        XCTAssertEqual(wrongLegacy.keys.map(\.group), [.ffdhe2048])
+        XCTAssertTrue(wrongLegacy.notes[0].hasPrefix("wrong password for the dh192-des key"))
+        XCTAssertThrowsError(try LoginKeys.open([legacy, strong], password: password("legacy")) { nil }) {
+            XCTAssertEqual($0 as? KeyCryptoError, .wrongPassword, "the strong keys decide")
+        }
+        // A principal with the legacy key alone: its password is the one given.
+        XCTAssertEqual(try LoginKeys.open([legacy], password: password("legacy")) { XCTFail("not asked"); return nil }.keys.count, 1)
+        XCTAssertThrowsError(try LoginKeys.open([legacy], password: password("strong")) { nil })
+    }
+
+    func testImportNeverResurrectsAndAuditsEachPrincipal() throws {
+        let store = try SQLiteKeyDirectory(path: path)
+        let old = Date(timeIntervalSinceNow: -3600)
+        func entry(_ uid: UInt32, _ key: DHPrivateKey, state: KeyState = .active, at: Date = Date()) throws -> KeyEntry {
+            var made = try KeyEntry.sealing(key, netname: "unix.\(uid)@example.org", password: password("p"), parameters: .testing)
+            made.state = state
+            made.createdAt = at
+            return made
+        }
+        let (k1, k2, k3) = (DHPrivateKey.generate(group: .ffdhe2048), DHPrivateKey.generate(group: .ffdhe2048), DHPrivateKey.generate(group: .ffdhe2048))
+        try store.add(user(1), keys: [try entry(1, k1)], actor: "t")
+        try store.add(user(2), keys: [try entry(2, k2)], actor: "t")
+        try store.revoke(netname: "unix.1@example.org", mechanism: nil, actor: "t")
+
+        let newer1 = DHPrivateKey.generate(group: .ffdhe2048)
+        let file: [(Principal, [KeyEntry])] = [
+            (user(1), [try entry(1, newer1)]),                      // a new key for a revoked one
+            (user(2), [try entry(2, DHPrivateKey.generate(group: .ffdhe2048), at: old)]),  // older than the one here
+            (user(3), [try entry(3, k3)]),                          // new principal
+        ]
+        let plain = try store.importEntries(file, actor: "t", source: "f", progress: nil)
+        XCTAssertEqual(plain.added, 1)
+        XCTAssertEqual(plain.keptAsTheyWere.map(\.netname), ["unix.1@example.org", "unix.2@example.org"])
+        XCTAssertEqual(try store.keys(of: "unix.1@example.org").first?.publicKey, k1.publicKey.hex)
+
+        let replaced = try store.importEntries(file, actor: "t", source: "f", replace: true, progress: nil)
+        XCTAssertEqual(replaced.unchanged, 1, "principal 3 is as imported")
+        XCTAssertEqual(replaced.stillRevoked, ["unix.1@example.org ffdhe2048"])
+        XCTAssertEqual(replaced.keptAsTheyWere.map(\.reason), ["has an older ffdhe2048 key than the one here"])
+        let one = try XCTUnwrap(store.keys(of: "unix.1@example.org").first)
+        XCTAssertEqual(one.publicKey, newer1.publicKey.hex, "replaced")
+        XCTAssertEqual(one.state, .revoked, "and still revoked")
+        XCTAssertEqual(try store.keys(of: "unix.2@example.org").first?.publicKey, k2.publicKey.hex)
+        XCTAssertNil(try store.publicKey(netname: "unix.1@example.org", mechanism: .ffdhe2048))
+
+        // A revocation in the file is taken (with --replace); an activation never is.
+        let revoking: [(Principal, [KeyEntry])] = [(user(3), [try entry(3, k3, state: .revoked)])]
+        XCTAssertEqual(try store.importEntries(revoking, actor: "t", source: "g", replace: true, progress: nil).replaced, 1)
+        XCTAssertEqual(try store.keys(of: "unix.3@example.org").first?.state, .revoked)
+
+        let rows = try store.audit(limit: 100).filter { $0.action == "import" }
+        XCTAssertEqual(rows.filter { $0.netname == nil }.count, 3, "a summary per import")
+        XCTAssertEqual(rows.compactMap(\.netname).sorted(), ["unix.1@example.org", "unix.3@example.org", "unix.3@example.org"])
+    }
+
+    func testVersionOneDatabasesAreReadAndMigrated() throws {
+        let pool = try DatabasePool(path: path)
+        try SQLiteKeyDirectory.migrator.migrate(pool, upTo: "v1")
+        let key = DHPrivateKey.generate(group: .dh192des)
+        let sealed = try XCrypt.encryptSecret(key, password: password("p"))
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO principal (netname, kind, name, uid, created_at) VALUES ('unix.7@example.org', 'user', '7', 7, 0)")
+            try db.execute(sql: """
+                INSERT INTO key_entry (netname, mechanism, public_key, sealed_secret, state, created_at)
+                VALUES ('unix.7@example.org', 'dh192-des', ?, ?, 'active', 0)
+                """, arguments: [key.publicKey.hex, Data(sealed.utf8)])
+            try db.execute(sql: "INSERT INTO audit (at, actor, action) VALUES (0, 'old', 'newkey')")
+        }
+        try pool.close()
+        // keylogin's read-only open of an old file: no new columns, no tags.
+        let old = try SQLiteKeyDirectory(path: path, readOnly: true)
+        XCTAssertNil(try old.keys(of: "unix.7@example.org").first?.passwordTag)
+        XCTAssertNil(try old.principal("unix.7@example.org")?.passwordSalt)
+        XCTAssertEqual(try old.audit(limit: 10).first?.actor, "old")
+        // keyadmin migrates it.
+        let migrated = try SQLiteKeyDirectory(path: path)
+        try migrated.revoke(netname: "unix.7@example.org", mechanism: nil, actor: AuditActor(name: "root (uid 0)", sudoUser: "alice", loginUID: 1000))
+        let event = try XCTUnwrap(migrated.audit(limit: 1).first)
+        XCTAssertEqual(event.sudoUser, "alice")
+        XCTAssertEqual(event.loginUID, 1000)
+        XCTAssertEqual(try migrated.keys(of: "unix.7@example.org").first?.publicKey, key.publicKey.hex)
+    }
+}
