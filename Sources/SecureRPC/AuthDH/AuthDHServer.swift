@@ -1,10 +1,18 @@
 // The server side of AUTH_DH, in the order and with the statuses of PROTOCOL.md §3.6 —
 // except that a timestamp equal to the last one is refused too (Sun lets it through so
 // retransmissions reach the duplicate request cache; ours runs before authentication). The
-// client's public key comes from the directory, the conversation key from this host's
-// keyserver (KEY_DECRYPT_PK); accepted conversations live in a bounded nickname table (LRU:
-// eviction only makes a client resend its fullname). Nickname calls are decided on the
-// event loop (DES only); fullname calls wait for the keyserver.
+// client's public key comes from the directory (the `publicKey` closure), the conversation
+// key from this host's keyserver (KEY_DECRYPT_PK); nothing the client sends is trusted until
+// the window verifier (fullname) or the timestamp order (nickname) says the key was right.
+// Nickname calls are decided on the event loop (DES only); fullname calls wait for the
+// keyserver.
+//
+// Limits beyond Sun's (issue 12 item 1; defaults in `AuthDHServer.Limits`):
+// - a timestamp later than now + `maximumClockSkew` (300 s) is refused, fullname and
+//   nickname alike: Sun has no upper bound, so a random verifier decrypted to an accepted
+//   far-future stamp about once in 7,400 tries and locked the real client out;
+// - the client-chosen window is cut to `maximumWindow` (300 s);
+// - nicknames are random 32-bit handles (AuthDHConversations.swift), not slot indices.
 
 import Foundation
 import KeyCrypto
@@ -14,71 +22,116 @@ import NIOCore
 import ONCRPC
 
 /// Verifies AUTH_DH calls.
+///
+/// ```swift
+/// var limits = AuthDHServer.Limits()
+/// limits.maximumClockSkew = 60
+/// let dh = AuthDHServer(keyserver: try KeyServerClient(), limits: limits) { netname in
+///     try? lookup.publicKey(netname: netname, mechanism: .dh192des)
+/// }
+/// ```
 public final class AuthDHServer: RPCServerAuthenticator {
     public var flavor: AuthFlavor { .dh }
 
-    private struct Slot {
-        var netname: String
-        var conversationKey: SecretBytes
-        var window: UInt32
-        var lastStamp: AuthDHTimestamp
-        var lastUsed: UInt64
+    /// How much time and memory the server grants AUTH_DH clients.
+    public struct Limits: Sendable, Equatable {
+        /// How far a client's timestamp may be ahead of this server's clock, in seconds.
+        /// 300 s, as Kerberos (RFC 4120 §10) and our RPCSEC_GSS mechanism allow: a client
+        /// synchronised by NTP is milliseconds off, one synchronised by rpcbind GETTIME
+        /// (PROTOCOL.md §3.8) about a second (whole seconds, plus the round trip), and an
+        /// unsynchronised one drifts seconds a day; minutes cover a host whose clock was set
+        /// by hand. Being late is bounded by the window instead.
+        public var maximumClockSkew: TimeInterval = 300
+        /// The longest window a client may choose, in seconds; a longer one is cut to this.
+        /// Sun clients ask for 60 s (ours too); a window is how long a captured fullname call
+        /// can be replayed once its conversation has left the nickname table.
+        public var maximumWindow: UInt32 = 300
+
+        public init() {}
     }
 
     private struct State {
-        var slots: [Slot?]
-        var clock: UInt64 = 0
+        var conversations: AuthDHConversationTable
     }
 
+    public let limits: Limits
     private let keyserver: KeyServerClient
     private let publicKey: @Sendable (String) -> DHPublicKey?
     private let state: NIOLockedValueBox<State>
     private let now: @Sendable () -> TimeInterval
     private let localDomain: String?
+    private let skew: Int64
 
     /// - Parameters:
     ///   - keyserver: this host's keyserver, as the server's own uid.
-    ///   - publicKey: the directory lookup of a client's dh192-des public key by netname.
     ///   - cacheSize: nickname slots (Sun: 64; illumos: 128).
     ///   - localDomain: netnames `unix.UID@localDomain` are mapped to the local user's uid,
     ///     gid and groups (as netname2user does); nil maps none.
-    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil,
+    ///   - limits: clock skew and window cap.
+    ///   - now: the clock (Unix seconds); tests inject one.
+    ///   - publicKey: the directory lookup of a client's dh192-des public key by netname;
+    ///     nil for a principal that has none (unknown, revoked, removed).
+    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
                 publicKey: @escaping @Sendable (String) -> DHPublicKey?) {
+        precondition(limits.maximumClockSkew >= 0)
         self.keyserver = keyserver
         self.publicKey = publicKey
         self.now = now
         self.localDomain = localDomain
-        self.state = NIOLockedValueBox(State(slots: Array(repeating: nil, count: cacheSize)))
+        self.limits = limits
+        skew = Self.microseconds(limits.maximumClockSkew)
+        state = NIOLockedValueBox(State(conversations: AuthDHConversationTable(capacity: cacheSize)))
     }
+
+    static func microseconds(_ seconds: TimeInterval) -> Int64 { Int64((seconds * 1_000_000).rounded(.down)) }
+
+    /// Live conversations (tests).
+    var conversationCount: Int { state.withLockedValue { $0.conversations.count } }
 
     public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
         guard let credential = try? AuthDHCredential.decode(call.credential.body) else { return .rejected(.badCredential) }
         guard case let .nickname(nickname) = credential else { return nil }
         let verifier = Array(call.verifier.body.readableBytesView)
         guard call.verifier.flavor == .dh, verifier.count == 12 else { return .rejected(.badVerifier) }
-        let index = Int(nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-        let nowSeconds = now()
-        return state.withLockedValue { state -> RPCAuthDecision in
-            guard index < state.slots.count, var slot = state.slots[index] else { return .rejected(.badCredential) }
-            guard let stamp = try? AuthDHSeal.openNickname(conversationKey: slot.conversationKey, verifier: verifier) else {
-                return .rejected(.failed)
-            }
-            if stamp.microseconds >= 1_000_000 { return .rejected(.rejectedVerifier) }
-            // Strictly newer than the last accepted call of this conversation: any repeat is
-            // refused here (an exact UDP retransmission never gets this far: the duplicate
-            // request cache answers it first).
-            if !(slot.lastStamp < stamp) { return .rejected(.rejectedVerifier) }
-            if nowSeconds - Double(slot.window) >= Double(stamp.seconds) { return .rejected(.rejectedVerifier) }
-            guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
-                return .rejected(.failed)
-            }
-            state.clock += 1
-            slot.lastStamp = stamp
-            slot.lastUsed = state.clock
-            state.slots[index] = slot
-            return .accepted(self.accepted(call, netname: slot.netname, reply: reply))
+        let handle = nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let nowMicros = Self.microseconds(now())
+        return state.withLockedValue { state in
+            decideNickname(&state, call: call, handle: handle, nickname: nickname, verifier: verifier, now: nowMicros)
         }
+    }
+
+    /// The nickname checks of PROTOCOL.md §3.6 plus the upper bound, under the lock.
+    private func decideNickname(_ state: inout State, call: RPCCall, handle: UInt32, nickname: [UInt8], verifier: [UInt8],
+                                now: Int64) -> RPCAuthDecision {
+        guard let index = state.conversations.index(of: handle), let slot = state.conversations[index] else {
+            return .rejected(.badCredential)
+        }
+        guard let stamp = try? AuthDHSeal.openNickname(conversationKey: slot.conversationKey, verifier: verifier) else {
+            return .rejected(.failed)
+        }
+        if stamp.microseconds >= 1_000_000 { return .rejected(.rejectedVerifier) }
+        // Strictly newer than the last accepted call of this conversation: any repeat is
+        // refused here (an exact UDP retransmission never gets this far: the duplicate
+        // request cache answers it first).
+        if !(slot.lastStamp < stamp) { return .rejected(.rejectedVerifier) }
+        if !isTimely(stamp, window: slot.window, now: now) { return .rejected(.rejectedVerifier) }
+        guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
+            return .rejected(.failed)
+        }
+        state.conversations.accepted(index, stamp: stamp)
+        return .accepted(accepted(call, netname: slot.netname, reply: reply))
+    }
+
+    /// now − window < stamp ≤ now + maximumClockSkew, to the microsecond (Sun compares the
+    /// lower edge the same way: `BEFORE(now − window, stamp)`). `stamp.microseconds` < 10^6.
+    private func isTimely(_ stamp: AuthDHTimestamp, window: UInt32, now: Int64) -> Bool {
+        let micros = Self.microseconds(of: stamp)
+        return now - Int64(window) * 1_000_000 < micros && micros <= now + skew
+    }
+
+    static func microseconds(of stamp: AuthDHTimestamp) -> Int64 {
+        Int64(stamp.seconds) * 1_000_000 + Int64(stamp.microseconds)
     }
 
     public func authenticate(_ call: RPCCall, context: RPCCallContext) async -> RPCAuthDecision {
@@ -100,28 +153,22 @@ public final class AuthDHServer: RPCServerAuthenticator {
         // The window verifier is what shows the key was right.
         guard opened.windowVerifier == opened.window &- 1 else { return .rejected(.badCredential) }
         if opened.timestamp.microseconds >= 1_000_000 { return .rejected(.badVerifier) }
-        if now() - Double(opened.window) >= Double(opened.timestamp.seconds) { return .rejected(.badCredential) }
+        let window = min(opened.window, limits.maximumWindow)
+        let nowMicros = Self.microseconds(now())
+        if !isTimely(opened.timestamp, window: window, now: nowMicros) { return .rejected(.badCredential) }
         return state.withLockedValue { state -> RPCAuthDecision in
-            // A conversation we know (same key, same netname): a stamp older than its last is a replay.
-            var index = state.slots.firstIndex { slot in
-                guard let slot else { return false }
-                return slot.netname == netname && slot.conversationKey == conversationKey
-            }
-            if let found = index, let slot = state.slots[found], !(slot.lastStamp < opened.timestamp) {
+            // A conversation we know (same key, same netname): a stamp not later than its
+            // last is a replay.
+            let known = state.conversations.find(netname: netname, conversationKey: conversationKey)
+            if let known, let slot = state.conversations[known], !(slot.lastStamp < opened.timestamp) {
                 return .rejected(.rejectedCredential)
             }
-            if index == nil {
-                index = state.slots.firstIndex { $0 == nil }
-                    ?? state.slots.indices.min { (state.slots[$0]?.lastUsed ?? 0) < (state.slots[$1]?.lastUsed ?? 0) }
-            }
-            let slotIndex = index!
-            let nickname = withUnsafeBytes(of: UInt32(slotIndex).bigEndian, Array.init)
+            let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
+                                                         window: window, stamp: opened.timestamp)
+            let nickname = withUnsafeBytes(of: conversation.handle.bigEndian, Array.init)
             guard let reply = try? AuthDHSeal.reply(conversationKey: conversationKey, timestamp: opened.timestamp, nickname: nickname) else {
                 return .rejected(.failed)
             }
-            state.clock += 1
-            state.slots[slotIndex] = Slot(netname: netname, conversationKey: conversationKey, window: opened.window,
-                                          lastStamp: opened.timestamp, lastUsed: state.clock)
             return .accepted(self.accepted(call, netname: netname, reply: reply))
         }
     }
