@@ -7,12 +7,15 @@
 // Nickname calls are decided on the event loop (DES only); fullname calls wait for the
 // keyserver.
 //
-// Limits beyond Sun's (issue 12 item 1; defaults in `AuthDHServer.Limits`):
+// Limits beyond Sun's (issue 12 items 1 and 2; defaults in `AuthDHServer.Limits`):
 // - a timestamp later than now + `maximumClockSkew` (300 s) is refused, fullname and
 //   nickname alike: Sun has no upper bound, so a random verifier decrypted to an accepted
 //   far-future stamp about once in 7,400 tries and locked the real client out;
 // - the client-chosen window is cut to `maximumWindow` (300 s);
-// - nicknames are random 32-bit handles (AuthDHConversations.swift), not slot indices.
+// - nicknames are random 32-bit handles (AuthDHConversations.swift), not slot indices;
+// - accepted fullname (netname, timestamp) pairs are remembered for their window
+//   (AuthDHReplayCache.swift, at most 131,072 pairs, 16,384 per netname), so a recorded
+//   fullname call stays refused after its conversation was evicted.
 
 import Foundation
 import KeyCrypto
@@ -43,15 +46,23 @@ public final class AuthDHServer: RPCServerAuthenticator {
         /// by hand. Being late is bounded by the window instead.
         public var maximumClockSkew: TimeInterval = 300
         /// The longest window a client may choose, in seconds; a longer one is cut to this.
-        /// Sun clients ask for 60 s (ours too); a window is how long a captured fullname call
-        /// can be replayed once its conversation has left the nickname table.
+        /// Sun clients ask for 60 s (ours too); a window is how long a captured call could be
+        /// replayed had the replay cache forgotten it, and how long its pair stays cached.
         public var maximumWindow: UInt32 = 300
+        /// Fullname (netname, timestamp) pairs kept against replay, in all. A full cache
+        /// refuses new fullname calls (AUTH_FAILED) until its oldest pairs expire, at most
+        /// `maximumWindow` + `maximumClockSkew` later; about 20 MB when full.
+        public var maximumRememberedFullnames = 131_072
+        /// …and per netname, so that one principal cannot fill it for everyone (16,384 in
+        /// 5 minutes is 55 new conversations a second).
+        public var maximumRememberedFullnamesPerPrincipal = 16_384
 
         public init() {}
     }
 
     private struct State {
         var conversations: AuthDHConversationTable
+        var replays: AuthDHReplayCache
     }
 
     public let limits: Limits
@@ -67,7 +78,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
     ///   - cacheSize: nickname slots (Sun: 64; illumos: 128).
     ///   - localDomain: netnames `unix.UID@localDomain` are mapped to the local user's uid,
     ///     gid and groups (as netname2user does); nil maps none.
-    ///   - limits: clock skew and window cap.
+    ///   - limits: clock skew, window cap, replay cache size.
     ///   - now: the clock (Unix seconds); tests inject one.
     ///   - publicKey: the directory lookup of a client's dh192-des public key by netname;
     ///     nil for a principal that has none (unknown, revoked, removed).
@@ -81,13 +92,19 @@ public final class AuthDHServer: RPCServerAuthenticator {
         self.localDomain = localDomain
         self.limits = limits
         skew = Self.microseconds(limits.maximumClockSkew)
-        state = NIOLockedValueBox(State(conversations: AuthDHConversationTable(capacity: cacheSize)))
+        let span = skew + Int64(limits.maximumWindow) * 1_000_000 + 1
+        state = NIOLockedValueBox(State(
+            conversations: AuthDHConversationTable(capacity: cacheSize),
+            replays: AuthDHReplayCache(span: span, capacity: limits.maximumRememberedFullnames,
+                                       perPrincipalCapacity: limits.maximumRememberedFullnamesPerPrincipal)))
     }
 
     static func microseconds(_ seconds: TimeInterval) -> Int64 { Int64((seconds * 1_000_000).rounded(.down)) }
 
     /// Live conversations (tests).
     var conversationCount: Int { state.withLockedValue { $0.conversations.count } }
+    /// Remembered fullname pairs (tests).
+    var rememberedFullnames: Int { state.withLockedValue { $0.replays.count } }
 
     public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
         guard let credential = try? AuthDHCredential.decode(call.credential.body) else { return .rejected(.badCredential) }
@@ -162,6 +179,15 @@ public final class AuthDHServer: RPCServerAuthenticator {
             let known = state.conversations.find(netname: netname, conversationKey: conversationKey)
             if let known, let slot = state.conversations[known], !(slot.lastStamp < opened.timestamp) {
                 return .rejected(.rejectedCredential)
+            }
+            // Whether or not its conversation is still here: each fullname is accepted once
+            // while its stamp is inside the window. Checked and recorded under the same lock
+            // as the slot, so N copies arriving at once give exactly one acceptance.
+            let expiry = Self.microseconds(of: opened.timestamp) + Int64(window) * 1_000_000
+            switch state.replays.insert(.init(netname: netname, stamp: opened.timestamp), expiresAt: expiry, now: nowMicros) {
+            case .fresh: break
+            case .replay: return .rejected(.rejectedCredential)
+            case .full: return .rejected(.failed)
             }
             let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
                                                          window: window, stamp: opened.timestamp)
