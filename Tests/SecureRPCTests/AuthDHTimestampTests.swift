@@ -28,6 +28,7 @@ final class AuthDHTimestampTests: XCTestCase {
         let limits = AuthDHServer.Limits()
         XCTAssertEqual(limits.maximumClockSkew, 300)
         XCTAssertEqual(limits.maximumWindow, 300)
+        XCTAssertEqual(limits.keyRecheckInterval, 30)
     }
 
     /// Fullname stamps: accepted in (now − window, now + skew], refused with AUTH_BADCRED

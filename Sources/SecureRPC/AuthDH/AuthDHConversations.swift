@@ -12,17 +12,25 @@ struct AuthDHConversationTable {
     struct Conversation {
         let netname: String
         let conversationKey: SecretBytes
+        /// The client's public key the conversation was made with (issue 12 item 5).
+        let clientKey: DHPublicKey
         /// The client's window, cut to the server's maximum.
         let window: UInt32
         /// The nickname handed to the client.
         let handle: UInt32
+        /// Tells this conversation from a later one in the same slot while the table was
+        /// unlocked (the key re-check looks the key up outside the lock).
+        let serial: UInt64
         var lastStamp: AuthDHTimestamp
         var lastUsed: UInt64
+        /// When the client's key was last looked up (µs, the server's clock).
+        var keyCheckedAt: Int64
     }
 
     private var slots: [Conversation?]
     private var byHandle: [UInt32: Int]
     private var clock: UInt64 = 0
+    private var serials: UInt64 = 0
     private var random = SystemRandomNumberGenerator()
 
     init(capacity: Int) {
@@ -47,6 +55,10 @@ struct AuthDHConversationTable {
         slots[index]?.lastUsed = clock
     }
 
+    mutating func keyChecked(_ index: Int, at now: Int64) {
+        slots[index]?.keyCheckedAt = now
+    }
+
     /// The slot of the conversation with this netname and key, if it is live (a linear scan:
     /// fullname calls only, which wait for the keyserver anyway).
     func find(netname: String, conversationKey: SecretBytes) -> Int? {
@@ -58,8 +70,8 @@ struct AuthDHConversationTable {
 
     /// Makes (or renews, when `existing` is its slot) a conversation and returns it. A new
     /// one takes a free slot or the least recently used one, and a fresh random handle.
-    mutating func admit(existing: Int?, netname: String, conversationKey: SecretBytes,
-                        window: UInt32, stamp: AuthDHTimestamp) -> Conversation {
+    mutating func admit(existing: Int?, netname: String, conversationKey: SecretBytes, clientKey: DHPublicKey,
+                        window: UInt32, stamp: AuthDHTimestamp, now: Int64) -> Conversation {
         let index: Int
         let handle: UInt32
         if let existing, let slot = slots[existing] {
@@ -75,8 +87,9 @@ struct AuthDHConversationTable {
             byHandle[handle] = index
         }
         clock += 1
-        let conversation = Conversation(netname: netname, conversationKey: conversationKey, window: window,
-                                        handle: handle, lastStamp: stamp, lastUsed: clock)
+        serials += 1
+        let conversation = Conversation(netname: netname, conversationKey: conversationKey, clientKey: clientKey, window: window,
+                                        handle: handle, serial: serials, lastStamp: stamp, lastUsed: clock, keyCheckedAt: now)
         slots[index] = conversation
         return conversation
     }
@@ -86,5 +99,15 @@ struct AuthDHConversationTable {
         guard let slot = slots[index] else { return }
         byHandle[slot.handle] = nil
         slots[index] = nil
+    }
+
+    /// Ends every conversation of `netname`; returns how many there were.
+    mutating func end(netname: String) -> Int {
+        var ended = 0
+        for index in slots.indices where slots[index]?.netname == netname {
+            end(index)
+            ended += 1
+        }
+        return ended
     }
 }
