@@ -7,11 +7,15 @@ public enum SecureRPCError: Error, Equatable, Sendable, CustomStringConvertible 
     case notLoggedIn(String)
     /// The keyserver answered something else than success.
     case keyserverRefused(String)
+    /// The server no longer accepts this principal's key (revoked, removed or rotated in the
+    /// directory): run `keylogin` with the current key.
+    case keyChangedOrRevoked(String)
 
     public var description: String {
         switch self {
         case let .notLoggedIn(netname): return "\(netname) is not logged in to the keyserver (run keylogin)"
         case let .keyserverRefused(why): return "the keyserver refused: \(why)"
+        case let .keyChangedOrRevoked(netname): return "the key of \(netname) was changed or revoked: run keylogin"
         }
     }
 }

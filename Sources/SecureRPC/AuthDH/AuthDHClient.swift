@@ -2,6 +2,9 @@
 // the server by the keyserver (KEY_ENCRYPT_PK: this process never sees a secret key), a
 // fullname credential on the first call, the nickname after the server's first reply, the
 // reply verifier checked on every call, and a fresh fullname after AUTH_REJECTEDCRED/VERF.
+// It trusts its keyserver and the server's public key it was given; a server that refuses
+// the fresh fullname of a client it had accepted before is taken to mean that the client's
+// key changed or was revoked, and the caller is told so (SecureRPCError.keyChangedOrRevoked).
 
 import Foundation
 import KeyCrypto
@@ -30,6 +33,15 @@ public final class AuthDHClient: RPCClientAuthenticator {
         /// Seconds to add to the local clock (server time − local time).
         var clockOffset: Int64 = 0
         var lastStamp = AuthDHTimestamp(seconds: 0, microseconds: 0)
+        /// A fullname call of ours was accepted once: our key was good then.
+        var established = false
+        /// The fullname call now on its way (fullname calls hold the transmission order
+        /// until their reply, so there is at most one per RPCClient).
+        var pendingFullname: AuthDHTimestamp?
+        /// A fullname of an established client was refused while pending: unless that
+        /// fullname's reply proves otherwise (it clears this), the next call fails with
+        /// `keyChangedOrRevoked` instead of trying again with the same key.
+        var keyRefused = false
     }
 
     public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey,
@@ -104,6 +116,17 @@ public final class AuthDHClient: RPCClientAuthenticator {
     public var requiresOrderedTransmission: Bool { true }
 
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
+        let refused = state.withLockedValue { state -> Bool in
+            guard state.keyRefused else { return false }
+            // Report it once; the next call starts over from the keyserver (after keylogin
+            // it holds the new key, and the call goes through).
+            state.keyRefused = false
+            state.nickname = nil
+            state.conversationKey = nil
+            state.wrappedKey = nil
+            return true
+        }
+        if refused { throw SecureRPCError.keyChangedOrRevoked(clientNetname) }
         let (conversationKey, wrapped) = try await session()
         let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, [UInt8]?) in
             let now = Date().timeIntervalSince1970 + Double(state.clockOffset)
@@ -115,6 +138,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
                     : AuthDHTimestamp(seconds: state.lastStamp.seconds, microseconds: state.lastStamp.microseconds + 1)
             }
             state.lastStamp = stamp
+            if state.nickname == nil { state.pendingFullname = stamp }
             return (stamp, state.nickname)
         }
         let credential: AuthDHCredential
@@ -138,7 +162,17 @@ public final class AuthDHClient: RPCClientAuthenticator {
                 else {
                     throw RPCClientError.authError(.invalidResponse)
                 }
-                state.withLockedValue { $0.nickname = nickname }
+                state.withLockedValue { state in
+                    // Only for the key it was made with: a refresh may have replaced that
+                    // key while this reply was on its way.
+                    guard state.conversationKey === conversationKey else { return }
+                    state.nickname = nickname
+                    if state.pendingFullname == stamp {
+                        state.pendingFullname = nil
+                        state.established = true
+                        state.keyRefused = false
+                    }
+                }
                 return results
             }
         )
@@ -150,8 +184,11 @@ public final class AuthDHClient: RPCClientAuthenticator {
     }
 
     /// Stale nickname, server restart, replay window: go back to a fullname credential. After
-    /// AUTH_REJECTEDCRED (the server saw this conversation's key replayed or stale) a fresh
-    /// conversation key is made; otherwise the same key is wrapped again, as Sun clients do.
+    /// AUTH_REJECTEDCRED (the server saw this conversation's key replayed or stale, or ended
+    /// the conversation because our key changed) a fresh conversation key is made; otherwise
+    /// the same key is wrapped again, as Sun clients do. AUTH_BADCRED or AUTH_BADVERF while
+    /// a fullname of a client the server had accepted before is pending means the server no
+    /// longer takes our key: the next call reports that instead of guessing on.
     public func refresh(after status: AuthStatus) async -> Bool {
         switch status {
         case .rejectedCredential:
@@ -159,9 +196,19 @@ public final class AuthDHClient: RPCClientAuthenticator {
                 state.nickname = nil
                 state.conversationKey = nil
                 state.wrappedKey = nil
+                state.pendingFullname = nil
             }
             return true
-        case .rejectedVerifier, .badCredential, .badVerifier:
+        case .badCredential, .badVerifier:
+            state.withLockedValue { state in
+                // The refused call may also be a nickname call sent before the pending
+                // fullname; then that fullname's accepted reply clears `keyRefused` before
+                // the next call is prepared (it holds the transmission order until then).
+                if state.established && state.pendingFullname != nil { state.keyRefused = true }
+                state.nickname = nil
+            }
+            return true
+        case .rejectedVerifier:
             state.withLockedValue { $0.nickname = nil }
             return true
         default:

@@ -1,10 +1,23 @@
 // The server side of AUTH_DH, in the order and with the statuses of PROTOCOL.md §3.6 —
 // except that a timestamp equal to the last one is refused too (Sun lets it through so
 // retransmissions reach the duplicate request cache; ours runs before authentication). The
-// client's public key comes from the directory, the conversation key from this host's
-// keyserver (KEY_DECRYPT_PK); accepted conversations live in a bounded nickname table (LRU:
-// eviction only makes a client resend its fullname). Nickname calls are decided on the
-// event loop (DES only); fullname calls wait for the keyserver.
+// client's public key comes from the directory (the `publicKey` closure), the conversation
+// key from this host's keyserver (KEY_DECRYPT_PK); nothing the client sends is trusted until
+// the window verifier (fullname) or the timestamp order (nickname) says the key was right.
+// Nickname calls are decided on the event loop (DES only); fullname calls wait for the
+// keyserver.
+//
+// Limits beyond Sun's (issue 12 items 1, 2 and 5; defaults in `AuthDHServer.Limits`):
+// - a timestamp later than now + `maximumClockSkew` (300 s) is refused, fullname and
+//   nickname alike: Sun has no upper bound, so a random verifier decrypted to an accepted
+//   far-future stamp about once in 7,400 tries and locked the real client out;
+// - the client-chosen window is cut to `maximumWindow` (300 s);
+// - nicknames are random 32-bit handles (AuthDHConversations.swift), not slot indices;
+// - accepted fullname (netname, timestamp) pairs are remembered for their window
+//   (AuthDHReplayCache.swift, at most 131,072 pairs, 16,384 per netname), so a recorded
+//   fullname call stays refused after its conversation was evicted;
+// - a conversation re-looks-up its client's key at most every `keyRecheckInterval` (30 s):
+//   a revoked, removed or changed key ends it with AUTH_REJECTEDCRED.
 
 import Foundation
 import KeyCrypto
@@ -14,71 +27,184 @@ import NIOCore
 import ONCRPC
 
 /// Verifies AUTH_DH calls.
+///
+/// ```swift
+/// var limits = AuthDHServer.Limits()
+/// limits.maximumClockSkew = 60
+/// let dh = AuthDHServer(keyserver: try KeyServerClient(), limits: limits) { netname in
+///     try? lookup.publicKey(netname: netname, mechanism: .dh192des)
+/// }
+/// ```
 public final class AuthDHServer: RPCServerAuthenticator {
     public var flavor: AuthFlavor { .dh }
 
-    private struct Slot {
-        var netname: String
-        var conversationKey: SecretBytes
-        var window: UInt32
-        var lastStamp: AuthDHTimestamp
-        var lastUsed: UInt64
+    /// How much time and memory the server grants AUTH_DH clients.
+    public struct Limits: Sendable, Equatable {
+        /// How far a client's timestamp may be ahead of this server's clock, in seconds.
+        /// 300 s, as Kerberos (RFC 4120 §10) and our RPCSEC_GSS mechanism allow: a client
+        /// synchronised by NTP is milliseconds off, one synchronised by rpcbind GETTIME
+        /// (PROTOCOL.md §3.8) about a second (whole seconds, plus the round trip), and an
+        /// unsynchronised one drifts seconds a day; minutes cover a host whose clock was set
+        /// by hand. Being late is bounded by the window instead.
+        public var maximumClockSkew: TimeInterval = 300
+        /// The longest window a client may choose, in seconds; a longer one is cut to this.
+        /// Sun clients ask for 60 s (ours too); a window is how long a captured call could be
+        /// replayed had the replay cache forgotten it, and how long its pair stays cached.
+        public var maximumWindow: UInt32 = 300
+        /// How often a live conversation looks its client's key up again, in seconds: the
+        /// longest a revoked or rotated key keeps working on a conversation made with it.
+        public var keyRecheckInterval: TimeInterval = 30
+        /// Fullname (netname, timestamp) pairs kept against replay, in all. A full cache
+        /// refuses new fullname calls (AUTH_FAILED) until its oldest pairs expire, at most
+        /// `maximumWindow` + `maximumClockSkew` later; about 20 MB when full.
+        public var maximumRememberedFullnames = 131_072
+        /// …and per netname, so that one principal cannot fill it for everyone (16,384 in
+        /// 5 minutes is 55 new conversations a second).
+        public var maximumRememberedFullnamesPerPrincipal = 16_384
+
+        public init() {}
     }
 
     private struct State {
-        var slots: [Slot?]
-        var clock: UInt64 = 0
+        var conversations: AuthDHConversationTable
+        var replays: AuthDHReplayCache
     }
 
+    /// What the nickname path decided under the lock, or that the client's key is due to be
+    /// looked up again first.
+    private enum NicknameStep {
+        case decided(RPCAuthDecision)
+        case recheckKey(netname: String, key: DHPublicKey, serial: UInt64)
+    }
+
+    public let limits: Limits
     private let keyserver: KeyServerClient
     private let publicKey: @Sendable (String) -> DHPublicKey?
     private let state: NIOLockedValueBox<State>
     private let now: @Sendable () -> TimeInterval
     private let localDomain: String?
+    private let skew: Int64, recheck: Int64
 
     /// - Parameters:
     ///   - keyserver: this host's keyserver, as the server's own uid.
-    ///   - publicKey: the directory lookup of a client's dh192-des public key by netname.
     ///   - cacheSize: nickname slots (Sun: 64; illumos: 128).
     ///   - localDomain: netnames `unix.UID@localDomain` are mapped to the local user's uid,
     ///     gid and groups (as netname2user does); nil maps none.
-    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil,
+    ///   - limits: clock skew, window cap, key re-check interval, replay cache size.
+    ///   - now: the clock (Unix seconds); tests inject one.
+    ///   - publicKey: the directory lookup of a client's dh192-des public key by netname;
+    ///     nil for a principal that has none (unknown, revoked, removed). Also called on the
+    ///     event loop, at most once per `keyRecheckInterval` per conversation.
+    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
                 publicKey: @escaping @Sendable (String) -> DHPublicKey?) {
+        precondition(limits.maximumClockSkew >= 0 && limits.keyRecheckInterval >= 0)
         self.keyserver = keyserver
         self.publicKey = publicKey
         self.now = now
         self.localDomain = localDomain
-        self.state = NIOLockedValueBox(State(slots: Array(repeating: nil, count: cacheSize)))
+        self.limits = limits
+        skew = Self.microseconds(limits.maximumClockSkew)
+        recheck = Self.microseconds(limits.keyRecheckInterval)
+        let span = skew + Int64(limits.maximumWindow) * 1_000_000 + 1
+        state = NIOLockedValueBox(State(
+            conversations: AuthDHConversationTable(capacity: cacheSize),
+            replays: AuthDHReplayCache(span: span, capacity: limits.maximumRememberedFullnames,
+                                       perPrincipalCapacity: limits.maximumRememberedFullnamesPerPrincipal)))
     }
+
+    static func microseconds(_ seconds: TimeInterval) -> Int64 { Int64((seconds * 1_000_000).rounded(.down)) }
+
+    /// Ends every conversation of `netname` now (its next nickname call gets AUTH_BADCRED and
+    /// the client sends a fullname credential, which meets the directory's current key).
+    /// Call it after revoking or rotating that principal's key to act before the next re-check.
+    /// - Returns: how many conversations ended.
+    @discardableResult
+    public func endConversations(of netname: String) -> Int {
+        state.withLockedValue { $0.conversations.end(netname: netname) }
+    }
+
+    /// Live conversations (tests).
+    var conversationCount: Int { state.withLockedValue { $0.conversations.count } }
+    /// Remembered fullname pairs (tests).
+    var rememberedFullnames: Int { state.withLockedValue { $0.replays.count } }
 
     public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
         guard let credential = try? AuthDHCredential.decode(call.credential.body) else { return .rejected(.badCredential) }
         guard case let .nickname(nickname) = credential else { return nil }
         let verifier = Array(call.verifier.body.readableBytesView)
         guard call.verifier.flavor == .dh, verifier.count == 12 else { return .rejected(.badVerifier) }
-        let index = Int(nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-        let nowSeconds = now()
-        return state.withLockedValue { state -> RPCAuthDecision in
-            guard index < state.slots.count, var slot = state.slots[index] else { return .rejected(.badCredential) }
-            guard let stamp = try? AuthDHSeal.openNickname(conversationKey: slot.conversationKey, verifier: verifier) else {
-                return .rejected(.failed)
-            }
-            if stamp.microseconds >= 1_000_000 { return .rejected(.rejectedVerifier) }
-            // Strictly newer than the last accepted call of this conversation: any repeat is
-            // refused here (an exact UDP retransmission never gets this far: the duplicate
-            // request cache answers it first).
-            if !(slot.lastStamp < stamp) { return .rejected(.rejectedVerifier) }
-            if nowSeconds - Double(slot.window) >= Double(stamp.seconds) { return .rejected(.rejectedVerifier) }
-            guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
-                return .rejected(.failed)
-            }
-            state.clock += 1
-            slot.lastStamp = stamp
-            slot.lastUsed = state.clock
-            state.slots[index] = slot
-            return .accepted(self.accepted(call, netname: slot.netname, reply: reply))
+        let handle = nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let nowMicros = Self.microseconds(now())
+        let step = state.withLockedValue { state in
+            decideNickname(&state, call: call, handle: handle, nickname: nickname, verifier: verifier, now: nowMicros, checkKey: true)
         }
+        switch step {
+        case let .decided(decision):
+            return decision
+        case let .recheckKey(netname, key, serial):
+            // A synchronous directory lookup on the event loop: it happens at most once per
+            // keyRecheckInterval per conversation (the slot was marked checked before the
+            // lock was let go, so concurrent calls do not repeat it), and it is a point
+            // lookup by primary key (MEASURED.md: ~6 µs in SQLite) — cheaper than hopping to
+            // another thread and back. It runs outside the lock so that other event loops'
+            // nickname calls do not wait for it.
+            let current = publicKey(netname)
+            return state.withLockedValue { state in
+                guard let index = state.conversations.index(of: handle), let slot = state.conversations[index],
+                      slot.serial == serial else {
+                    return .rejected(.badCredential)  // ended or replaced meanwhile
+                }
+                if current != key {
+                    // Revoked, removed or rotated: this conversation ends, the client starts
+                    // a new one, which meets the directory's current key. A lookup that failed
+                    // (nil) ends it too: the directory cannot vouch for the key any more.
+                    state.conversations.end(index)
+                    return .rejected(.rejectedCredential)
+                }
+                guard case let .decided(decision) = decideNickname(&state, call: call, handle: handle, nickname: nickname,
+                                                                   verifier: verifier, now: nowMicros, checkKey: false)
+                else { return .rejected(.failed) }
+                return decision
+            }
+        }
+    }
+
+    /// The nickname checks of PROTOCOL.md §3.6 plus the upper bound, under the lock.
+    private func decideNickname(_ state: inout State, call: RPCCall, handle: UInt32, nickname: [UInt8], verifier: [UInt8],
+                                now: Int64, checkKey: Bool) -> NicknameStep {
+        guard let index = state.conversations.index(of: handle), let slot = state.conversations[index] else {
+            return .decided(.rejected(.badCredential))
+        }
+        if checkKey && now - slot.keyCheckedAt >= recheck {
+            state.conversations.keyChecked(index, at: now)
+            return .recheckKey(netname: slot.netname, key: slot.clientKey, serial: slot.serial)
+        }
+        guard let stamp = try? AuthDHSeal.openNickname(conversationKey: slot.conversationKey, verifier: verifier) else {
+            return .decided(.rejected(.failed))
+        }
+        if stamp.microseconds >= 1_000_000 { return .decided(.rejected(.rejectedVerifier)) }
+        // Strictly newer than the last accepted call of this conversation: any repeat is
+        // refused here (an exact UDP retransmission never gets this far: the duplicate
+        // request cache answers it first).
+        if !(slot.lastStamp < stamp) { return .decided(.rejected(.rejectedVerifier)) }
+        if !isTimely(stamp, window: slot.window, now: now) { return .decided(.rejected(.rejectedVerifier)) }
+        guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
+            return .decided(.rejected(.failed))
+        }
+        state.conversations.accepted(index, stamp: stamp)
+        return .decided(.accepted(accepted(call, netname: slot.netname, reply: reply)))
+    }
+
+    /// now − window < stamp ≤ now + maximumClockSkew, to the microsecond (Sun compares the
+    /// lower edge the same way: `BEFORE(now − window, stamp)`). `stamp.microseconds` < 10^6.
+    private func isTimely(_ stamp: AuthDHTimestamp, window: UInt32, now: Int64) -> Bool {
+        let micros = Self.microseconds(of: stamp)
+        return now - Int64(window) * 1_000_000 < micros && micros <= now + skew
+    }
+
+    static func microseconds(of stamp: AuthDHTimestamp) -> Int64 {
+        Int64(stamp.seconds) * 1_000_000 + Int64(stamp.microseconds)
     }
 
     public func authenticate(_ call: RPCCall, context: RPCCallContext) async -> RPCAuthDecision {
@@ -100,28 +226,31 @@ public final class AuthDHServer: RPCServerAuthenticator {
         // The window verifier is what shows the key was right.
         guard opened.windowVerifier == opened.window &- 1 else { return .rejected(.badCredential) }
         if opened.timestamp.microseconds >= 1_000_000 { return .rejected(.badVerifier) }
-        if now() - Double(opened.window) >= Double(opened.timestamp.seconds) { return .rejected(.badCredential) }
+        let window = min(opened.window, limits.maximumWindow)
+        let nowMicros = Self.microseconds(now())
+        if !isTimely(opened.timestamp, window: window, now: nowMicros) { return .rejected(.badCredential) }
         return state.withLockedValue { state -> RPCAuthDecision in
-            // A conversation we know (same key, same netname): a stamp older than its last is a replay.
-            var index = state.slots.firstIndex { slot in
-                guard let slot else { return false }
-                return slot.netname == netname && slot.conversationKey == conversationKey
-            }
-            if let found = index, let slot = state.slots[found], !(slot.lastStamp < opened.timestamp) {
+            // A conversation we know (same key, same netname): a stamp not later than its
+            // last is a replay.
+            let known = state.conversations.find(netname: netname, conversationKey: conversationKey)
+            if let known, let slot = state.conversations[known], !(slot.lastStamp < opened.timestamp) {
                 return .rejected(.rejectedCredential)
             }
-            if index == nil {
-                index = state.slots.firstIndex { $0 == nil }
-                    ?? state.slots.indices.min { (state.slots[$0]?.lastUsed ?? 0) < (state.slots[$1]?.lastUsed ?? 0) }
+            // Whether or not its conversation is still here: each fullname is accepted once
+            // while its stamp is inside the window. Checked and recorded under the same lock
+            // as the slot, so N copies arriving at once give exactly one acceptance.
+            let expiry = Self.microseconds(of: opened.timestamp) + Int64(window) * 1_000_000
+            switch state.replays.insert(.init(netname: netname, stamp: opened.timestamp), expiresAt: expiry, now: nowMicros) {
+            case .fresh: break
+            case .replay: return .rejected(.rejectedCredential)
+            case .full: return .rejected(.failed)
             }
-            let slotIndex = index!
-            let nickname = withUnsafeBytes(of: UInt32(slotIndex).bigEndian, Array.init)
+            let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
+                                                         clientKey: clientKey, window: window, stamp: opened.timestamp, now: nowMicros)
+            let nickname = withUnsafeBytes(of: conversation.handle.bigEndian, Array.init)
             guard let reply = try? AuthDHSeal.reply(conversationKey: conversationKey, timestamp: opened.timestamp, nickname: nickname) else {
                 return .rejected(.failed)
             }
-            state.clock += 1
-            state.slots[slotIndex] = Slot(netname: netname, conversationKey: conversationKey, window: opened.window,
-                                          lastStamp: opened.timestamp, lastUsed: state.clock)
             return .accepted(self.accepted(call, netname: netname, reply: reply))
         }
     }
