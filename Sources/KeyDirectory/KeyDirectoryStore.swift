@@ -29,6 +29,55 @@ public protocol KeyDirectoryStore: Sendable {
     func importEntries(_ entries: [(Principal, [KeyEntry])], actor: AuditActor, source: String, replace: Bool,
                        progress: ((Int) -> Void)?) throws -> ImportReport
     func audit(limit: Int) throws -> [AuditEvent]
+
+    // MARK: the site (keydird)
+
+    /// The newest audit rows first, of one principal when `netname` is given.
+    func audit(limit: Int, netname: String?) throws -> [AuditEvent]
+    /// The roles a principal holds in the directory (none for an unknown principal).
+    func roles(of netname: String) throws -> Set<PrincipalRole>
+    /// Gives a principal a role (audited); granting a role it holds changes nothing.
+    func grant(_ role: PrincipalRole, to netname: String, actor: AuditActor) throws
+    /// Takes a role away (audited); `DirectoryError.noSuchRole` when it was not held.
+    func revokeRole(_ role: PrincipalRole, from netname: String, actor: AuditActor) throws
+    /// What changed after `serial` (the audit trail is the change feed: every change writes
+    /// exactly one row per principal it touched), at most `limit` rows, oldest first.
+    func changes(since serial: UInt64, limit: Int) throws -> DirectoryChanges
+}
+
+/// What a principal may do in the directory beyond its own keys.
+public enum PrincipalRole: String, Codable, Sendable, CaseIterable, Comparable {
+    /// May run every administration procedure of keydird.
+    case admin
+    /// An enrolled host: its keyserver may fetch users' sealed keys for keylogin.
+    case host
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// A page of the change feed.
+public struct DirectoryChanges: Sendable, Equatable {
+    public struct Change: Sendable, Equatable {
+        public var serial: UInt64
+        public var netname: String
+        /// Empty when the change concerned the principal as a whole.
+        public var mechanism: String
+
+        public init(serial: UInt64, netname: String, mechanism: String) {
+            self.serial = serial
+            self.netname = netname
+            self.mechanism = mechanism
+        }
+    }
+
+    /// The newest serial covered by this page: ask again from here.
+    public var serial: UInt64
+    public var changes: [Change]
+
+    public init(serial: UInt64, changes: [Change]) {
+        self.serial = serial
+        self.changes = changes
+    }
 }
 
 extension KeyDirectoryStore {

@@ -10,6 +10,8 @@ public enum Netname {
     public static func user(uid: UInt32, domain: String) -> String { "unix.\(uid)@\(domain)" }
     /// `unix.<hostname>@<domain>`.
     public static func host(_ name: String, domain: String) -> String { "unix.\(name)@\(domain)" }
+    /// `unix.<service>/<hostname>@<domain>`: a daemon on one host (Kerberos' service/host).
+    public static func service(_ name: String, host: String, domain: String) -> String { "unix.\(name)/\(host)@\(domain)" }
 
     /// Checks the classic form (`NetnameSyntax`): `unix.<name>@<domain>` with exactly one `@`,
     /// at most 255 bytes, printable, no spaces.
@@ -21,12 +23,19 @@ public enum Netname {
     public static func classify(_ netname: String) -> (kind: PrincipalKind, name: String, uid: UInt32?) {
         let local = netname.dropFirst(5).prefix { $0 != "@" }
         if let uid = UInt32(local) { return (.user, String(local), uid) }
+        if local.contains("/") { return (.service, String(local), nil) }
         return (.host, String(local), nil)
     }
 }
 
 public enum PrincipalKind: String, Codable, Sendable {
-    case user, host
+    /// `unix.UID@DOMAIN`: a person, logged in with a password.
+    case user
+    /// `unix.HOST@DOMAIN`: a machine, its key in the root key file (keylogin -r).
+    case host
+    /// `unix.NAME/HOST@DOMAIN`: a daemon that does not run as root, its key in a service key
+    /// file sealed for its host (a keytab's role).
+    case service
 }
 
 /// A user or host that can hold keys.
@@ -192,6 +201,8 @@ public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible 
     case storage(String)
     /// No database at the path, and the command may not create one.
     case noDirectory(String)
+    /// The principal does not hold that role.
+    case noSuchRole(String, PrincipalRole)
     /// A file that is not a key directory (no schema), and the command may not create one.
     case notADirectory(String)
 
@@ -207,6 +218,7 @@ public enum DirectoryError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .badImportFile(why): return why
         case let .storage(why): return "database: \(why)"
         case let .noDirectory(path): return "no key directory at \(path) (keyadmin init creates one)"
+        case let .noSuchRole(name, role): return "\(name) does not hold the \(role.rawValue) role"
         case let .notADirectory(path): return "\(path) is not a key directory (keyadmin init creates one)"
         }
     }

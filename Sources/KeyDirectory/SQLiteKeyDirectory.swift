@@ -128,6 +128,31 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
                 ALTER TABLE audit ADD COLUMN login_uid INTEGER;
                 """)
         }
+        // v3: the site. Service principals (a kind the v1 CHECK did not allow: the table is
+        // rebuilt, with foreign keys off while it is, as GRDB's deferred checks do) and roles.
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: """
+                CREATE TABLE principal_v3 (
+                    netname TEXT PRIMARY KEY NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('user', 'host', 'service')),
+                    name TEXT NOT NULL,
+                    uid INTEGER,
+                    created_at REAL NOT NULL,
+                    password_salt BLOB
+                ) WITHOUT ROWID;
+                INSERT INTO principal_v3 (netname, kind, name, uid, created_at, password_salt)
+                    SELECT netname, kind, name, uid, created_at, password_salt FROM principal;
+                DROP TABLE principal;
+                ALTER TABLE principal_v3 RENAME TO principal;
+                CREATE TABLE role (
+                    netname TEXT NOT NULL REFERENCES principal(netname) ON DELETE CASCADE,
+                    role TEXT NOT NULL CHECK (role IN ('admin', 'host')),
+                    granted_at REAL NOT NULL,
+                    PRIMARY KEY (netname, role)
+                ) WITHOUT ROWID;
+                CREATE INDEX audit_by_netname ON audit (netname, id);
+                """)
+        }
         return migrator
     }
 
@@ -166,8 +191,18 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     }
 
     public func audit(limit: Int) throws -> [AuditEvent] {
+        try audit(limit: limit, netname: nil)
+    }
+
+    public func audit(limit: Int, netname: String?) throws -> [AuditEvent] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
+            let rows: [Row]
+            if let netname {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE netname = ? ORDER BY id DESC LIMIT ?", arguments: [netname, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
+            }
+            return rows.map { row in
                 AuditEvent(id: row["id"], at: Date(timeIntervalSince1970: row["at"]), actor: row["actor"], action: row["action"],
                            netname: row["netname"], mechanism: row["mechanism"], detail: row["detail"],
                            sudoUser: row["sudo_user"], loginUID: (row["login_uid"] as Int64?).map { UInt32(truncatingIfNeeded: $0) })
@@ -209,7 +244,49 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         }
     }
 
+    public func roles(of netname: String) throws -> Set<PrincipalRole> {
+        try read { db in
+            Set(try String.fetchAll(db, sql: "SELECT role FROM role WHERE netname = ?", arguments: [netname]).compactMap(PrincipalRole.init(rawValue:)))
+        }
+    }
+
+    public func changes(since serial: UInt64, limit: Int) throws -> DirectoryChanges {
+        try read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, netname, mechanism FROM audit WHERE id > ? AND netname IS NOT NULL ORDER BY id LIMIT ?
+                """, arguments: [Int64(clamping: serial), limit])
+            let changes = rows.map { row in
+                DirectoryChanges.Change(serial: UInt64(row["id"] as Int64), netname: row["netname"], mechanism: (row["mechanism"] as String?) ?? "")
+            }
+            // A full page ends at its last row (more follow); otherwise at the newest row of all.
+            let newest = UInt64(try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM audit") ?? 0)
+            let through = changes.count == limit ? (changes.last?.serial ?? serial) : max(serial, newest)
+            return DirectoryChanges(serial: through, changes: changes)
+        }
+    }
+
     // MARK: writes
+
+    public func grant(_ role: PrincipalRole, to netname: String, actor: AuditActor) throws {
+        try write { db in
+            guard try Self.exists(db, netname) else { throw DirectoryError.noSuchPrincipal(netname) }
+            try db.execute(sql: "INSERT OR IGNORE INTO role (netname, role, granted_at) VALUES (?, ?, ?)",
+                           arguments: [netname, role.rawValue, Date().timeIntervalSince1970])
+            if db.changesCount > 0 {
+                try Self.log(db, actor: actor, action: "grant", netname: netname, mechanism: nil, detail: role.rawValue)
+            }
+        }
+    }
+
+    public func revokeRole(_ role: PrincipalRole, from netname: String, actor: AuditActor) throws {
+        try write { db in
+            guard try Self.exists(db, netname) else { throw DirectoryError.noSuchPrincipal(netname) }
+            try db.execute(sql: "DELETE FROM role WHERE netname = ? AND role = ?", arguments: [netname, role.rawValue])
+            if db.changesCount == 0 { throw DirectoryError.noSuchRole(netname, role) }
+            try Self.log(db, actor: actor, action: "revoke-role", netname: netname, mechanism: nil, detail: role.rawValue)
+        }
+    }
+
 
     public func add(_ principal: Principal, keys: [KeyEntry], actor: AuditActor) throws {
         try Netname.validate(principal.netname)
