@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "SiteConfig", targets: ["SiteConfig"]),
         .library(name: "KeyDirectoryService", targets: ["KeyDirectoryService"]),
         .executable(name: "keyadmin", targets: ["keyadmin"]),
+        .executable(name: "keydird", targets: ["keydird"]),
         .executable(name: "keyserverd", targets: ["keyserverd"]),
         .executable(name: "keylogin", targets: ["keylogin"]),
         .executable(name: "keylogout", targets: ["keylogout"]),
@@ -162,10 +163,22 @@ let package = Package(
                 "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "XDR", "SiteConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings,
             plugins: ["XDRGenPlugin"]
+        ),
+        .executableTarget(
+            name: "keydird",
+            dependencies: [
+                "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
         ),
 
         // MARK: example service and tools
@@ -268,6 +281,7 @@ let package = Package(
             name: "SecureRPCTests",
             dependencies: [
                 "SecureRPC", "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "FileService", "KeyDirectory",
+                "KeyDirectoryService", "SiteConfig",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

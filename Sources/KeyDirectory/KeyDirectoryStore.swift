@@ -9,6 +9,9 @@ import KeyCrypto
 public protocol KeyDirectoryStore: Sendable {
     /// The active public key of a principal for a mechanism: the hot path of every server.
     func publicKey(netname: String, mechanism: DHGroupName) throws -> DHPublicKey?
+    /// The same key as stored (hex), unvalidated: for callers that pass it on (keydird) and
+    /// leave validation to whoever uses it.
+    func publicKeyHex(netname: String, mechanism: DHGroupName) throws -> String?
     func principal(_ netname: String) throws -> Principal?
     func keys(of netname: String) throws -> [KeyEntry]
     /// Every principal with its keys, ordered by netname.

@@ -16,6 +16,9 @@ import NIOCore
 import ONCRPC
 import SecureRPC
 import SiteConfig
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Why the directory could not answer.
 public enum DirectoryClientError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -48,10 +51,14 @@ public struct DirectoryCaller: Sendable {
     /// The principal the calls are made as (logged in to the keyserver at `keyserverSocket`).
     public var netname: String
     public var keyserverSocket: String
+    /// The uid the keyserver answers for: this process's, or — for root acting for another
+    /// uid, as keyserverd does for its host principal (uid 0) — the one named.
+    public var uid: UInt32
 
-    public init(netname: String, keyserverSocket: String = KeyServerPaths.socket) {
+    public init(netname: String, keyserverSocket: String = KeyServerPaths.socket, uid: UInt32 = getuid()) {
         self.netname = netname
         self.keyserverSocket = keyserverSocket
+        self.uid = uid
     }
 }
 
@@ -202,7 +209,7 @@ public final class DirectoryClient: Sendable {
             throw DirectoryClientError.fingerprintMismatch(server: server.description, pinned: server.fingerprint, presented: fingerprints)
         }
         let gss = try GSSClient(clientNetname: caller.netname, serverNetname: server.netname, serverPublicKey: pinnedKey,
-                                service: service, keyserver: try KeyServerClient(socketPath: caller.keyserverSocket),
+                                service: service, keyserver: try KeyServerClient(socketPath: caller.keyserverSocket, uid: caller.uid),
                                 refreshServerKey: { pinnedKey })
         let client = RPCClient(transport: .tcp, address: address, program: KeydirV1Client.program,
                                version: KeydirV1Client.version, authenticator: gss, configuration: configuration)

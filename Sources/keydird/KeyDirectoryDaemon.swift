@@ -1,0 +1,147 @@
+// keydird: the site's key directory service. Serves KEYDIR_PROG over TCP from the local
+// directory database, only to callers proven with RPCSEC_GSS srpc-dh under this host's own
+// principal (whose secret keys this host's keyserver holds: keylogin -r), plus the one open
+// procedure that hands out the directory's public keys for hosts to check against their
+// pinned fingerprint. Access decisions live in KeyDirectoryServer; this file wires it up.
+
+import ArgumentParser
+import Foundation
+import KeyCrypto
+import KeyDirectory
+import KeyDirectoryService
+import KeyServer
+import Logging
+import NIOCore
+import ONCRPC
+import SecureRPC
+import ServiceLifecycle
+import SiteConfig
+
+@main
+struct KeyDirectoryDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keydird",
+        abstract: "The Secure RPC key directory service: public keys, sealed keys and administration for a whole site.",
+        discussion: """
+        Serves the directory database (--db) over TCP to callers proven with RPCSEC_GSS srpc-dh, \
+        as the directory host's principal (--netname, default unix.HOST@DOMAIN), whose secret \
+        keys this host's keyserver must hold (keylogin -r). Hosts pin that principal's key by \
+        the fingerprint printed at start (keyadmin enroll-host prints the line for securerpc.conf).
+
+        Lookups need integrity at least; sealed keys and administration need privacy. \
+        Administration needs the admin role (keyadmin grant admin NETNAME, run locally). \
+        With --standby-of PRIMARY the database is a read-only replica: reads are served, \
+        every change is refused with a message naming the primary.
+
+        Stop with SIGTERM or SIGINT.
+        """,
+        version: "keydird (Secure RPC for Swift)"
+    )
+
+    @Option(help: "The directory database (default: securerpc.conf's database, else \(SQLiteKeyDirectory.defaultPath)).")
+    var db: String?
+
+    @Option(help: "This directory host's principal (default unix.HOSTNAME@DOMAIN).")
+    var netname: String?
+
+    @Option(help: "The Secure RPC domain (default $SECURERPC_DOMAIN, else securerpc.conf's).")
+    var domain: String?
+
+    @Option(help: "Address to listen on.")
+    var host = "0.0.0.0"
+
+    @Option(help: "TCP port (0 picks one).")
+    var port = DirectoryDefaults.port
+
+    @Option(help: "This host's keyserver socket (it holds the directory principal's secret keys).")
+    var keyserverSocket: String?
+
+    @Option(name: .customLong("standby-of"), help: "Serve a read-only replica; changes go to this primary (HOST[:PORT]).")
+    var primary: String?
+
+    @Flag(help: "Register with the host's rpcbind; carry on without it when it is not running.")
+    var register = false
+
+    @Option(help: "The site configuration file (default $SECURERPC_CONF, else \(SiteConfiguration.defaultPath)).")
+    var config: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        ProcessSignals.unblockShutdownSignals()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "keydird")
+        let site: SiteConfiguration
+        do {
+            site = try SiteConfiguration.load(path: config)
+        } catch {
+            throw Failure("\(error)")
+        }
+        guard let domain = site.resolveDomain(domain) else {
+            throw Failure("no Secure RPC domain: pass --domain, set SECURERPC_DOMAIN or put 'domain NAME' in \(site.source ?? SiteConfiguration.defaultPath)")
+        }
+        let me = netname ?? Netname.host(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost", domain: domain)
+        let path = db ?? site.database ?? SQLiteKeyDirectory.defaultPath
+        let store: SQLiteKeyDirectory
+        do {
+            store = try SQLiteKeyDirectory(path: path, readOnly: primary != nil, create: false)
+        } catch {
+            throw Failure("\(error)")
+        }
+        let ownKeys = try store.keys(of: me).filter { $0.mechanism != .dh192des && $0.state == .active }
+        guard !ownKeys.isEmpty else {
+            throw Failure("\(me) has no active ffdhe key in \(path): create the directory host's principal first (keyadmin newkey \(me) --mechanism ffdhe3072) and keylogin -r on this host")
+        }
+        let socket = keyserverSocket ?? site.keyserverSocket ?? KeyServerPaths.socket
+        let keyserver: KeyServerClient
+        do {
+            keyserver = try KeyServerClient(socketPath: socket)
+        } catch {
+            throw Failure("cannot use the keyserver at \(socket): \(error)")
+        }
+
+        var gss = GSSServer.Configuration(serverNetname: me)
+        gss.localDomain = domain
+        let gssServer = GSSServer(configuration: gss, keyserver: keyserver, logger: logger) { netname, group in
+            try? store.publicKey(netname: netname, mechanism: group.dhGroup)
+        }
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = [AuthNoneServer(), gssServer]
+        // Whole imports arrive in one call (all or nothing).
+        configuration.maximumRecordSize = 32 << 20
+        let directory = KeyDirectoryServer(store: store, configuration: .init(directoryNetname: me, primary: primary), logger: logger)
+        let server = RPCServer(programs: [directory.program], configuration: configuration, logger: logger)
+        let address = try await server.listenTCP(host: host, port: port)
+        if register {
+            do {
+                _ = try await server.registerWithRPCBind()
+            } catch {
+                logger.warning("not registered with rpcbind: \(error); hosts must name the port in securerpc.conf")
+            }
+        }
+        for key in ownKeys {
+            if let publicKey = try? DHPublicKey(group: key.mechanism, hex: key.publicKey) {
+                logger.notice("directory key", metadata: ["netname": "\(me)", "mechanism": "\(key.mechanism.rawValue)", "fingerprint": "\(publicKey.fingerprint)"])
+            }
+        }
+        logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(path)", "netname": "\(me)",
+                                                  "mode": "\(primary.map { "standby of \($0)" } ?? "primary")"])
+        FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
+        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+        await keyserver.close()
+    }
+}
+
+/// One line for the user, no Swift type names.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,152 @@
+// keydird's program against real keyservers and a real directory database, over loopback:
+// lookups through the pinned directory key, who may have sealed keys, who may administer,
+// audit under the proven name, the change feed reaching a host's cache and its observers,
+// and a directory outage (serve-stale, then an error naming the directory).
+
+import Foundation
+import KeyCrypto
+import KeyDirectory
+import KeyDirectoryService
+import NIOConcurrencyHelpers
+import ONCRPC
+import SecureRPC
+import SiteConfig
+import XCTest
+
+final class DirectoryServiceTests: XCTestCase {
+    var site: DirectorySite!
+
+    override func setUp() async throws {
+        site = try await DirectorySite()
+        try await site.start()
+    }
+
+    override func tearDown() async throws {
+        await site.shutdown()
+    }
+
+    func testLookupsThroughThePinnedDirectoryKey() async throws {
+        let client = site.client(as: DirectorySite.alice, service: .integrity)
+        defer { Task { await client.close() } }
+        let lookup = NetworkKeyLookup(directory: client)
+        let admin = try await lookup.fetchPublicKey(netname: DirectorySite.admin.netname, mechanism: .ffdhe3072)
+        XCTAssertEqual(admin?.hex, try site.store.publicKeyHex(netname: DirectorySite.admin.netname, mechanism: .ffdhe3072))
+        let none = try await lookup.fetchPublicKey(netname: "unix.9999@site.example", mechanism: .ffdhe3072)
+        XCTAssertNil(none)
+        _ = try await lookup.fetchPublicKey(netname: DirectorySite.admin.netname, mechanism: .ffdhe3072)
+        XCTAssertEqual(lookup.statistics.directoryLookups, 2)
+        XCTAssertEqual(lookup.statistics.cacheHits, 1)
+        XCTAssertEqual(site.gss?.statistics.contextsCreated, 1)
+    }
+
+    func testAHostWithTheWrongPinnedFingerprintRefusesToTalk() async throws {
+        let wrong = DHPrivateKey.generate(group: .ffdhe3072).publicKey.fingerprint
+        let client = site.client(as: DirectorySite.alice, site: site.site(fingerprint: wrong))
+        do {
+            _ = try await client.call { try await $0.kdLookup(KdLookupArg(netname: DirectorySite.admin.netname, mechanism: "ffdhe3072")) }
+            XCTFail("a directory with another key was used")
+        } catch let error as DirectoryClientError {
+            guard case .fingerprintMismatch = error else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(error)".contains("did not present the pinned key \(wrong)"), "\(error)")
+        }
+        XCTAssertEqual(site.gss?.statistics.contextsCreated, 0, "no context was even attempted")
+        await client.close()
+    }
+
+    func testSealedKeysGoOnlyToThePrincipalOrAnEnrolledHost() async throws {
+        func fetch(_ who: (uid: UInt32, netname: String), _ target: String) async throws -> KdSealedRes {
+            let client = site.client(as: who)
+            defer { Task { await client.close() } }
+            return try await client.call { try await $0.kdSealedKeys(target) }
+        }
+        guard case let .kdOk(own) = try await fetch(DirectorySite.alice, DirectorySite.alice.netname) else { return XCTFail("own keys refused") }
+        XCTAssertEqual(own.keys.first?.sealed, try site.store.keys(of: DirectorySite.alice.netname).first?.sealedSecret)
+        guard case .kdOk = try await fetch(DirectorySite.enrolledHost, DirectorySite.alice.netname) else { return XCTFail("enrolled host refused") }
+        for (who, target) in [(DirectorySite.bob, DirectorySite.alice.netname), (DirectorySite.strangerHost, DirectorySite.alice.netname),
+                              (DirectorySite.enrolledHost, DirectorySite.strangerHost.netname)] {
+            guard case .default(discriminant: .kdDenied, _) = try await fetch(who, target) else { return XCTFail("\(who.netname) got \(target)'s keys") }
+        }
+        // Over integrity only, the policy refuses before any code runs.
+        let weak = site.client(as: DirectorySite.alice, service: .integrity)
+        do {
+            _ = try await weak.call { try await $0.kdSealedKeys(DirectorySite.alice.netname) }
+            XCTFail("sealed keys over integrity")
+        } catch RPCClientError.authError(.tooWeak) {}
+        await weak.close()
+    }
+
+    func testAdministrationNeedsTheAdminRoleAndIsAuditedUnderTheProvenName() async throws {
+        let alice = site.client(as: DirectorySite.alice)
+        let refused = try await alice.call { try await $0.kdAdmRevoke(KdNetmechArg(netname: DirectorySite.bob.netname, mechanism: "")) }
+        XCTAssertEqual(refused.status, .kdDenied)
+        XCTAssertTrue(refused.message.contains("is not an administrator"), refused.message)
+        XCTAssertNotNil(try site.store.publicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072))
+        await alice.close()
+
+        let admin = site.client(as: DirectorySite.admin)
+        let done = try await admin.call { try await $0.kdAdmRevoke(KdNetmechArg(netname: DirectorySite.bob.netname, mechanism: "")) }
+        XCTAssertEqual(done.status, .kdOk, done.message)
+        XCTAssertNil(try site.store.publicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072))
+        let event = try XCTUnwrap(site.store.audit(limit: 1).first)
+        XCTAssertEqual(event.action, "revoke")
+        XCTAssertEqual(event.actor, "\(DirectorySite.admin.netname) from 127.0.0.1")
+        // Errors come back as statuses with one line.
+        let missing = try await admin.call { try await $0.kdAdmRemove("unix.4242@site.example") }
+        XCTAssertEqual(missing.status, .kdNotFound)
+        XCTAssertEqual(missing.message, "no principal unix.4242@site.example")
+        // An administrator cannot lock the site out of administration by accident.
+        let own = try await admin.call { try await $0.kdAdmRevokeRole(KdRoleArg(netname: DirectorySite.admin.netname, role: "admin")) }
+        XCTAssertEqual(own.status, .kdInvalid)
+        await admin.close()
+    }
+
+    func testAStandbyRefusesChangesNamingThePrimary() async throws {
+        await site.stop()
+        try await site.start(primary: "dir1.site.example:20050")
+        let admin = site.client(as: DirectorySite.admin)
+        let refused = try await admin.call { try await $0.kdAdmRevoke(KdNetmechArg(netname: DirectorySite.bob.netname, mechanism: "")) }
+        XCTAssertEqual(refused.status, .kdReadOnly)
+        XCTAssertTrue(refused.message.contains("dir1.site.example:20050"), refused.message)
+        await admin.close()
+    }
+
+    func testTheChangeFeedDropsCachedKeysAndTellsObservers() async throws {
+        let client = site.client(as: DirectorySite.alice, service: .integrity)
+        let lookup = NetworkKeyLookup(directory: client)
+        let told = NIOLockedValueBox<[String?]>([])
+        lookup.observeChanges { netname in told.withLockedValue { $0.append(netname) } }
+        await lookup.pollChanges()   // learns where the feed stands
+        let before = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+        XCTAssertNotNil(before)
+        try site.store.revoke(netname: DirectorySite.bob.netname, mechanism: nil, actor: "test")
+        // Cached: still the old answer until the feed says otherwise.
+        XCTAssertNotNil(lookup.cachedPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072) ?? nil)
+        await lookup.pollChanges()
+        XCTAssertEqual(told.withLockedValue { $0 }, [DirectorySite.bob.netname])
+        let after = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+        XCTAssertNil(after)
+        await client.close()
+    }
+
+    func testOutageServesCachedKeysWithinTheWindowThenNamesTheDirectory() async throws {
+        let clock = NIOLockedValueBox<TimeInterval>(1_000_000)
+        let client = site.client(as: DirectorySite.alice, service: .integrity)
+        let lookup = NetworkKeyLookup(directory: client, settings: .init(ttl: 60, negativeTTL: 10, serveStale: 600),
+                                      now: { clock.withLockedValue { $0 } })
+        let key = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+        XCTAssertNotNil(key)
+        await site.stop()
+        clock.withLockedValue { $0 += 120 }   // past the TTL, inside serve-stale
+        let stale = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+        XCTAssertEqual(stale, key)
+        XCTAssertEqual(lookup.statistics.staleAnswers, 1)
+        clock.withLockedValue { $0 += 700 }   // past serve-stale
+        do {
+            _ = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+            XCTFail("served past the serve-stale window")
+        } catch let error as DirectoryClientError {
+            XCTAssertTrue("\(error)".hasPrefix("no directory server answered: 127.0.0.1:"), "\(error)")
+        }
+        await client.close()
+    }
+}
