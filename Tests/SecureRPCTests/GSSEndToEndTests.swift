@@ -280,4 +280,5 @@ final class ClockBox: @unchecked Sendable {
     init(_ value: TimeInterval) { self.value = value }
     var now: TimeInterval { lock.withLock { value } }
     func advance(_ seconds: TimeInterval) { lock.withLock { value += seconds } }
+    func set(_ seconds: TimeInterval) { lock.withLock { value = seconds } }
 }
