@@ -232,7 +232,11 @@ final class GSSEndToEndTests: XCTestCase {
     }
 
     func testContextTableIsBoundedLRU() async throws {
-        let (server, gss, tcp, _) = try await fixture.startServer(configure: { $0.maximumContexts = 4 })
+        // One principal here, so its share must be the whole table for the global LRU to show.
+        let (server, gss, tcp, _) = try await fixture.startServer(configure: {
+            $0.maximumContexts = 4
+            $0.maximumContextsPerClient = 4
+        })
         var clients: [RPCClient] = []
         for i in 0..<6 {
             let client = fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe2048, service: .integrity))
