@@ -102,9 +102,10 @@ final class GSSFixture: @unchecked Sendable {
                       keyserver: try KeyServerClient(socketPath: socket, uid: uid), now: now)
     }
 
-    func client(_ transport: RPCTransport, _ address: SocketAddress, _ authenticator: any RPCClientAuthenticator) -> RPCClient {
+    func client(_ transport: RPCTransport, _ address: SocketAddress, _ authenticator: any RPCClientAuthenticator,
+                callTimeout: TimeAmount = .seconds(10)) -> RPCClient {
         var configuration = RPCClient.Configuration()
-        configuration.callTimeout = .seconds(10)
+        configuration.callTimeout = callTimeout
         configuration.udpInitialRetransmitInterval = .milliseconds(200)
         return RPCClient(transport: transport, address: address, program: gssProgramNumber, version: 1,
                          authenticator: authenticator, configuration: configuration)
