@@ -173,19 +173,41 @@ public struct SecurityRequirement: Sendable, Hashable {
     }
 }
 
-/// Per-program policy: one requirement for every procedure, with exceptions per procedure.
-/// NULL (procedure 0) is always open: pings and RPCSEC_GSS context creation use it.
+/// Per-program policy: one requirement for every procedure (or a choice of requirements),
+/// with exceptions per procedure. NULL (procedure 0) is always open: pings and RPCSEC_GSS
+/// context creation use it.
+///
+/// ```swift
+/// // RPCSEC_GSS with ffdhe3072+ and privacy, or the legacy AUTH_DH; nothing else.
+/// let policy = SecurityPolicy(anyOf: [.gss(minimumGroup: .ffdhe3072, minimumService: .privacy),
+///                                     SecurityRequirement(flavors: [.dh])])
+/// ```
 public struct SecurityPolicy: RPCAuthorizationPolicy {
     public var requirement: SecurityRequirement
+    /// Other requirements, any one of which qualifies a caller as well (for procedures
+    /// without an exception). Each is a whole: meeting the flavor of one and the protection
+    /// of another is not enough.
+    public var alternatives: [SecurityRequirement]
     public var procedures: [UInt32: SecurityRequirement]
 
     public init(_ requirement: SecurityRequirement, procedures: [UInt32: SecurityRequirement] = [:]) {
         self.requirement = requirement
+        self.alternatives = []
+        self.procedures = procedures
+    }
+
+    /// A caller qualifies when it meets any one of `requirements` (at least one).
+    public init(anyOf requirements: [SecurityRequirement], procedures: [UInt32: SecurityRequirement] = [:]) {
+        precondition(!requirements.isEmpty, "a policy needs at least one requirement")
+        self.requirement = requirements[0]
+        self.alternatives = Array(requirements.dropFirst())
         self.procedures = procedures
     }
 
     public func authorize(_ caller: RPCCaller, procedure: UInt32) -> AuthStatus? {
         if procedure == 0 { return nil }
-        return (procedures[procedure] ?? requirement).isMet(by: caller) ? nil : .tooWeak
+        if let exception = procedures[procedure] { return exception.isMet(by: caller) ? nil : .tooWeak }
+        if requirement.isMet(by: caller) || alternatives.contains(where: { $0.isMet(by: caller) }) { return nil }
+        return .tooWeak
     }
 }

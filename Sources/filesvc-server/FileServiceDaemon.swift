@@ -50,10 +50,10 @@ struct FileServiceDaemon: AsyncParsableCommand {
     @Option(help: "Which callers to serve: gss (RPCSEC_GSS srpc-dh, at least --min-group and --min-service), dh (RPCSEC_GSS as for gss, or the legacy AUTH_DH), none (any flavor, AUTH_SYS too).")
     var requireAuth: AuthChoice = .gss
 
-    @Option(help: "For --require-auth gss: the smallest Diffie-Hellman group a context may use (ffdhe2048, ffdhe3072, ffdhe4096).")
+    @Option(help: "For RPCSEC_GSS callers (--require-auth gss or dh): the smallest Diffie-Hellman group a context may use (ffdhe2048, ffdhe3072, ffdhe4096).")
     var minGroup: GSSGroup = .ffdhe3072
 
-    @Option(help: "For --require-auth gss: the weakest per-call protection (none, integrity, privacy).")
+    @Option(help: "For RPCSEC_GSS callers (--require-auth gss or dh): the weakest per-call protection (none, integrity, privacy).")
     var minService: GSSService = .privacy
 
     @Option(help: "The server's own netname, logged in to the keyserver as this process's uid (default unix.UID@DOMAIN).")
@@ -110,14 +110,9 @@ struct FileServiceDaemon: AsyncParsableCommand {
             gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
             configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket,
                                                                               localDomain: domain, gss: gss)
-            let strong = SecurityRequirement.gss(minimumGroup: minGroup, minimumService: minService)
-            if requireAuth == .dh {
-                policy = SecurityPolicy(SecurityRequirement(flavors: [.dh, .rpcsecGSS], minimumKeyExchangeBits: 0, minimumProtection: .none))
-            } else {
-                policy = SecurityPolicy(strong)
-            }
+            policy = Self.policy(requireAuth: requireAuth, minGroup: minGroup, minService: minService)
             logger.notice("callers must be proven", metadata: [
-                "accepting": "\(requireAuth == .dh ? "AUTH_DH or RPCSEC_GSS" : "RPCSEC_GSS srpc-dh \(minGroup)+ with \(minService)")",
+                "accepting": "RPCSEC_GSS srpc-dh \(minGroup)+ with \(minService)\(requireAuth == .dh ? ", or AUTH_DH" : "")",
                 "netname": "\(me)", "directory": "\(db)", "keyserver": "\(keyserverSocket)",
             ])
         }
@@ -143,6 +138,18 @@ struct FileServiceDaemon: AsyncParsableCommand {
         logger.notice("serving \(rootPath)", metadata: ["listening": "\(addresses.joined(separator: ", "))"])
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+    }
+
+    /// Who may call, as the flags say. `dh` adds the legacy AUTH_DH *beside* RPCSEC_GSS with
+    /// --min-group and --min-service: a GSS caller must still meet both (before, `dh` let
+    /// RPCSEC_GSS with service none or integrity through).
+    static func policy(requireAuth: AuthChoice, minGroup: GSSGroup, minService: GSSService) -> any RPCAuthorizationPolicy {
+        let strong = SecurityRequirement.gss(minimumGroup: minGroup, minimumService: minService)
+        switch requireAuth {
+        case .none: return AllowAnyFlavor()
+        case .gss: return SecurityPolicy(strong)
+        case .dh: return SecurityPolicy(anyOf: [strong, SecurityRequirement(flavors: [.dh])])
+        }
     }
 
     private func prepareRoot(logger: Logger) throws -> String {

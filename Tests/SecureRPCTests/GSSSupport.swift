@@ -65,15 +65,20 @@ final class GSSFixture: @unchecked Sendable {
 
     /// A server for the test program: procedure 1 echoes its opaque argument and counts
     /// runs; procedure 2 returns the caller's netname and mechanism.
+    /// - Parameter publicKey: the server's directory; default: the test client's keys only.
     func startServer(configure: (inout GSSServer.Configuration) -> Void = { _ in },
                      policy: any RPCAuthorizationPolicy = SecurityPolicy(.verified),
-                     now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 }) async throws
+                     host: String = "127.0.0.1",
+                     now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
+                     publicKey: (@Sendable (String, GSSGroup) -> DHPublicKey?)? = nil) async throws
         -> (server: RPCServer, gss: GSSServer, tcp: SocketAddress, udp: SocketAddress) {
         var gssConfiguration = GSSServer.Configuration(serverNetname: gssServerNetname)
         configure(&gssConfiguration)
-        let gss = GSSServer(configuration: gssConfiguration, keyserver: try KeyServerClient(socketPath: socket, uid: 6002), logger: logger, now: now) { netname, group in
+        let directory = publicKey ?? { netname, group in
             netname == gssClientNetname ? gssLongTermKeys[group]?.client.publicKey : nil
         }
+        let gss = GSSServer(configuration: gssConfiguration, keyserver: try KeyServerClient(socketPath: socket, uid: 6002), logger: logger,
+                            now: now, publicKey: directory)
         let runs = self.runs, lastCaller = self.lastCaller
         var program = RPCProgram(number: gssProgramNumber, version: 1, policy: policy)
         program.addImmediateProcedure(1) { (argument: GSSBlob, request) -> GSSBlob in
@@ -87,7 +92,7 @@ final class GSSFixture: @unchecked Sendable {
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer(), gss]
         let server = RPCServer(programs: [program], configuration: configuration, logger: logger)
-        return (server, gss, try await server.listenTCP(host: "127.0.0.1"), try await server.listenUDP(host: "127.0.0.1"))
+        return (server, gss, try await server.listenTCP(host: host), try await server.listenUDP(host: host))
     }
 
     func authenticator(group: GSSGroup = .ffdhe3072, service: GSSService = .privacy, uid: UInt32 = 6001,
@@ -97,9 +102,10 @@ final class GSSFixture: @unchecked Sendable {
                       keyserver: try KeyServerClient(socketPath: socket, uid: uid), now: now)
     }
 
-    func client(_ transport: RPCTransport, _ address: SocketAddress, _ authenticator: any RPCClientAuthenticator) -> RPCClient {
+    func client(_ transport: RPCTransport, _ address: SocketAddress, _ authenticator: any RPCClientAuthenticator,
+                callTimeout: TimeAmount = .seconds(10)) -> RPCClient {
         var configuration = RPCClient.Configuration()
-        configuration.callTimeout = .seconds(10)
+        configuration.callTimeout = callTimeout
         configuration.udpInitialRetransmitInterval = .milliseconds(200)
         return RPCClient(transport: transport, address: address, program: gssProgramNumber, version: 1,
                          authenticator: authenticator, configuration: configuration)

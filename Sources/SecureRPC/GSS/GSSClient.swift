@@ -5,6 +5,8 @@
 // context is renewed before it expires or its numbers run out, and at once when the server
 // says it lost it (CREDPROBLEM/CTXPROBLEM); close() destroys it on the server. The client
 // never lowers the group or service it was given: a server that will not do them is an error.
+// A server that ends the context because the user's key was revoked or replaced refuses the
+// new INIT; after a context had worked, that is reported as SecureRPCError.keyChangedOrRevoked.
 
 import Foundation
 import KeyCrypto
@@ -71,6 +73,8 @@ public final class GSSClient: RPCClientAuthenticator {
         /// replies; oldest xid first.
         var sent: [UInt32: [UInt32]] = [:]
         var sentOrder: [UInt32] = []
+        /// A context was made with this server before: the user's key worked then.
+        var hadContext = false
     }
 
     public let clientNetname: String
@@ -249,6 +253,7 @@ public final class GSSClient: RPCClientAuthenticator {
             do {
                 let context = try await task.value
                 state.withLockedValue { state in
+                    state.hadContext = true
                     if state.pending == task {
                         state.pending = nil
                         state.context = context
@@ -282,22 +287,35 @@ public final class GSSClient: RPCClientAuthenticator {
         throw SecureRPCError.keyserverRefused("\(answer)")
     }
 
+    /// A server that says it is busy with other set-ups (GSS_S_FAILURE / busy) is asked
+    /// again this many times, after 25, 50, 100 ms (plus up to as much again at random).
+    static let busyRetries = 3
+
     private func establish(_ client: RPCClient) async throws -> Context {
+        var attempt = 0
+        while true {
+            do {
+                return try await establishOnce(client)
+            } catch let GSSClientError.contextRefused(_, minor) where minor == GSSMinorStatus.busy.rawValue && attempt < Self.busyRetries {
+                let wait = 25 << attempt
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(wait + Int.random(in: 0...wait)))
+            }
+        }
+    }
+
+    private func establishOnce(_ client: RPCClient) async throws -> Context {
         // K_ss from our keyserver: proves the INIT comes from the holder of our secret key.
         guard let serverPublicKey = try serverKey(), serverPublicKey.group == group.dhGroup else {
             throw SecureRPCSetupError.unknownServer(serverNetname, mechanism: group.rawValue)
         }
         let info = SRPCDH.kssInfo(group: group, client: clientNetname, server: serverNetname)
-        let derived = try await keyserver.performStrong {
+        var derived = try await keyserver.performStrong {
             try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: serverPublicKey.bytes, info: info))
         }
-        guard case let .keySuccess(kssBytes) = derived else {
-            if case .default(discriminant: .keyNosecret) = derived { throw SecureRPCError.notLoggedIn(clientNetname) }
-            throw SecureRPCError.keyserverRefused("\(derived)")
-        }
-        var kssCopy = kssBytes
-        let kss = SecretBytes(copying: kssCopy)
-        SecretBytes.wipe(&kssCopy)
+        if case .default(discriminant: .keyNosecret) = derived { throw SecureRPCError.notLoggedIn(clientNetname) }
+        // Not success (takeKss leaves a failure as it was): only a status to show.
+        guard let kss = SRPCDH.takeKss(from: &derived) else { throw SecureRPCError.keyserverRefused("\(derived)") }
 
         let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
         let body = SrpcDhInitBody(
@@ -319,6 +337,13 @@ public final class GSSClient: RPCClientAuthenticator {
             throw GSSClientError.unexpectedReply("init result: \(error)")
         }
         guard result.gssMajor == GSSMajorStatus.complete else {
+            // The key worked for an earlier context; now the server's directory has none for
+            // us, or another one (the authenticator, made with the key our keyserver holds,
+            // fails): it was revoked or replaced since. Say so, in words that tell what to do.
+            let minor = GSSMinorStatus(rawValue: result.gssMinor)
+            if minor == .unknownClient || minor == .badAuthenticator, state.withLockedValue({ $0.hadContext }) {
+                throw SecureRPCError.keyChangedOrRevoked(clientNetname)
+            }
             throw GSSClientError.contextRefused(major: result.gssMajor, minor: result.gssMinor)
         }
         let reply: SrpcDhReplyToken

@@ -9,6 +9,7 @@ import KeyCrypto
 import KeyServer
 import NIOCore
 import ONCRPC
+import Synchronization
 import XDR
 
 /// The Diffie-Hellman group an RPCSEC_GSS context is made with.
@@ -119,6 +120,14 @@ public enum GSSMinorStatus: UInt32, Sendable, CustomStringConvertible {
     case replayCacheFull = 10
     case malformedToken = 11
     case notSingleRoundTrip = 12
+    /// A netname in the token is not `unix.NAME@DOMAIN` in printable ASCII (GSS_S_BAD_NAME).
+    case malformedName = 13
+    /// Too many INITs in progress on the server (GSS_S_FAILURE): try again shortly.
+    case busy = 14
+    /// Too many failed INITs from the caller's address lately (GSS_S_FAILURE).
+    case addressRateLimited = 15
+    /// Too many failed INITs naming this client lately (GSS_S_FAILURE).
+    case principalRateLimited = 16
 
     public var description: String {
         switch self {
@@ -135,6 +144,10 @@ public enum GSSMinorStatus: UInt32, Sendable, CustomStringConvertible {
         case .replayCacheFull: return "the server's INIT replay cache is full; try again later"
         case .malformedToken: return "the token did not decode"
         case .notSingleRoundTrip: return "srpc-dh needs no CONTINUE_INIT"
+        case .malformedName: return "a netname in the token is malformed (expected unix.NAME@DOMAIN, printable ASCII)"
+        case .busy: return "the server has too many context set-ups in progress; try again shortly"
+        case .addressRateLimited: return "too many failed context set-ups from this address; try again later"
+        case .principalRateLimited: return "too many failed context set-ups for this client; try again later"
         }
     }
 }
@@ -203,6 +216,28 @@ public enum SRPCDH {
         let sealed = try StrongCrypto.seal(.aes256GCM, key: kss, nonce: aeadNonce,
                                            plaintext: authenticatorPlaintext(body), authenticating: Array(body.xdrEncoded().readableBytesView))
         return SrpcDhInitToken(body: body, authNonce: aeadNonce, authenticator: sealed)
+    }
+
+    /// K_ss out of the keyserver's answer, into SecretBytes; nil unless the answer is
+    /// success. The array the key came in is zeroed in its own storage: the answer is
+    /// overwritten first, so that array has no other owner and the wipe cannot land on a
+    /// copy-on-write copy (`var copy = kss; wipe(&copy)` did, leaving the original intact).
+    static func takeKss(from derived: inout KeyxDeriveRes) -> SecretBytes? {
+        guard case .keySuccess(var bytes) = derived else { return nil }
+        derived = .default(discriminant: .keySystemerr)
+        let kss = SecretBytes(copying: bytes)
+        wipeInPlace(&bytes)
+        return kss
+    }
+
+    /// Zeroes `bytes` where it lies. The caller makes sure it is the only reference.
+    static func wipeInPlace(_ bytes: inout [UInt8]) {
+        let before = bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+        bytes.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+        if GSSWipeTracking.enabled.load(ordering: .relaxed) {
+            let after = bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+            GSSWipeTracking.record(inPlace: before == after && bytes.allSatisfy { $0 == 0 })
+        }
     }
 
     /// Checks the authenticator; false for any failure.
@@ -462,5 +497,29 @@ public struct GSSSequenceWindow: Sendable {
         if isSet(sequence) { return false }
         set(sequence, true)
         return true
+    }
+}
+
+/// Test hook: counts the wipes of K_ss arrays from the keyserver, and whether each zeroed the
+/// storage the array had (in place) or a copy-on-write copy of it (the original left intact).
+@_spi(Testing)
+public enum GSSWipeTracking {
+    static let enabled = Atomic<Bool>(false)
+    private static let counts = Mutex<(inPlace: Int, ofACopy: Int)>((0, 0))
+
+    public static func start() {
+        counts.withLock { $0 = (0, 0) }
+        enabled.store(true, ordering: .relaxed)
+    }
+
+    public static func stop() { enabled.store(false, ordering: .relaxed) }
+
+    /// Wipes that zeroed the key's own storage.
+    public static var inPlace: Int { counts.withLock { $0.inPlace } }
+    /// Wipes that zeroed a copy and left the key where it was (must stay 0).
+    public static var ofACopy: Int { counts.withLock { $0.ofACopy } }
+
+    static func record(inPlace: Bool) {
+        counts.withLock { if inPlace { $0.inPlace += 1 } else { $0.ofACopy += 1 } }
     }
 }

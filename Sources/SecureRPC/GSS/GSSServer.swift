@@ -5,7 +5,14 @@
 // RFC 2203 §5.3.3 and Linux's svcauth_gss (PROTOCOL.md §7): unknown handle or bad header
 // MIC → RPCSEC_GSS_CREDPROBLEM; expired context or seq ≥ MAXSEQ → RPCSEC_GSS_CTXPROBLEM;
 // a sequence number seen before or below the window → no reply at all; a body whose
-// checksum or encryption does not verify → GARBAGE_ARGS.
+// checksum or encryption does not verify → GARBAGE_ARGS. Every `keyRecheckInterval` a DATA
+// call of each context goes off the loop instead, to look the client's key up again: a key
+// revoked or replaced ends the context (CREDPROBLEM; the client's new INIT is then refused).
+//
+// Trust: an INIT is the peer's word until its authenticator opens under K_ss. Before that the
+// server only decodes (bounded), checks the names' syntax (nothing unchecked is logged or
+// looked up), and asks HandshakeAdmission — then pays for the lookup, the keyserver call and
+// the AEAD. Context and replay tables are bounded overall and per client netname.
 
 import Foundation
 import KeyCrypto
@@ -29,21 +36,37 @@ public final class GSSServer: RPCServerAuthenticator {
         public var groups: Set<GSSGroup> = [.ffdhe2048, .ffdhe3072, .ffdhe4096]
         /// How long a context lives before the client must make a new one.
         public var contextLifetime: TimeInterval = 8 * 3600
-        /// Contexts held at once; the least recently used is dropped beyond this (its
-        /// client gets RPCSEC_GSS_CREDPROBLEM once and makes a new one).
+        /// Contexts held at once; beyond this one is dropped (its client gets
+        /// RPCSEC_GSS_CREDPROBLEM once and makes a new one): the least recently used of a
+        /// client over its share if there is one, else the least recently used of all.
         public var maximumContexts = 4096
+        /// Contexts one client netname may hold; nil: a quarter of `maximumContexts`. A
+        /// client making more loses its own least recently used context, nobody else's.
+        public var maximumContextsPerClient: Int?
         /// The sequence window advertised to clients (a multiple of 64).
         public var sequenceWindow: UInt32 = SRPCDH.defaultSequenceWindow
         /// How far an INIT timestamp may be from the server's clock, either way.
         public var clockSkew: TimeInterval = 300
-        /// INIT tokens remembered for replay detection (each for 2 × clockSkew).
-        public var maximumRememberedTokens = 100_000
+        /// Verified INIT tokens remembered for replay detection, each until its timestamp
+        /// is `clockSkew` old (16 bytes each; 300 INITs/s need about 93,000).
+        public var maximumRememberedTokens = 200_000
+        /// The share of them one client netname may hold (it is refused beyond, alone).
+        public var maximumRememberedTokensPerClient = 20_000
+        /// How often a context's client key is looked up again in the directory (on the
+        /// next DATA call after this much time): a key revoked or replaced ends the
+        /// context within this time plus one call.
+        public var keyRecheckInterval: TimeInterval = 30
+        /// Limits on INITs before they cost a directory lookup, a keyserver call or a
+        /// modular exponentiation (see ``HandshakeAdmission``).
+        public var admission = HandshakeAdmission.Limits()
         /// Netnames `unix.UID@localDomain` are mapped to the local user's uid and groups.
         public var localDomain: String?
 
         public init(serverNetname: String) {
             self.serverNetname = serverNetname
         }
+
+        var contextsPerClient: Int { max(1, maximumContextsPerClient ?? maximumContexts / 4) }
     }
 
     /// Counters for tests and metrics.
@@ -51,6 +74,12 @@ public final class GSSServer: RPCServerAuthenticator {
         public var contextsCreated = 0
         public var contextsDestroyed = 0
         public var contextsEvicted = 0
+        /// Of the evicted, those dropped because their client was over its share.
+        public var contextsEvictedOverQuota = 0
+        /// Contexts ended because their client's key was revoked or replaced.
+        public var contextsEndedByKeyChange = 0
+        /// Directory look-ups made to re-check live contexts' client keys.
+        public var keyRechecks = 0
         public var initRefused = 0
         /// DATA calls dropped because their sequence number was seen before or too old.
         public var replaysDropped = 0
@@ -63,15 +92,20 @@ public final class GSSServer: RPCServerAuthenticator {
         let group: GSSGroup
         let keys: GSSSessionKeys
         let expires: TimeInterval
+        /// The client's long-term key the context was made with (re-checked against the
+        /// directory every `keyRecheckInterval`).
+        let clientKey: DHPublicKey
         /// The caller as handlers see it, per service (made once, not per call).
         let callers: [RPCCaller]
 
-        init(handle: [UInt8], client: String, group: GSSGroup, keys: GSSSessionKeys, expires: TimeInterval, caller: RPCCaller) {
+        init(handle: [UInt8], client: String, group: GSSGroup, keys: GSSSessionKeys, expires: TimeInterval,
+             clientKey: DHPublicKey, caller: RPCCaller) {
             self.handle = handle
             self.client = client
             self.group = group
             self.keys = keys
             self.expires = expires
+            self.clientKey = clientKey
             callers = GSSService.allCases.map { service in
                 var variant = caller
                 variant.mechanism = "\(SRPCDH.mechanismName) \(group)/\(service)"
@@ -95,26 +129,36 @@ public final class GSSServer: RPCServerAuthenticator {
         let context: Context
         var window: GSSSequenceWindow
         var lastUsed: UInt64
+        /// When the client's key was last found unchanged in the directory.
+        var keyCheckedAt: TimeInterval
+        /// A call is looking the key up now; others go on meanwhile.
+        var keyRecheckRunning = false
 
-        init(context: Context, window: GSSSequenceWindow, lastUsed: UInt64) {
+        init(context: Context, window: GSSSequenceWindow, lastUsed: UInt64, keyCheckedAt: TimeInterval) {
             self.context = context
             self.window = window
             self.lastUsed = lastUsed
+            self.keyCheckedAt = keyCheckedAt
         }
     }
 
-    private struct TokenKey: Hashable {
-        var client: String
-        var timestamp: UInt64
-        var nonce: [UInt8]
-    }
-
     private struct State {
-        var contexts: [[UInt8]: Slot] = [:]
+        /// Every context, least recently used first.
+        var contexts = LRUTable<[UInt8], Slot>()
+        /// Handles per client netname: the quota and `destroyContexts(of:)`.
+        var byClient: [String: Set<[UInt8]>] = [:]
         var clock: UInt64 = 0
-        var seenTokens: [TokenKey: TimeInterval] = [:]
-        var pruneAt = 1024
+        var replay: GSSReplayCache
         var statistics = Statistics()
+        var refusalLog = RefusalLog()
+
+        @discardableResult
+        mutating func remove(_ handle: [UInt8]) -> Slot? {
+            guard let slot = contexts.remove(handle) else { return nil }
+            let client = slot.context.client
+            if byClient[client]?.remove(handle) != nil, byClient[client]?.isEmpty == true { byClient[client] = nil }
+            return slot
+        }
     }
 
     public let configuration: Configuration
@@ -122,11 +166,15 @@ public final class GSSServer: RPCServerAuthenticator {
     private let publicKey: @Sendable (String, GSSGroup) -> DHPublicKey?
     private let now: @Sendable () -> TimeInterval
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
+    /// Bounds INITs before they cost anything (the AUTH_DH fullname path can share the type).
+    public let admission: HandshakeAdmission
 
     /// - Parameters:
     ///   - keyserver: this host's keyserver, as the server process's uid.
-    ///   - publicKey: the directory lookup of a client's public key of a group.
+    ///   - now: the clock (seconds since 1970), injected by tests.
+    ///   - publicKey: the directory lookup of a client's public key of a group; also asked
+    ///     again for live contexts every `keyRecheckInterval` (nil: revoked or gone).
     public init(configuration: Configuration, keyserver: KeyServerClient,
                 logger: Logger = Logger(label: "securerpc.gss"),
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
@@ -137,10 +185,18 @@ public final class GSSServer: RPCServerAuthenticator {
         self.publicKey = publicKey
         self.now = now
         self.logger = logger
+        state = NIOLockedValueBox(State(replay: GSSReplayCache(lifetime: configuration.clockSkew,
+                                                               capacity: configuration.maximumRememberedTokens,
+                                                               perClientCapacity: configuration.maximumRememberedTokensPerClient)))
+        admission = HandshakeAdmission(limits: configuration.admission, now: now)
     }
 
     public var statistics: Statistics { state.withLockedValue { $0.statistics } }
     public var contextCount: Int { state.withLockedValue { $0.contexts.count } }
+    /// Contexts `client` holds now.
+    public func contextCount(of client: String) -> Int { state.withLockedValue { $0.byClient[client]?.count ?? 0 } }
+    /// INIT tokens remembered now (replay detection).
+    public var rememberedTokenCount: Int { state.withLockedValue { $0.replay.count } }
 
     // MARK: DATA and DESTROY (on the event loop)
 
@@ -150,8 +206,14 @@ public final class GSSServer: RPCServerAuthenticator {
             return .rejected(status)
         case let .credential(credential):
             switch credential.procedure {
-            case .rpcsecGssInit, .rpcsecGssContinueInit: return nil
-            case .rpcsecGssData, .rpcsecGssDestroy: return dataOrDestroy(call, credential)
+            case .rpcsecGssInit: return initImmediately(call, context: context)
+            case .rpcsecGssContinueInit: return nil
+            case .rpcsecGssData, .rpcsecGssDestroy:
+                // nil: the client's key is due for a look-up, which must not block the loop.
+                switch dataOrDestroy(call, credential, recheck: .defer) {
+                case let .decided(decision): return decision
+                case .recheck: return nil
+                }
             }
         }
     }
@@ -172,31 +234,57 @@ public final class GSSServer: RPCServerAuthenticator {
         }
     }
 
-    private func dataOrDestroy(_ call: RPCCall, _ credential: GSSCredential) -> RPCAuthDecision {
+    private enum DataStep {
+        case decided(RPCAuthDecision)
+        /// The context's client key must be looked up before the call is decided.
+        case recheck(Context)
+    }
+
+    /// What to do when a context's client key is due for a look-up.
+    private enum RecheckMode {
+        /// Answer `.recheck` (the event loop: the look-up happens off it).
+        case `defer`
+        /// Answer `.recheck` and mark the look-up as running, so concurrent calls go on meanwhile.
+        case start
+        /// Decide now (the look-up just happened).
+        case skip
+    }
+
+    /// Decides a DATA or DESTROY call, or answers `.recheck` when the context's client key
+    /// is due for a look-up. The header MIC is verified first, so only a holder of the
+    /// context can make the server look anything up.
+    private func dataOrDestroy(_ call: RPCCall, _ credential: GSSCredential, recheck: RecheckMode) -> DataStep {
         let nowSeconds = now()
         let sequence = credential.sequence
+        let recheckInterval = configuration.keyRecheckInterval
         // Header MIC and window under the lock: the window must see each number once.
-        enum Lookup { case found(Context), decided(RPCAuthDecision) }
+        enum Lookup { case found(Context), decided(RPCAuthDecision), recheck(Context) }
         let found: Lookup = state.withLockedValue { state in
-            guard let slot = state.contexts[credential.handle] else { return .decided(.rejected(.gssCredentialProblem)) }
+            guard let position = state.contexts.position(of: credential.handle) else { return .decided(.rejected(.gssCredentialProblem)) }
+            let slot = state.contexts.value(at: position)
             let context = slot.context
             guard call.verifier.flavor == .rpcsecGSS,
                   SRPCDH.verifyMIC(context.keys.clientToServer, .callHeader, call.headerBytes, tag: call.verifier.body) else {
                 return .decided(.rejected(.gssCredentialProblem))
             }
             if nowSeconds >= context.expires {
-                state.contexts[credential.handle] = nil
+                state.remove(credential.handle)
                 return .decided(.rejected(.gssContextProblem))
             }
             if sequence >= SRPCDH.maxSequence { return .decided(.rejected(.gssContextProblem)) }
+            if recheck != .skip, nowSeconds - slot.keyCheckedAt >= recheckInterval, !slot.keyRecheckRunning {
+                if recheck == .start { slot.keyRecheckRunning = true }
+                return .recheck(context)
+            }
             guard slot.window.accept(sequence) else {
                 state.statistics.replaysDropped += 1
                 return .decided(.drop)
             }
             state.clock += 1
             slot.lastUsed = state.clock
+            state.contexts.touch(at: position)
             if credential.procedure == .rpcsecGssDestroy {
-                state.contexts[credential.handle] = nil
+                state.remove(credential.handle)
                 state.statistics.contextsDestroyed += 1
             }
             return .found(context)
@@ -207,7 +295,9 @@ public final class GSSServer: RPCServerAuthenticator {
             if case .drop = decision {
                 logger.debug("RPCSEC_GSS call dropped: sequence number seen before or below the window", metadata: ["xid": "\(call.xid)", "seq": "\(sequence)"])
             }
-            return decision
+            return .decided(decision)
+        case let .recheck(value):
+            return .recheck(value)
         case let .found(value):
             context = value
         }
@@ -215,7 +305,7 @@ public final class GSSServer: RPCServerAuthenticator {
 
         if credential.procedure == .rpcsecGssDestroy {
             logger.debug("RPCSEC_GSS context destroyed", metadata: ["client": "\(context.client)"])
-            return .handled(verifier: replyVerifier, .success(ByteBuffer()))
+            return .decided(.handled(verifier: replyVerifier, .success(ByteBuffer())))
         }
         let arguments: ByteBuffer
         do {
@@ -224,12 +314,54 @@ public final class GSSServer: RPCServerAuthenticator {
         } catch {
             state.withLockedValue { $0.statistics.bodiesRefused += 1 }
             logger.info("RPCSEC_GSS body refused", metadata: ["xid": "\(call.xid)", "client": "\(context.client)", "error": "\(error)"])
-            return .handled(verifier: replyVerifier, .garbageArguments)
+            return .decided(.handled(verifier: replyVerifier, .garbageArguments))
         }
         let caller = context.caller(credential.service)
         let wrapper: (any RPCResultWrapper)? = credential.service == .none ? nil
             : GSSResultWrapper(keys: context.keys.serverToClient, sequence: sequence, service: credential.service)
-        return .accepted(RPCAcceptedCall(caller: caller, replyVerifier: replyVerifier, arguments: arguments, resultWrapper: wrapper))
+        return .decided(.accepted(RPCAcceptedCall(caller: caller, replyVerifier: replyVerifier, arguments: arguments, resultWrapper: wrapper)))
+    }
+
+    /// DATA or DESTROY off the event loop: re-checks the client's key when due, then decides.
+    private func dataOrDestroyRechecking(_ call: RPCCall, _ credential: GSSCredential) -> RPCAuthDecision {
+        switch dataOrDestroy(call, credential, recheck: .start) {
+        case let .decided(decision):
+            return decision
+        case let .recheck(context):
+            let current = publicKey(context.client, context.group)
+            let nowSeconds = now()
+            let ended: Int = state.withLockedValue { state in
+                state.statistics.keyRechecks += 1
+                if let slot = state.contexts[context.handle] { slot.keyRecheckRunning = false }
+                if current == context.clientKey {
+                    state.contexts[context.handle]?.keyCheckedAt = nowSeconds
+                    return 0
+                }
+                // Every context of this client and group made with another key than the
+                // directory's now ends, not just this one.
+                var ended = 0
+                for handle in state.byClient[context.client] ?? [] {
+                    guard let other = state.contexts[handle]?.context, other.group == context.group,
+                          other.clientKey != current else { continue }
+                    state.remove(handle)
+                    ended += 1
+                }
+                state.statistics.contextsEndedByKeyChange += ended
+                return ended
+            }
+            if ended > 0 {
+                logger.notice("RPCSEC_GSS contexts ended: the client's key was revoked or replaced", metadata: [
+                    "client": "\(context.client)", "group": "\(context.group)", "contexts": "\(ended)",
+                    "key": "\(current == nil ? "revoked or gone" : "replaced")",
+                ])
+                return .rejected(.gssCredentialProblem)
+            }
+            // Unchanged (or the context went meanwhile): decide as usual.
+            switch dataOrDestroy(call, credential, recheck: .skip) {
+            case let .decided(decision): return decision
+            case .recheck: return .rejected(.gssCredentialProblem)  // .skip never answers this
+            }
+        }
     }
 
     // MARK: INIT (off the event loop)
@@ -244,55 +376,175 @@ public final class GSSServer: RPCServerAuthenticator {
         }
         switch credential.procedure {
         case .rpcsecGssData, .rpcsecGssDestroy:
-            return dataOrDestroy(call, credential)
+            return dataOrDestroyRechecking(call, credential)
         case .rpcsecGssContinueInit:
             guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
             return refuse(GSSMajorStatus.failure, .notSingleRoundTrip, detail: "CONTINUE_INIT")
         case .rpcsecGssInit:
-            // Procedure NULL, AUTH_NONE verifier (RFC 2203 §5.2.2).
-            guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
-            guard let argument = try? call.arguments.decodeXDRExactly(RpcGssInitArg.self) else {
-                return .handled(verifier: .none, .garbageArguments)
-            }
-            return await initContext(token: argument.gssToken)
+            return await initContext(call, from: context)
         }
     }
 
-    private func refuse(_ major: UInt32, _ minor: GSSMinorStatus, detail: String) -> RPCAuthDecision {
-        state.withLockedValue { $0.statistics.initRefused += 1 }
-        logger.info("RPCSEC_GSS context refused", metadata: ["reason": "\(minor)", "detail": "\(detail)"])
+    /// A failed INIT's answer. `detail` goes to the log: it holds only values this server
+    /// checked or chose (netnames only once they passed NetnameSyntax), never raw peer text.
+    /// Anyone can make the server refuse INITs, so at most `RefusalLog.linesPerWindow` lines
+    /// are written per `RefusalLog.window`; the rest are counted and the count is logged.
+    private func refuse(_ major: UInt32, _ minor: GSSMinorStatus, detail: @autoclosure () -> String) -> RPCAuthDecision {
+        let nowSeconds = now()
+        let (write, unlogged) = state.withLockedValue { state in
+            state.statistics.initRefused += 1
+            return state.refusalLog.take(now: nowSeconds)
+        }
+        if unlogged > 0 {
+            logger.notice("RPCSEC_GSS context refusals not logged (too many)", metadata: [
+                "count": "\(unlogged)", "window": "\(Int(RefusalLog.window)) s",
+            ])
+        }
+        if write { logger.info("RPCSEC_GSS context refused", metadata: ["reason": "\(minor)", "detail": "\(detail())"]) }
         let result = RpcGssInitRes(handle: [], gssMajor: major, gssMinor: minor.rawValue, seqWindow: 0, gssToken: [])
         return .handled(verifier: .none, .success(result.xdrEncoded()))
     }
 
-    private func initContext(token tokenBytes: [UInt8]) async -> RPCAuthDecision {
-        guard let token = try? ByteBuffer(bytes: tokenBytes).decodeXDRExactly(SrpcDhInitToken.self) else {
-            return refuse(GSSMajorStatus.defectiveToken, .malformedToken, detail: "INIT token")
+    private func refuseAdmission(_ refusal: HandshakeAdmission.Refusal, client: String) -> RPCAuthDecision {
+        refuse(GSSMajorStatus.failure, Self.minor(refusal), detail: "\(client): \(refusal)")
+    }
+
+    /// Bounds the log lines of refused INITs: so many per window, then a count.
+    struct RefusalLog {
+        static let window: TimeInterval = 10
+        static let linesPerWindow = 20
+        private var windowStart = -TimeInterval.infinity
+        private var written = 0
+        private var unlogged = 0
+
+        /// Whether to write this refusal's line, and how many went unlogged in the window
+        /// that just ended (to be reported now).
+        mutating func take(now: TimeInterval) -> (write: Bool, unloggedBefore: Int) {
+            var report = 0
+            if now - windowStart >= Self.window || now < windowStart {
+                report = unlogged
+                windowStart = now
+                written = 0
+                unlogged = 0
+            }
+            guard written < Self.linesPerWindow else {
+                unlogged += 1
+                return (false, report)
+            }
+            written += 1
+            return (true, report)
+        }
+    }
+
+    /// An INIT that passed the cheap checks.
+    private struct CheckedInit {
+        let token: SrpcDhInitToken
+        let group: GSSGroup
+        let clientEphemeral: DHPublicKey
+        let now: TimeInterval
+    }
+
+    /// Decoding, names, version, group, server name, clock, ephemeral key: everything about
+    /// an INIT that costs microseconds. The event loop runs it (so a flood of bad INITs is
+    /// answered there, without a task each) and the async path again before the costly part.
+    private func checkInit(_ call: RPCCall) -> Result<CheckedInit, DecidedInit> {
+        // Procedure NULL, AUTH_NONE verifier (RFC 2203 §5.2.2).
+        guard call.procedure == 0, call.verifier.flavor == .none else { return .failure(.decided(.rejected(.badCredential))) }
+        guard let argument = try? call.arguments.decodeXDRExactly(RpcGssInitArg.self) else {
+            return .failure(.decided(.handled(verifier: .none, .garbageArguments)))
+        }
+        guard let token = try? ByteBuffer(bytes: argument.gssToken).decodeXDRExactly(SrpcDhInitToken.self) else {
+            return .failure(.refused(GSSMajorStatus.defectiveToken, .malformedToken, detail: "INIT token"))
         }
         let body = token.body
+        // Names first: nothing below may log, look up or map a name a peer made up freely
+        // (a newline in it would forge log lines; a second '@' could pass for a local user).
+        if let problem = NetnameSyntax.problem(body.client) {
+            return .failure(.refused(GSSMajorStatus.badName, .malformedName, detail: "client netname: \(problem)"))
+        }
+        if let problem = NetnameSyntax.problem(body.server) {
+            return .failure(.refused(GSSMajorStatus.badName, .malformedName, detail: "server netname: \(problem)"))
+        }
         guard body.tokenVersion == SRPCDH.tokenVersion else {
-            return refuse(GSSMajorStatus.defectiveToken, .badTokenVersion, detail: "version \(body.tokenVersion)")
+            return .failure(.refused(GSSMajorStatus.defectiveToken, .badTokenVersion, detail: "version \(body.tokenVersion)"))
         }
         let group = GSSGroup(wire: body.group)
         guard configuration.groups.contains(group) else {
-            return refuse(GSSMajorStatus.badMech, .groupNotAccepted, detail: "\(group) from \(body.client)")
+            return .failure(.refused(GSSMajorStatus.badMech, .groupNotAccepted, detail: "\(group) from \(body.client)"))
         }
         guard body.server == configuration.serverNetname else {
-            return refuse(GSSMajorStatus.badName, .wrongServer, detail: "token for \(body.server)")
+            return .failure(.refused(GSSMajorStatus.badName, .wrongServer, detail: "token for \(body.server)"))
         }
         let nowSeconds = now()
         let stamp = Double(body.timestamp) / 1_000_000
         guard abs(stamp - nowSeconds) <= configuration.clockSkew else {
-            return refuse(GSSMajorStatus.oldToken, .clockSkew, detail: "\(body.client) is \(Int(stamp - nowSeconds)) s off")
+            return .failure(.refused(GSSMajorStatus.oldToken, .clockSkew, detail: "\(body.client) is \(Int(stamp - nowSeconds)) s off"))
         }
+        guard let clientEphemeral = try? DHPublicKey(group: group.dhGroup, bytes: body.clientEphemeral) else {
+            return .failure(.refused(GSSMajorStatus.defectiveToken, .badEphemeralKey, detail: "from \(body.client)"))
+        }
+        return .success(CheckedInit(token: token, group: group, clientEphemeral: clientEphemeral, now: nowSeconds))
+    }
+
+    /// How an INIT ends before a context is made.
+    private enum DecidedInit: Error {
+        case decided(RPCAuthDecision)
+        case refused(UInt32, GSSMinorStatus, detail: String)
+    }
+
+    private func answer(_ decided: DecidedInit) -> RPCAuthDecision {
+        switch decided {
+        case let .decided(decision): return decision
+        case let .refused(major, minor, detail): return refuse(major, minor, detail: detail)
+        }
+    }
+
+    private static func minor(_ refusal: HandshakeAdmission.Refusal) -> GSSMinorStatus {
+        switch refusal {
+        case .busy: return .busy
+        case .addressRate: return .addressRateLimited
+        case .principalRate: return .principalRateLimited
+        }
+    }
+
+    /// INIT on the event loop: refuses at once what the cheap checks or the admission limits
+    /// refuse; nil sends the rest to `initContext` off the loop.
+    private func initImmediately(_ call: RPCCall, context callContext: RPCCallContext) -> RPCAuthDecision? {
+        switch checkInit(call) {
+        case let .failure(decided):
+            return answer(decided)
+        case let .success(checked):
+            // A peek: the async path takes the tokens (or is refused after all).
+            guard let refusal = admission.wouldRefuse(context: callContext, principal: checked.token.body.client) else { return nil }
+            return refuseAdmission(refusal, client: checked.token.body.client)
+        }
+    }
+
+    private func initContext(_ call: RPCCall, from callContext: RPCCallContext) async -> RPCAuthDecision {
+        let checked: CheckedInit
+        switch checkInit(call) {
+        case let .failure(decided): return answer(decided)
+        case let .success(value): checked = value
+        }
+        let token = checked.token, body = token.body, group = checked.group
+        let clientEphemeral = checked.clientEphemeral, nowSeconds = checked.now
+        // Everything above was cheap; what follows costs a directory lookup, a keyserver call
+        // (a modexp on a cache miss) and an AEAD open before the caller is proven.
+        let ticket: HandshakeAdmission.Ticket
+        switch admission.admit(context: callContext, principal: body.client) {
+        case let .refused(why):
+            return refuseAdmission(why, client: body.client)
+        case let .admitted(admitted):
+            ticket = admitted
+        }
+        var proven = false
+        defer { admission.finish(ticket, proven: proven) }
+
         guard let clientStatic = publicKey(body.client, group) else {
             return refuse(GSSMajorStatus.defectiveCredential, .unknownClient, detail: "\(body.client) \(group)")
         }
-        guard let clientEphemeral = try? DHPublicKey(group: group.dhGroup, bytes: body.clientEphemeral) else {
-            return refuse(GSSMajorStatus.defectiveToken, .badEphemeralKey, detail: "from \(body.client)")
-        }
         let info = SRPCDH.kssInfo(group: group, client: body.client, server: configuration.serverNetname)
-        let derived: KeyxDeriveRes
+        var derived: KeyxDeriveRes
         do {
             derived = try await keyserver.performStrong {
                 try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: clientStatic.bytes, info: info))
@@ -301,31 +553,25 @@ public final class GSSServer: RPCServerAuthenticator {
             logger.error("keyserver unavailable for RPCSEC_GSS", metadata: ["error": "\(error)"])
             return refuse(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(error)")
         }
-        guard case let .keySuccess(kssBytes) = derived else {
+        guard let kss = SRPCDH.takeKss(from: &derived) else {
             return refuse(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(configuration.serverNetname) \(group)")
         }
-        var kssCopy = kssBytes
-        let kss = SecretBytes(copying: kssCopy)
-        SecretBytes.wipe(&kssCopy)
         guard SRPCDH.openAuthenticator(kss: kss, token: token) else {
             return refuse(GSSMajorStatus.badSig, .badAuthenticator, detail: "from \(body.client)")
         }
         // Only a verified token enters the replay cache, so nobody can block another
         // client's INIT by sending its nonce first.
-        let replay: GSSMinorStatus? = state.withLockedValue { state in
-            let key = TokenKey(client: body.client, timestamp: body.timestamp, nonce: body.nonce)
-            if state.seenTokens.count >= state.pruneAt {
-                state.seenTokens = state.seenTokens.filter { $0.value > nowSeconds }
-                state.pruneAt = max(1024, state.seenTokens.count * 2)
-            }
-            if let until = state.seenTokens[key], until > nowSeconds { return .replayedToken }
-            if state.seenTokens.count >= configuration.maximumRememberedTokens { return .replayCacheFull }
-            state.seenTokens[key] = stamp + 2 * configuration.clockSkew
-            return nil
+        switch rememberToken(client: body.client, timestampMicroseconds: body.timestamp, nonce: body.nonce, now: nowSeconds) {
+        case .fresh:
+            break
+        case .replay:
+            return refuse(GSSMajorStatus.duplicateToken, .replayedToken, detail: "from \(body.client)")
+        case .full:
+            return refuse(GSSMajorStatus.failure, .replayCacheFull, detail: "from \(body.client)")
+        case .clientFull:
+            return refuse(GSSMajorStatus.failure, .replayCacheFull, detail: "\(body.client) holds its whole share")
         }
-        if let replay {
-            return refuse(replay == .replayedToken ? GSSMajorStatus.duplicateToken : GSSMajorStatus.failure, replay, detail: "from \(body.client)")
-        }
+        proven = true
 
         let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
         guard let ephemeralShared = try? ephemeral.sharedSecret(with: clientEphemeral) else {
@@ -352,21 +598,9 @@ public final class GSSServer: RPCServerAuthenticator {
         }
         let handle = (0..<16).map { _ in UInt8.random(in: 0...255) }
         let context = Context(handle: handle, client: body.client, group: group, keys: keys,
-                              expires: nowSeconds + configuration.contextLifetime, caller: caller)
-        let evicted: Int = state.withLockedValue { state in
-            state.clock += 1
-            state.contexts[handle] = Slot(context: context, window: GSSSequenceWindow(size: configuration.sequenceWindow), lastUsed: state.clock)
-            state.statistics.contextsCreated += 1
-            var evicted = 0
-            while state.contexts.count > configuration.maximumContexts,
-                  let oldest = state.contexts.min(by: { $0.value.lastUsed < $1.value.lastUsed })?.key {
-                state.contexts[oldest] = nil
-                evicted += 1
-            }
-            state.statistics.contextsEvicted += evicted
-            return evicted
-        }
-        if evicted > 0 { logger.debug("RPCSEC_GSS contexts evicted (table full)", metadata: ["count": "\(evicted)"]) }
+                              expires: nowSeconds + configuration.contextLifetime, clientKey: clientStatic, caller: caller)
+        let evicted = insert(context, now: nowSeconds)
+        if evicted > 0 { logger.debug("RPCSEC_GSS contexts evicted (table or client share full)", metadata: ["count": "\(evicted)"]) }
         logger.debug("RPCSEC_GSS context created", metadata: ["client": "\(body.client)", "group": "\(group)"])
         let result = RpcGssInitRes(handle: handle, gssMajor: GSSMajorStatus.complete, gssMinor: 0,
                                    seqWindow: configuration.sequenceWindow, gssToken: Array(replyToken.xdrEncoded().readableBytesView))
@@ -374,10 +608,50 @@ public final class GSSServer: RPCServerAuthenticator {
         return .handled(verifier: verifier, .success(result.xdrEncoded()))
     }
 
-    /// Forgets every context of `client` (after its key was revoked, say).
+    /// The replay-cache step of INIT, for a verified token (tests drive it with a clock).
+    func rememberToken(client: String, timestampMicroseconds: UInt64, nonce: [UInt8], now nowSeconds: TimeInterval) -> GSSReplayCache.Verdict {
+        state.withLockedValue { state in
+            state.replay.insert(client: client, timestampMicroseconds: timestampMicroseconds, nonce: nonce, now: nowSeconds)
+        }
+    }
+
+    /// Adds a new context; returns how many were evicted to make room. A client over its
+    /// share loses its own least recently used context; otherwise, when the table is full,
+    /// the least recently used of all goes (O(1): the table keeps LRU order).
+    private func insert(_ context: Context, now nowSeconds: TimeInterval) -> Int {
+        let perClient = configuration.contextsPerClient
+        return state.withLockedValue { state in
+            state.clock += 1
+            state.contexts.insert(context.handle, Slot(context: context, window: GSSSequenceWindow(size: configuration.sequenceWindow),
+                                                       lastUsed: state.clock, keyCheckedAt: nowSeconds))
+            state.byClient[context.client, default: []].insert(context.handle)
+            state.statistics.contextsCreated += 1
+            var evicted = 0
+            // The client's share: scan only its own contexts (at most its share + 1).
+            while let mine = state.byClient[context.client], mine.count > perClient {
+                var oldest: (handle: [UInt8], used: UInt64)?
+                for handle in mine where handle != context.handle {
+                    if let used = state.contexts[handle]?.lastUsed, used < oldest?.used ?? .max { oldest = (handle, used) }
+                }
+                guard let oldest else { break }
+                state.remove(oldest.handle)
+                evicted += 1
+                state.statistics.contextsEvictedOverQuota += 1
+            }
+            while state.contexts.count > configuration.maximumContexts, let oldest = state.contexts.oldest {
+                state.remove(oldest.key)
+                evicted += 1
+            }
+            state.statistics.contextsEvicted += evicted
+            return evicted
+        }
+    }
+
+    /// Forgets every context of `client` at once (after its key was revoked, say; contexts
+    /// also end by themselves within `keyRecheckInterval` of a revocation or key change).
     public func destroyContexts(of client: String) {
         state.withLockedValue { state in
-            state.contexts = state.contexts.filter { $0.value.context.client != client }
+            for handle in state.byClient[client] ?? [] { state.remove(handle) }
         }
     }
 }
