@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fuzzes one decoder family for a budget of CPU time (not wall time: the machine is shared
+# and the fuzzer runs at nice 19), then merges what it found into Tests/Fuzz/corpus/<family>,
+# minimised with libFuzzer's -merge=1. Named inputs there (seeds, crash-*) always stay; the
+# hash-named rest is replaced by the merge. Logs and any crasher go to $FUZZ_WORK/<family>.
+#
+#   Fuzz/build.sh                       # once: the libFuzzer build in Fuzz/.build-fuzz
+#   Fuzz/fuzz.sh gss 3600               # one CPU-hour; extra arguments go to libFuzzer
+#
+# Families: oncrpc, authdh, gss, keyserver (Fuzz/Package.swift).
+set -euo pipefail
+family=$1
+budget=$2
+shift 2
+fuzz="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$fuzz")"
+binary="$fuzz/.build-fuzz/debug/fuzz-$family"
+corpus="$root/Tests/Fuzz/corpus/$family"
+work="${FUZZ_WORK:-/tmp/fuzz-work}/$family"
+mkdir -p "$work/grown" "$work/artifacts"
+export SWIFT_BACKTRACE=enable=no
+
+# The corpus folder is read, never written, while fuzzing: new inputs go to $work/grown.
+# libFuzzer times inputs by the wall clock; at nice 19 on a busy machine a first input
+# (which builds the bodies' keys and tables) took 13 s, so only a 5-minute input counts as hung.
+nice -n 19 "$binary" -max_len=4096 -timeout=300 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" \
+    "$work/grown" "$corpus" >>"$work/fuzz.log" 2>&1 &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null || true' INT TERM
+ticks=$(getconf CLK_TCK)
+while kill -0 "$pid" 2>/dev/null; do
+    # utime + stime of every thread, fields 14 and 15 of /proc/PID/stat.
+    used=$(awk -v t="$ticks" '{ print int(($14 + $15) / t) }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    echo "$used" >"$work/cpu-seconds"
+    if [ "$used" -ge "$budget" ]; then
+        kill -INT "$pid"
+        break
+    fi
+    sleep 5
+done
+status=0
+wait "$pid" || status=$?
+echo "fuzz-$family: exit $status after $(cat "$work/cpu-seconds") CPU seconds (log: $work/fuzz.log)"
+
+# Merge: start from the named inputs, add whatever of the old corpus and the grown inputs
+# brings new coverage.
+merged="$work/merged"
+rm -rf "$merged" "$work/old"
+mkdir -p "$merged" "$work/old"
+for file in "$corpus"/*; do
+    name=$(basename "$file")
+    if [[ "$name" =~ ^[0-9a-f]{40}$ ]]; then cp "$file" "$work/old/"; else cp "$file" "$merged/"; fi
+done
+nice -n 19 "$binary" -merge=1 -max_len=4096 "$merged" "$work/old" "$work/grown" >>"$work/merge.log" 2>&1
+find "$corpus" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
+cp "$merged"/* "$corpus/"
+echo "fuzz-$family: corpus now $(ls "$corpus" | wc -l) inputs, $(du -sk "$corpus" | cut -f1) KiB"
+exit "$status"
