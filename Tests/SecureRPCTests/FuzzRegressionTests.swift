@@ -5,6 +5,7 @@
 // far and say what each one was.
 
 import Foundation
+import ONCRPC
 @_spi(Fuzzing) import KeyServer
 @_spi(Fuzzing) import SecureRPC
 import XCTest
@@ -39,5 +40,16 @@ final class FuzzRegressionTests: XCTestCase {
 
     func testKeyServerCorpusReplaysCleanly() throws {
         XCTAssertGreaterThanOrEqual(try Self.replay("keyserver", KeyServerDecoderFuzzing.run), 10, "the corpus is present")
+    }
+
+    /// Found by fuzz-gss (2026-12-02): 401 bytes made the GSS body trap in
+    /// `OpaqueAuth.init`, whose precondition allows at most 400 bytes of body. A credential
+    /// only ever reaches `GSSCredential.decode` as an opaque_auth body, which decoding has
+    /// already bounded to 400 bytes; the body now offers it only such bodies, and this one
+    /// is not a credential.
+    func testGSSCredentialOver400BytesIsNotOffered() throws {
+        try Self.replay("gss", "crash-gss-credential-over-400-bytes", GSSDecoderFuzzing.run)
+        let data = try Data(contentsOf: Self.corpus.appendingPathComponent("gss/crash-gss-credential-over-400-bytes"))
+        XCTAssertEqual(data.count, Int(OpaqueAuth.maximumBodyLength) + 1)
     }
 }
