@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one decoder family for a budget of CPU time (not wall time: the machine is shared
-# and the fuzzer runs at nice 19), then merges what it found into Tests/Fuzz/corpus/<family>,
-# minimised with libFuzzer's -merge=1. Named inputs there (seeds, crash-*) always stay; the
-# hash-named rest is replaced by the merge. Logs and any crasher go to $FUZZ_WORK/<family>.
+# and the fuzzer runs at nice 19), then merges what it found into Tests/Fuzz/corpus/<family>
+# (Fuzz/merge.sh). Logs and any crasher go to $FUZZ_WORK/<family>.
 #
 #   Fuzz/build.sh                       # once: the libFuzzer build in Fuzz/.build-fuzz
 #   Fuzz/fuzz.sh gss 3600               # one CPU-hour; extra arguments go to libFuzzer
@@ -52,17 +51,5 @@ status=0
 wait "$pid" || status=$?
 echo "fuzz-$family: exit $status after $used CPU seconds (log: $work/fuzz.log)"
 
-# Merge: start from the named inputs, add whatever of the old corpus and the grown inputs
-# brings new coverage.
-merged="$work/merged"
-rm -rf "$merged" "$work/old"
-mkdir -p "$merged" "$work/old"
-for file in "$corpus"/*; do
-    name=$(basename "$file")
-    if [[ "$name" =~ ^[0-9a-f]{40}$ ]]; then cp "$file" "$work/old/"; else cp "$file" "$merged/"; fi
-done
-nice -n 19 "$binary" -merge=1 -max_len=4096 "$merged" "$work/old" "$work/grown" >>"$work/merge.log" 2>&1
-find "$corpus" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
-cp "$merged"/* "$corpus/"
-echo "fuzz-$family: corpus now $(ls "$corpus" | wc -l) inputs, $(du -sk "$corpus" | cut -f1) KiB"
+"$fuzz/merge.sh" "$family" "$binary" "$work/grown"
 exit "$status"
