@@ -18,9 +18,10 @@ root="$(dirname "$fuzz")"
 corpus="$root/Tests/Fuzz/corpus/$family"
 work="${FUZZ_WORK:-/tmp/fuzz-work}/$family"
 mkdir -p "$work/grown" "$work/artifacts"
-# A copy, so that a rebuild does not replace the executable under a running fuzzer.
+# A copy, so that a rebuild does not replace the executable under a running fuzzer
+# (FUZZ_BINARY names another build of the same family).
 binary="$work/fuzz-$family"
-cp "$fuzz/.build-fuzz/debug/fuzz-$family" "$binary"
+cp "${FUZZ_BINARY:-$fuzz/.build-fuzz/debug/fuzz-$family}" "$binary"
 export SWIFT_BACKTRACE=enable=no
 
 # The corpus folder is read, never written, while fuzzing: new inputs go to $work/grown.
