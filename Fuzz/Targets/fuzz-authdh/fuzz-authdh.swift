@@ -1,0 +1,24 @@
+// `fuzz-authdh`: the libFuzzer entry point for the AUTH_DH credential and verifier decoders (docs/FUZZING.md).
+// Built with `-DFUZZING` under `swift build --sanitize fuzzer`, libFuzzer supplies `main`
+// and calls this for every input; in a normal build it is a replay tool (`fuzz-authdh FILE|DIR...`).
+// The body, and what it checks, lives in SecureRPC so that the main test suite replays the
+// same code over Tests/Fuzz/corpus.
+
+@_spi(Fuzzing) import SecureRPC
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    AuthDHDecoderFuzzing.run(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#else
+import FuzzReplay
+
+@main
+enum Replay {
+    static func main() {
+        FuzzReplay.main("fuzz-authdh", AuthDHDecoderFuzzing.run)
+    }
+}
+#endif

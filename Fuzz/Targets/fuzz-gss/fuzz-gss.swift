@@ -1,0 +1,24 @@
+// `fuzz-gss`: the libFuzzer entry point for the RPCSEC_GSS and srpc-dh decoders (docs/FUZZING.md).
+// Built with `-DFUZZING` under `swift build --sanitize fuzzer`, libFuzzer supplies `main`
+// and calls this for every input; in a normal build it is a replay tool (`fuzz-gss FILE|DIR...`).
+// The body, and what it checks, lives in SecureRPC so that the main test suite replays the
+// same code over Tests/Fuzz/corpus.
+
+@_spi(Fuzzing) import SecureRPC
+
+#if FUZZING
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    GSSDecoderFuzzing.run(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#else
+import FuzzReplay
+
+@main
+enum Replay {
+    static func main() {
+        FuzzReplay.main("fuzz-gss", GSSDecoderFuzzing.run)
+    }
+}
+#endif
