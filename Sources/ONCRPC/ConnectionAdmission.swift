@@ -32,6 +32,21 @@ enum ConnectionPeer: Hashable, Sendable {
     }
 }
 
+extension ConnectionPeer: CustomStringConvertible {
+    /// How logs name the peer: "10.1.2.3", "2001:db8:1:2::/64", "uid 4001".
+    var description: String {
+        switch self {
+        case let .ipv4(address):
+            return (0..<4).map { "\(address >> (24 - 8 * $0) & 0xff)" }.joined(separator: ".")
+        case let .ipv6Prefix(prefix):
+            let groups = (0..<4).map { String(prefix >> (48 - 16 * $0) & 0xffff, radix: 16) }
+            return groups.joined(separator: ":") + "::/64"
+        case let .uid(uid):
+            return "uid \(uid)"
+        }
+    }
+}
+
 /// The connection counts of one server and the decision for each new connection.
 struct ConnectionAdmission {
     enum Refusal: Equatable {

@@ -67,8 +67,10 @@ struct DuplicateRequestCache {
         return Key(address: address, xid: xid, messageHash: hasher.finalize())
     }
 
-    /// Looks the call up; when it is new, records it as in progress.
-    mutating func check(_ key: Key, now: NIODeadline) -> DuplicateCheck {
+    /// Looks the call up; when it is new and `admit` is true, records it as in progress and
+    /// answers `.execute`. A new call that may not run (`admit` false: the transport is at
+    /// its limit of calls in flight) is not recorded and answers `.refused`.
+    mutating func check(_ key: Key, now: NIODeadline, admit: Bool = true) -> DuplicateCheck {
         dropExpired(now: now)
         if let entry = entries[key] {
             hits += 1
@@ -77,6 +79,7 @@ struct DuplicateRequestCache {
             case let .completed(reply): return .resend(reply)
             }
         }
+        guard admit else { return .refused }
         if entries.count >= capacity {
             evictOldest()
         }
@@ -109,7 +112,8 @@ struct DuplicateRequestCache {
         compactIfMostlyDead()
     }
 
-    /// Drops every entry whose time is up.
+    /// Drops every entry whose time is up (the UDP handler also calls this on a timer, so a
+    /// quiet socket gives its memory back).
     mutating func dropExpired(now: NIODeadline) {
         while orderHead < order.count {
             let (key, serial) = order[orderHead]

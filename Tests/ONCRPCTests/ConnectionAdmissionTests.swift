@@ -38,6 +38,9 @@ final class ConnectionAdmissionTests: XCTestCase {
         XCTAssertEqual(x, .ipv6Prefix(0x2001_0db8_0001_0002))
         XCTAssertEqual(x, y)
         XCTAssertNotEqual(x, z)
+        XCTAssertEqual(x.map { "\($0)" }, "2001:db8:1:2::/64")
+        XCTAssertEqual("\(ConnectionPeer.ipv4(0x0a01_0203))", "10.1.2.3")
+        XCTAssertEqual("\(ConnectionPeer.uid(4001))", "uid 4001")
         XCTAssertNil(ConnectionPeer(remote: try SocketAddress(unixDomainSocketPath: "/tmp/x")))
         XCTAssertNil(ConnectionPeer(remote: nil))
     }

@@ -13,6 +13,7 @@ final class DuplicateRequestCacheTests: XCTestCase {
         switch check {
         case .execute: return "execute"
         case .drop: return "drop"
+        case .refused: return "refused"
         case let .resend(reply): return "resend \(reply.readableBytes)"
         }
     }
@@ -101,6 +102,7 @@ final class DuplicateRequestCacheTests: XCTestCase {
         // Far from full, but time is up for all 50: the next datagram finds them gone.
         _ = cache.check(key(1000), now: t0 + .seconds(11))
         XCTAssertEqual(cache.count, 1)
+        // And the timer the UDP handler runs drops the rest with no datagram at all.
         cache.dropExpired(now: t0 + .seconds(22))
         XCTAssertEqual(cache.count, 0)
         XCTAssertEqual(cache.orderSlots, 0)
@@ -138,5 +140,19 @@ final class DuplicateRequestCacheTests: XCTestCase {
         _ = cache.check(key(500), now: now)
         cache.complete(key(500), reply: huge, now: now)
         guard case .execute = cache.check(key(500), now: now) else { return XCTFail("oversized reply cached") }
+    }
+
+    func testANewCallRefusedForWantOfRoomIsNotRecorded() {
+        let now = NIODeadline.uptimeNanoseconds(1)
+        var cache = DuplicateRequestCache(capacity: 4, timeToLive: .seconds(60))
+        XCTAssertEqual(describe(cache.check(key(1), now: now, admit: false)), "refused")
+        XCTAssertEqual(cache.count, 0)
+        // Its retransmission, when there is room, runs.
+        XCTAssertEqual(describe(cache.check(key(1), now: now)), "execute")
+        // A known call is answered from the cache even when no new one may start.
+        cache.complete(key(1), reply: ByteBuffer(bytes: [9]), now: now)
+        XCTAssertEqual(describe(cache.check(key(1), now: now, admit: false)), "resend 1")
+        _ = cache.check(key(2), now: now)
+        XCTAssertEqual(describe(cache.check(key(2), now: now, admit: false)), "drop")
     }
 }
