@@ -64,8 +64,9 @@ final class DuplicateRequestCacheTests: XCTestCase {
         var cache = DuplicateRequestCache(capacity: capacity, timeToLive: .seconds(120))
         var now = NIODeadline.uptimeNanoseconds(1_000_000_000)
         var largest = 0
+        let addresses = try! (0..<64).map { try SocketAddress(ipAddress: "127.0.0.1", port: 1000 + $0) }
         for i in 0..<1_000_000 as Range<UInt32> {
-            let key = key(i, port: 1000 + Int(i % 50_000))
+            let key = DuplicateRequestCache.Key(address: addresses[Int(i % 64)], xid: i, messageHash: Int(i))
             guard case .execute = cache.check(key, now: now) else { return XCTFail("call \(i) not executed") }
             cache.complete(key, reply: nil, now: now)
             largest = max(largest, cache.orderSlots)
