@@ -15,6 +15,9 @@ enum DuplicateCheck {
     case resend(ByteBuffer)
     /// It is a retransmission of a call still running: ignore it.
     case drop
+    /// It is a new call but the socket has as many calls running as it may: ignore it (not
+    /// recorded, so the client's retransmission gets another chance).
+    case refused
 }
 
 /// Dispatch tables and the authentication flavors of one server. Immutable.

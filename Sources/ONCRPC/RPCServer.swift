@@ -1,6 +1,9 @@
 // The ONC RPC server: listens on TCP and/or UDP, hands every message to the dispatcher,
 // and shuts down gracefully (stop accepting, let calls in flight finish, then close).
 // Programs and authenticators are fixed at construction, so dispatch takes no locks.
+// It trusts no peer to behave: connections are capped globally and per peer (address or
+// uid), records must complete in time, UDP calls in flight are capped, accept failures
+// back off instead of spinning, and every refusal is counted and logged at a bounded rate.
 
 import Logging
 import NIOConcurrencyHelpers
@@ -34,10 +37,42 @@ public final class RPCServer: Sendable {
         public var maximumCallsInFlightPerConnection = 64
         /// Connections beyond this are closed as soon as they are accepted.
         public var maximumConnections = 4096
+        /// Connections one client may hold on a TCP listener (one IPv4 address, or one IPv6
+        /// /64); more are closed as soon as they are accepted. The default, 1/16 of
+        /// `maximumConnections`, lets a busy multi-user client host (every user's process
+        /// with its own connection) in, while one address alone can take at most a
+        /// sixteenth of the server.
+        public var maximumConnectionsPerAddress = 256
+        /// Connections one local user (the uid the kernel reports) may hold on a unix-socket
+        /// listener; more are closed as soon as they are accepted. The default, 1/32 of
+        /// `maximumConnections`, is far above what one user's processes hold on a keyserver
+        /// (one connection per client), and keeps any local user from locking others out of
+        /// `keylogin` or secure calls.
+        public var maximumConnectionsPerUID = 128
+        /// Uids that `maximumConnectionsPerUID` does not apply to (they still count towards
+        /// `maximumConnections`). Root by default: root can stop the server anyway, so a cap
+        /// protects nobody from it, and root's daemons (servers verifying callers through
+        /// the keyserver) are the keyserver's heaviest legitimate clients.
+        public var connectionLimitExemptUIDs: Set<UInt32> = [0]
+        /// Once the first bytes of a record have arrived, the whole record must arrive
+        /// within this, or the connection is closed: a peer trickling a byte now and then
+        /// keeps the idle timeout from firing, but not this. 30 s is ample for a 1 MiB
+        /// record even at 1 Mbit/s. (Not counted while the server itself has stopped
+        /// reading from the connection.)
+        public var recordDeadline: TimeAmount = .seconds(30)
+        /// Calls one UDP socket may have running at once (calls whose authentication or
+        /// procedure suspends); datagrams beyond are dropped, as a lost datagram would be,
+        /// and the client retransmits. 256 held datagrams are at most 16 MiB.
+        public var maximumUDPCallsInFlight = 256
         /// Entries in the UDP duplicate request cache.
         public var duplicateRequestCacheCapacity = 8192
+        /// Bytes of replies the UDP duplicate request cache may hold; the oldest go first.
+        public var duplicateRequestCacheMaximumBytes = 16 << 20
         /// How long a UDP reply stays in the duplicate request cache.
         public var duplicateRequestCacheTimeToLive: TimeAmount = .seconds(120)
+        /// Refused connections, dropped datagrams and closed connections are logged at most
+        /// once per this interval for each kind, with a count.
+        public var refusalLogInterval: TimeAmount = .seconds(10)
         /// How long `shutdown()` waits for calls in flight before closing connections.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
         /// Authentication flavors accepted, one authenticator per flavor.
@@ -50,6 +85,7 @@ public final class RPCServer: Sendable {
         var listeners: [any Channel] = []
         var endpoints: [RPCServerEndpoint] = []
         var connections: [ObjectIdentifier: any Channel] = [:]
+        var admission: ConnectionAdmission
         var isShuttingDown = false
         var shutdownHooks: [@Sendable () async -> Void] = []
     }
@@ -57,9 +93,10 @@ public final class RPCServer: Sendable {
     public let configuration: Configuration
     public let programs: [RPCProgram]
     let dispatcher: RPCDispatcher
+    let monitor: RPCServerMonitor
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
     public init(
         programs: [RPCProgram],
@@ -72,6 +109,13 @@ public final class RPCServer: Sendable {
         self.group = group
         self.logger = logger
         self.dispatcher = RPCDispatcher(programs: programs, authenticators: configuration.authenticators, logger: logger)
+        self.monitor = RPCServerMonitor(logger: logger, interval: configuration.refusalLogInterval, timers: group)
+        self.state = NIOLockedValueBox(State(admission: ConnectionAdmission(
+            maximumConnections: configuration.maximumConnections,
+            maximumPerAddress: configuration.maximumConnectionsPerAddress,
+            maximumPerUID: configuration.maximumConnectionsPerUID,
+            exemptUIDs: configuration.connectionLimitExemptUIDs
+        )))
     }
 
     /// Where the server listens, in the order the listeners were started.
@@ -80,30 +124,26 @@ public final class RPCServer: Sendable {
     /// Number of open TCP connections.
     public var connectionCount: Int { state.withLockedValue { $0.connections.count } }
 
+    /// What the server has refused, dropped or closed to protect itself so far.
+    public var statistics: RPCServerStatistics { monitor.statistics }
+
     /// Starts listening for TCP connections; returns the bound address (port 0 picks one).
     @discardableResult
     public func listenTCP(host: String = "127.0.0.1", port: Int = 0) async throws -> SocketAddress {
-        let configuration = self.configuration
-        let dispatcher = self.dispatcher
         // Sockets are created on the event loop that will own them (the bootstrap makes the
         // socket on the calling thread; a thread's network namespace decides where it lives).
         let loop = group.next()
         let childGroup = group
+        let monitor = self.monitor
         let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in Self.addAcceptBackoff(to: channel, monitor: monitor) }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
-                guard let self, self.admit(channel) else {
-                    return channel.close()
-                }
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
-                    try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
-                    try sync.addHandler(RPCServerTCPHandler(dispatcher: dispatcher, maximumInFlight: configuration.maximumCallsInFlightPerConnection))
-                }
+                guard let self else { return channel.close() }
+                return self.initializeConnection(channel, peer: nil)
             }
             .bind(host: host, port: port)
         }.get()
@@ -117,23 +157,18 @@ public final class RPCServer: Sendable {
     /// uid in `request.context.peer`.
     @discardableResult
     public func listenUnix(path: String, mode: UInt32 = 0o666) async throws -> SocketAddress {
-        let configuration = self.configuration
-        let dispatcher = self.dispatcher
         let loop = group.next()
         let childGroup = group
+        let monitor = self.monitor
         let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in Self.addAcceptBackoff(to: channel, monitor: monitor) }
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
-                guard let self, self.admit(channel) else {
-                    return channel.close()
-                }
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
-                    try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
-                    try sync.addHandler(RPCServerTCPHandler(dispatcher: dispatcher, maximumInFlight: configuration.maximumCallsInFlightPerConnection))
-                }
+                guard let self else { return channel.close() }
+                // The kernel's word on who connected: it decides the per-uid cap and is what
+                // handlers see in `request.context.peer`.
+                return self.initializeConnection(channel, peer: PeerCredentials.of(channel))
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }.get()
@@ -150,6 +185,7 @@ public final class RPCServer: Sendable {
     public func listenUDP(host: String = "127.0.0.1", port: Int = 0) async throws -> SocketAddress {
         let configuration = self.configuration
         let dispatcher = self.dispatcher
+        let monitor = self.monitor
         let loop = group.next()
         let channel = try await loop.flatSubmit { DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -159,8 +195,13 @@ public final class RPCServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RPCServerUDPHandler(
                         dispatcher: dispatcher,
-                        cacheCapacity: configuration.duplicateRequestCacheCapacity,
-                        cacheTimeToLive: configuration.duplicateRequestCacheTimeToLive
+                        monitor: monitor,
+                        maximumInFlight: configuration.maximumUDPCallsInFlight,
+                        cache: DuplicateRequestCache(
+                            capacity: configuration.duplicateRequestCacheCapacity,
+                            timeToLive: configuration.duplicateRequestCacheTimeToLive,
+                            maximumReplyBytes: configuration.duplicateRequestCacheMaximumBytes
+                        )
                     ))
                 }
             }
@@ -206,6 +247,7 @@ public final class RPCServer: Sendable {
                 try? await connection.close()
             }
         }
+        monitor.flushAll()
         logger.info("server stopped")
     }
 
@@ -226,23 +268,64 @@ public final class RPCServer: Sendable {
         }
     }
 
-    /// Counts a new connection in, or refuses it when shutting down or full.
-    private func admit(_ channel: any Channel) -> Bool {
+    /// Admits a new connection and builds its pipeline, or closes it at once.
+    private func initializeConnection(_ channel: any Channel, peer credentials: PeerCredentials?) -> EventLoopFuture<Void> {
+        let peer = credentials.map { ConnectionPeer.uid($0.uid) } ?? ConnectionPeer(remote: channel.remoteAddress)
+        guard admit(channel, peer: peer) else {
+            return channel.close()
+        }
+        let configuration = self.configuration
+        let handler = RPCServerTCPHandler(
+            dispatcher: dispatcher, monitor: monitor, maximumInFlight: configuration.maximumCallsInFlightPerConnection,
+            recordDeadline: configuration.recordDeadline, peer: credentials
+        )
+        return channel.eventLoop.makeCompletedFuture {
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
+            try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
+            try sync.addHandler(handler)
+        }
+    }
+
+    /// Counts a new connection in, or refuses it when shutting down, full, or when its peer
+    /// holds as many connections as one peer may.
+    private func admit(_ channel: any Channel, peer: ConnectionPeer?) -> Bool {
         let id = ObjectIdentifier(channel)
-        let admitted = state.withLockedValue { state -> Bool in
-            if state.isShuttingDown || state.connections.count >= configuration.maximumConnections {
-                return false
-            }
+        let (shuttingDown, refusal) = state.withLockedValue { state -> (Bool, ConnectionAdmission.Refusal?) in
+            if state.isShuttingDown { return (true, nil) }
+            if let refusal = state.admission.admit(peer) { return (false, refusal) }
             state.connections[id] = channel
+            return (false, nil)
+        }
+        if shuttingDown { return false }
+        guard let refusal else {
+            channel.closeFuture.whenComplete { [weak self] _ in
+                self?.state.withLockedValue { state in
+                    state.connections.removeValue(forKey: id)
+                    state.admission.release(peer)
+                }
+            }
             return true
         }
-        if admitted {
-            channel.closeFuture.whenComplete { [weak self] _ in
-                self?.state.withLockedValue { _ = $0.connections.removeValue(forKey: id) }
+        // Refusals come in floods when they come at all: counted, and logged once per interval.
+        switch refusal {
+        case .serverFull:
+            monitor.record(.refusedServerFull, detail: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "-")"]) {
+                $0.connectionsRefusedServerFull += 1
             }
-        } else {
-            logger.warning("connection refused", metadata: ["remote": "\(channel.remoteAddress.map { "\($0)" } ?? "-")"])
+        case .peerFull:
+            monitor.record(.refusedPeerFull, detail: ["peer": "\(peer.map { "\($0)" } ?? "-")"]) {
+                $0.connectionsRefusedPeerFull += 1
+            }
         }
-        return admitted
+        return false
+    }
+
+    /// Makes a listener pause accepting for a moment when accept() fails for want of file
+    /// descriptors or memory, instead of spinning (ATTACKS.md #6; see `ListenerBackoffHandler`).
+    private static func addAcceptBackoff(to channel: any Channel, monitor: RPCServerMonitor) -> EventLoopFuture<Void> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ListenerBackoffHandler(monitor: monitor))
+        }
     }
 }

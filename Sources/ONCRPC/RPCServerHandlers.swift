@@ -1,7 +1,8 @@
 // Channel handlers that connect sockets to the dispatcher: one per TCP connection (records
 // in, records out, bounded calls in flight with read backpressure, replies held back while
-// the peer is not reading, idle timeout, graceful quiesce) and one per UDP socket
-// (datagrams, with the duplicate request cache).
+// the peer is not reading, idle timeout, a deadline for each begun record, graceful
+// quiesce) and one per UDP socket (datagrams, with the duplicate request cache and a cap
+// on calls in flight), plus one on each listener that counts failed accepts.
 // They trust nothing from the peer; the record decoder in front has already capped sizes.
 
 import Logging
@@ -18,16 +19,78 @@ struct PeerCredentialsLayout: Sendable {
     var gid: UInt32 = 0
 }
 
+extension PeerCredentials {
+    /// Who is at the other end of a unix-domain connection, by SO_PEERCRED; nil for other
+    /// sockets. Call on the channel's event loop (the child channel initializer runs there),
+    /// where the answer is at hand without waiting.
+    static func of(_ channel: any Channel) -> PeerCredentials? {
+        guard let provider = channel as? any SocketOptionProvider else { return nil }
+        channel.eventLoop.preconditionInEventLoop()
+        // SO_PEERCRED (17) fills a struct ucred {pid, uid, gid}.
+        let future: EventLoopFuture<PeerCredentialsLayout> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: 17)
+        var credentials: PeerCredentials?
+        future.assumeIsolated().whenSuccess { value in
+            credentials = PeerCredentials(pid: value.pid, uid: value.uid, gid: value.gid)
+        }
+        return credentials
+    }
+}
+
 /// Sent down a server connection's pipeline to ask it to finish its calls and close.
 struct RPCServerQuiesceEvent: Sendable {}
+
+/// On a listener: when accept() fails (EMFILE, ENFILE, ENOBUFS, ENOMEM), stops accepting
+/// for `pause` and counts the failure (logged at a bounded rate). The listening socket
+/// stays readable while a connection waits that cannot be accepted, and epoll is
+/// level-triggered, so without the pause the event loop retries at once, forever: 100 %
+/// CPU for as long as the descriptors are gone (ATTACKS.md #6). NIO's own
+/// `AcceptBackoffHandler` does not help here: it delays the next `read()`, but after a
+/// failed accept the channel still has its read pending and stays registered for
+/// readability, so no `read()` comes through the pipeline to delay. Switching autoRead off
+/// does unregister it.
+final class ListenerBackoffHandler: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+
+    private let monitor: RPCServerMonitor
+    private let pause: TimeAmount
+    private var paused = false
+
+    init(monitor: RPCServerMonitor, pause: TimeAmount = .milliseconds(250)) {
+        self.monitor = monitor
+        self.pause = pause
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        monitor.record(.acceptError, detail: ["error": "\(error)"]) { $0.acceptErrors += 1 }
+        guard !paused, context.channel.isActive else { return }
+        paused = true
+        context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: pause) {
+            let (handler, context) = bound.value
+            handler.paused = false
+            if context.channel.isActive {
+                context.channel.setOption(.autoRead, value: true).whenComplete { _ in }
+            }
+        }
+    }
+}
 
 final class RPCServerTCPHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let dispatcher: RPCDispatcher
+    private let monitor: RPCServerMonitor
     private let maximumInFlight: Int
+    private let recordDeadline: TimeAmount
+    private let peer: PeerCredentials?
     private var inFlight = 0
+    /// A record has begun (``RecordMarkingOpenRecordEvent``) and has not been passed on.
+    private var recordOpen = false
+    /// Closes the connection when the open record is not complete in time; armed only
+    /// while a record is open and reading is on.
+    private var recordTimer: Scheduled<Void>?
     /// Too many calls running: stop reading until half of them are done.
     private var pausedForCalls = false
     /// Whether reading is currently switched off (autoRead false).
@@ -41,26 +104,34 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     private var flushPending = false
     private var callContext = RPCCallContext(transport: .tcp, remoteAddress: nil, localAddress: nil)
 
-    init(dispatcher: RPCDispatcher, maximumInFlight: Int) {
+    /// `peer`: the kernel-verified credentials of a unix-socket peer (nil on TCP).
+    init(dispatcher: RPCDispatcher, monitor: RPCServerMonitor, maximumInFlight: Int, recordDeadline: TimeAmount, peer: PeerCredentials?) {
         self.dispatcher = dispatcher
+        self.monitor = monitor
         self.maximumInFlight = maximumInFlight
+        self.recordDeadline = recordDeadline
+        self.peer = peer
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        callContext = RPCCallContext(transport: .tcp, remoteAddress: context.channel.remoteAddress, localAddress: context.channel.localAddress)
-        if context.channel.localAddress?.protocol == .unix, let provider = context.channel as? any SocketOptionProvider {
-            // SO_PEERCRED (17) fills a struct ucred {pid, uid, gid}; the kernel's answer, not
-            // the caller's claim. On the event loop the future is already complete.
-            let credentials: EventLoopFuture<PeerCredentialsLayout> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: 17)
-            credentials.assumeIsolated().whenSuccess { value in
-                self.callContext.peer = PeerCredentials(pid: value.pid, uid: value.uid, gid: value.gid)
-            }
-        }
+        callContext = RPCCallContext(transport: .tcp, remoteAddress: context.channel.remoteAddress, localAddress: context.channel.localAddress, peer: peer)
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelRecordTimer()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelRecordTimer()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let record = Self.unwrapInboundIn(data)
+        // The open record (if any) is this one, and it is complete.
+        recordOpen = false
+        cancelRecordTimer()
         if !held.isEmpty || !context.channel.isWritable {
             held.append(record)
             updateReading(context: context)
@@ -132,9 +203,45 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         guard pause != readsPaused else { return }
         readsPaused = pause
         context.channel.setOption(ChannelOptions.autoRead, value: !pause).whenComplete { _ in }
+        // While the server is not reading, an open record cannot complete through any fault
+        // of the peer: its deadline stops, and starts afresh when reading resumes.
+        if pause {
+            cancelRecordTimer()
+        } else {
+            armRecordTimer(context: context)
+        }
+    }
+
+    private func armRecordTimer(context: ChannelHandlerContext) {
+        guard recordOpen, !readsPaused, recordTimer == nil, context.channel.isActive else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        recordTimer = context.eventLoop.scheduleTask(in: recordDeadline) {
+            let (handler, context) = bound.value
+            handler.recordTimer = nil
+            guard handler.recordOpen, !handler.readsPaused else { return }
+            handler.monitor.record(.recordDeadline, detail: ["remote": "\(handler.remoteDescription)"]) {
+                $0.connectionsClosedRecordDeadline += 1
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    private func cancelRecordTimer() {
+        recordTimer?.cancel()
+        recordTimer = nil
+    }
+
+    private var remoteDescription: String {
+        if let peer { return "uid \(peer.uid)" }
+        return callContext.remoteAddress.map { "\($0)" } ?? "-"
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RecordMarkingOpenRecordEvent {
+            recordOpen = true
+            armRecordTimer(context: context)
+            return
+        }
         if event is RPCServerQuiesceEvent {
             quiescing = true
             if inFlight == 0 { context.close(promise: nil) }
@@ -155,7 +262,15 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Framing errors (oversized record) and socket errors end this connection only.
-        dispatcher.logger.debug("closing connection after error", metadata: ["error": "\(error)", "remote": "\(callContext.remoteAddress.map { "\($0)" } ?? "-")"])
+        // Framing errors are what garbage on the port looks like (an HTTP request reads as a
+        // 1.1 GB fragment): counted and logged once per interval, however many come.
+        if error is RecordMarkingError {
+            monitor.record(.framingError, detail: ["remote": "\(remoteDescription)", "error": "\(error)"]) {
+                $0.connectionsClosedFramingError += 1
+            }
+        } else {
+            dispatcher.logger.debug("closing connection after error", metadata: ["error": "\(error)", "remote": "\(remoteDescription)"])
+        }
         context.close(promise: nil)
     }
 }
@@ -165,46 +280,91 @@ final class RPCServerUDPHandler: ChannelInboundHandler {
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let dispatcher: RPCDispatcher
+    private let monitor: RPCServerMonitor
+    private let maximumInFlight: Int
     private var cache: DuplicateRequestCache
     private var localAddress: SocketAddress?
     private var insideRead = false
     private var flushPending = false
+    /// Calls started and not yet completed: each may hold a task, its datagram and
+    /// whatever its authentication or procedure allocated.
+    private var inFlight = 0
+    private var highWater = 0
+    /// Datagrams counted here and added to the shared statistics once per read batch.
+    private var receivedUnreported = 0
+    private var purgeTask: RepeatedTask?
 
-    init(dispatcher: RPCDispatcher, cacheCapacity: Int, cacheTimeToLive: TimeAmount) {
+    init(dispatcher: RPCDispatcher, monitor: RPCServerMonitor, maximumInFlight: Int, cache: DuplicateRequestCache) {
+        precondition(maximumInFlight > 0)
         self.dispatcher = dispatcher
-        self.cache = DuplicateRequestCache(capacity: cacheCapacity, timeToLive: cacheTimeToLive)
+        self.monitor = monitor
+        self.maximumInFlight = maximumInFlight
+        self.cache = cache
     }
 
     func channelActive(context: ChannelHandlerContext) {
         localAddress = context.channel.localAddress
+        // Expired replies go when their time is up even if no datagram comes to push them
+        // out: a quiet socket gives its memory back.
+        let period = TimeAmount.nanoseconds(max(cache.timeToLive.nanoseconds / 2, 1_000_000_000))
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        purgeTask = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            bound.value.cache.dropExpired(now: .now())
+        }
         context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        purgeTask?.cancel()
+        purgeTask = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        purgeTask?.cancel()
+        purgeTask = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = Self.unwrapInboundIn(data)
         let remote = envelope.remoteAddress
-        let callContext = RPCCallContext(transport: .udp, remoteAddress: remote, localAddress: localAddress)
+        receivedUnreported += 1
+        let room = inFlight < maximumInFlight
         // Exact retransmissions are answered (or ignored while the original runs) before
-        // anything else looks at them.
+        // anything else looks at them, even when no new call may start.
         let key = DuplicateRequestCache.key(for: envelope.data, from: remote)
         if let key {
-            switch cache.check(key, now: .now()) {
+            switch cache.check(key, now: .now(), admit: room) {
             case .execute:
                 break
             case .drop:
+                return
+            case .refused:
+                refuse(remote)
                 return
             case var .resend(reply):
                 RPCFraming.finishDatagram(&reply)
                 context.writeAndFlush(Self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: reply)), promise: nil)
                 return
             }
+        } else if !room {
+            refuse(remote)
+            return
         }
+        inFlight += 1
+        if inFlight > highWater {
+            highWater = inFlight
+            let value = highWater
+            monitor.count { $0.udpCallsInFlightHighWater = max($0.udpCallsInFlightHighWater, value) }
+        }
+        let callContext = RPCCallContext(transport: .udp, remoteAddress: remote, localAddress: localAddress)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         insideRead = true
         dispatcher.handle(
             message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop,
             completion: { reply in
                 let (handler, context) = bound.value
+                handler.inFlight -= 1
                 if let key {
                     handler.cache.complete(key, reply: reply, now: .now())
                 }
@@ -222,7 +382,20 @@ final class RPCServerUDPHandler: ChannelInboundHandler {
         insideRead = false
     }
 
+    /// Drops a new call because the socket has as many running as it may: like a datagram
+    /// lost on the way, which UDP clients already retransmit for.
+    private func refuse(_ remote: SocketAddress) {
+        monitor.record(.udpInFlightLimit, detail: ["remote": "\(remote)", "limit": "\(maximumInFlight)"]) {
+            $0.udpCallsDroppedInFlightLimit += 1
+        }
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
+        if receivedUnreported > 0 {
+            let received = receivedUnreported
+            receivedUnreported = 0
+            monitor.count { $0.udpDatagramsReceived += received }
+        }
         if flushPending {
             flushPending = false
             context.flush()

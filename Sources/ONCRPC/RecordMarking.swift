@@ -14,10 +14,20 @@ public enum RecordMarkingError: Error, Equatable, Sendable {
     case tooManyFragments(maximum: Int)
 }
 
+/// Sent down the pipeline by ``RecordMarkingDecoder`` when the first bytes of a record have
+/// arrived but the record is not complete: from then until the record is passed on, the
+/// record is open. Once per record, and only for records that do not arrive whole in one
+/// read. A server uses it to give an open record a deadline, so that a peer trickling
+/// bytes cannot keep a half record (and its connection) forever.
+public struct RecordMarkingOpenRecordEvent: Sendable, Equatable {
+    public init() {}
+}
+
 /// Reassembles records from a TCP byte stream.
 ///
 /// A record that arrives as a single fragment is passed on as a slice of the receive
-/// buffer, without a copy; multi-fragment records are joined in one buffer.
+/// buffer, without a copy; multi-fragment records are joined in one buffer. When a read
+/// ends inside a record, a ``RecordMarkingOpenRecordEvent`` goes down the pipeline first.
 public struct RecordMarkingDecoder: ByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
 
@@ -29,6 +39,9 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder {
     private let maximumRecordSize: Int
     private var partialRecord: ByteBuffer?
     private var fragmentCount = 0
+    /// Whether the record now being received was announced with a
+    /// ``RecordMarkingOpenRecordEvent``.
+    private var reportedOpenRecord = false
 
     public init(maximumRecordSize: Int = RecordMarkingDecoder.defaultMaximumRecordSize) {
         precondition(maximumRecordSize > 0 && maximumRecordSize <= Int(Int32.max))
@@ -39,7 +52,14 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder {
     public var hasPartialRecord: Bool { partialRecord != nil }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let record = try self.nextRecord(from: &buffer) else { return .needMoreData }
+        guard let record = try self.nextRecord(from: &buffer) else {
+            if !reportedOpenRecord && (buffer.readableBytes > 0 || partialRecord != nil) {
+                reportedOpenRecord = true
+                context.fireUserInboundEventTriggered(RecordMarkingOpenRecordEvent())
+            }
+            return .needMoreData
+        }
+        reportedOpenRecord = false
         context.fireChannelRead(Self.wrapInboundOut(record))
         return .continue
     }

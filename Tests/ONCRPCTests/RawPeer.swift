@@ -32,14 +32,16 @@ final class RawTCPPeer: @unchecked Sendable {
     let channel: any Channel
     let handler = CollectingHandler()
 
-    init(to address: SocketAddress, autoRead: Bool = true) async throws {
+    /// `from`: a local address to connect from (e.g. 127.0.0.2, to be another client host).
+    init(to address: SocketAddress, from local: SocketAddress? = nil, autoRead: Bool = true) async throws {
         let handler = self.handler
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
             }
-            .connect(to: address).get()
+        if let local { bootstrap = bootstrap.bind(to: local) }
+        channel = try await bootstrap.connect(to: address).get()
     }
 
     func send(_ bytes: [UInt8]) async throws {
