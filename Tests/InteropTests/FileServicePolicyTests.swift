@@ -12,6 +12,7 @@ final class FileServicePolicyTests: XCTestCase {
         let site = try SiteSandbox(prefix: "fspolicy")
         defer { site.remove() }
         let work = site.work, db = site.db, socket = site.socket, password = site.password
+        XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", db]).status, 0)
         for user in ["0", "4263"] {
             let made = try site.run([bin("keyadmin"), "newkey", "--db", db, "--user", user, "--domain", "example.org",
                                      "--mechanism", "ffdhe3072", "--password-file", password])

@@ -28,6 +28,7 @@ final class KeyserverConnectionLimitTests: XCTestCase {
         let bin = { Peers.productPath($0) }
         let site = try SiteSandbox(prefix: "kscap")
         defer { site.remove() }
+        XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", site.db]).status, 0)
         let made = try site.run([bin("keyadmin"), "newkey", "--db", site.db, "--user", "4242", "--domain", "example.org",
                                  "--mechanism", "dh192-des", "--password-file", site.password])
         XCTAssertEqual(made.status, 0, made.stderr)
