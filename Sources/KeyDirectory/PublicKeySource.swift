@@ -40,3 +40,21 @@ extension PublicKeyLookup: PublicKeySource {
         }
     }
 }
+
+/// A lookup function as a key source (tests, and code that already has one). Both the
+/// waiting and the non-waiting answer come from the function.
+public struct ClosurePublicKeySource: PublicKeySource {
+    private let lookup: @Sendable (String, DHGroupName) -> DHPublicKey?
+
+    public init(_ lookup: @escaping @Sendable (String, DHGroupName) -> DHPublicKey?) {
+        self.lookup = lookup
+    }
+
+    public func fetchPublicKey(netname: String, mechanism: DHGroupName) async throws -> DHPublicKey? {
+        lookup(netname, mechanism)
+    }
+
+    public func cachedPublicKey(netname: String, mechanism: DHGroupName) -> DHPublicKey?? {
+        .some(lookup(netname, mechanism))
+    }
+}

@@ -103,6 +103,85 @@ final class GSSHardeningTests: XCTestCase {
         await server.shutdown()
     }
 
+    /// The directory file behind a key source that can announce changes (as the site
+    /// directory's change feed does) and can be made to fail (directory unreachable).
+    private final class AnnouncingKeySource: PublicKeySource, @unchecked Sendable {
+        let lookup: PublicKeyLookup
+        let handlers = NIOLockedValueBox<[@Sendable (String?) -> Void]>([])
+        let failing = NIOLockedValueBox(false)
+        init(_ lookup: PublicKeyLookup) { self.lookup = lookup }
+        struct Unreachable: Error {}
+        func fetchPublicKey(netname: String, mechanism: DHGroupName) async throws -> DHPublicKey? {
+            if failing.withLockedValue({ $0 }) { throw Unreachable() }
+            return try lookup.publicKey(netname: netname, mechanism: mechanism)
+        }
+        func cachedPublicKey(netname: String, mechanism: DHGroupName) -> DHPublicKey?? { .none }
+        func observeChanges(_ handler: @escaping @Sendable (String?) -> Void) { handlers.withLockedValue { $0.append(handler) } }
+        func announce(_ netname: String) { for handler in handlers.withLockedValue({ $0 }) { handler(netname) } }
+    }
+
+    private func announcingServer(clock: ClockBox) async throws -> (SQLiteKeyDirectory, AnnouncingKeySource, RPCServer, GSSServer, SocketAddress) {
+        let path = fixture.directory.appendingPathComponent("keys.db").path
+        let directory = try SQLiteKeyDirectory(path: path)
+        try directory.add(Principal(netname: gssClientNetname, kind: .user, name: "6001", uid: 6001),
+                          keys: [KeyEntry(netname: gssClientNetname, mechanism: .ffdhe3072,
+                                          publicKey: gssLongTermKeys[.ffdhe3072]!.client.publicKey.hex, sealedSecret: [0])],
+                          actor: "test")
+        let source = AnnouncingKeySource(try PublicKeyLookup(path: path))
+        let (server, gss, tcp, _) = try await fixture.startServer(now: { clock.now }, keys: source)
+        return (directory, source, server, gss, tcp)
+    }
+
+    /// A change announced by the key source (the site directory's change feed) ends the
+    /// revoked client's contexts at once, not at the next re-check interval. Before the
+    /// server took a PublicKeySource it had no way to hear of a change.
+    func testAnnouncedRevocationEndsContextsWithoutWaitingForTheInterval() async throws {
+        let clock = ClockBox(Date().timeIntervalSince1970)
+        let (directory, source, server, gss, tcp) = try await announcingServer(clock: clock)
+        let client = fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe3072))
+        _ = try await client.call(1, GSSBlob([1]), returning: GSSBlob.self)
+        XCTAssertEqual(gss.contextCount, 1)
+        // An announcement for someone else, or for an unchanged key, ends nothing.
+        source.announce("unix.1@gss.example")
+        await gss.recheckContexts(of: gssClientNetname)
+        XCTAssertEqual(gss.contextCount, 1)
+        try directory.revoke(netname: gssClientNetname, mechanism: .ffdhe3072, actor: "test")
+        source.announce(gssClientNetname)
+        for _ in 0..<500 where gss.contextCount > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertEqual(gss.contextCount, 0, "the clock never moved: the announcement ended it")
+        XCTAssertEqual(gss.statistics.contextsEndedByKeyChange, 1)
+        do {
+            _ = try await client.call(1, GSSBlob([2]), returning: GSSBlob.self)
+            XCTFail("the revoked client's context is gone and a new INIT finds no key")
+        } catch {}
+        XCTAssertEqual(runs, 1)
+        await client.close()
+        await server.shutdown()
+    }
+
+    /// A key source that cannot answer (directory unreachable past serve-stale) can vouch
+    /// for neither a change nor its absence: live contexts are kept, new ones refused.
+    func testUnreachableKeySourceKeepsLiveContextsAndRefusesNewOnes() async throws {
+        let clock = ClockBox(Date().timeIntervalSince1970)
+        let (_, source, server, gss, tcp) = try await announcingServer(clock: clock)
+        let client = fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe3072))
+        _ = try await client.call(1, GSSBlob([1]), returning: GSSBlob.self)
+        source.failing.withLockedValue { $0 = true }
+        clock.advance(gss.configuration.keyRecheckInterval + 1)
+        _ = try await client.call(1, GSSBlob([2]), returning: GSSBlob.self)
+        XCTAssertEqual(runs, 2)
+        XCTAssertEqual(gss.statistics.contextsEndedByKeyChange, 0)
+        let second = fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe3072))
+        do {
+            _ = try await second.call(1, GSSBlob([3]), returning: GSSBlob.self)
+            XCTFail("no key answer, no new context")
+        } catch {}
+        XCTAssertEqual(runs, 2)
+        await second.close()
+        await client.close()
+        await server.shutdown()
+    }
+
     func testRotatedKeyEndsTheContextUntilKeyloginWithTheNewKey() async throws {
         let clock = ClockBox(Date().timeIntervalSince1970)
         let (directory, server, gss, tcp) = try await directoryServer(clock: clock)

@@ -5,6 +5,7 @@
 
 import Foundation
 import KeyCrypto
+import KeyDirectory
 import KeyServer
 import Logging
 import NIOConcurrencyHelpers
@@ -70,15 +71,19 @@ final class GSSFixture: @unchecked Sendable {
                      policy: any RPCAuthorizationPolicy = SecurityPolicy(.verified),
                      host: String = "127.0.0.1",
                      now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
-                     publicKey: (@Sendable (String, GSSGroup) -> DHPublicKey?)? = nil) async throws
+                     publicKey: (@Sendable (String, GSSGroup) -> DHPublicKey?)? = nil,
+                     keys: (any PublicKeySource)? = nil) async throws
         -> (server: RPCServer, gss: GSSServer, tcp: SocketAddress, udp: SocketAddress) {
         var gssConfiguration = GSSServer.Configuration(serverNetname: gssServerNetname)
         configure(&gssConfiguration)
         let directory = publicKey ?? { netname, group in
             netname == gssClientNetname ? gssLongTermKeys[group]?.client.publicKey : nil
         }
+        let source: any PublicKeySource = keys ?? ClosurePublicKeySource { netname, mechanism in
+            GSSGroup(rawValue: mechanism.rawValue).flatMap { directory(netname, $0) }
+        }
         let gss = GSSServer(configuration: gssConfiguration, keyserver: try KeyServerClient(socketPath: socket, uid: 6002), logger: logger,
-                            now: now, publicKey: directory)
+                            now: now, keys: source)
         let runs = self.runs, lastCaller = self.lastCaller
         var program = RPCProgram(number: gssProgramNumber, version: 1, policy: policy)
         program.addImmediateProcedure(1) { (argument: GSSBlob, request) -> GSSBlob in

@@ -16,6 +16,7 @@
 
 import Foundation
 import KeyCrypto
+import KeyDirectory
 import KeyServer
 import Logging
 import NIOConcurrencyHelpers
@@ -163,7 +164,8 @@ public final class GSSServer: RPCServerAuthenticator {
 
     public let configuration: Configuration
     private let keyserver: KeyServerClient
-    private let publicKey: @Sendable (String, GSSGroup) -> DHPublicKey?
+    /// Clients' public keys: the directory file, the site's directory service, or a closure.
+    private let keys: any PublicKeySource
     private let now: @Sendable () -> TimeInterval
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
@@ -175,20 +177,78 @@ public final class GSSServer: RPCServerAuthenticator {
     ///   - now: the clock (seconds since 1970), injected by tests.
     ///   - publicKey: the directory lookup of a client's public key of a group; also asked
     ///     again for live contexts every `keyRecheckInterval` (nil: revoked or gone).
+    public convenience init(configuration: Configuration, keyserver: KeyServerClient,
+                            logger: Logger = Logger(label: "securerpc.gss"),
+                            now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
+                            publicKey: @escaping @Sendable (String, GSSGroup) -> DHPublicKey?) {
+        self.init(configuration: configuration, keyserver: keyserver, logger: logger, now: now,
+                  keys: ClosurePublicKeySource { netname, mechanism in
+                      GSSGroup(rawValue: mechanism.rawValue).flatMap { publicKey(netname, $0) }
+                  })
+    }
+
+    /// - Parameters:
+    ///   - keys: where clients' public keys come from (a local directory file, or the site's
+    ///     directory service through `NetworkKeyLookup`). Asked at every INIT and again for
+    ///     live contexts every `keyRecheckInterval`; when it reports a changed principal
+    ///     (the directory's change feed), that principal's contexts are checked at once.
     public init(configuration: Configuration, keyserver: KeyServerClient,
                 logger: Logger = Logger(label: "securerpc.gss"),
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
-                publicKey: @escaping @Sendable (String, GSSGroup) -> DHPublicKey?) {
+                keys: any PublicKeySource) {
         precondition(configuration.sequenceWindow >= 64 && configuration.sequenceWindow % 64 == 0)
         self.configuration = configuration
         self.keyserver = keyserver
-        self.publicKey = publicKey
+        self.keys = keys
         self.now = now
         self.logger = logger
         state = NIOLockedValueBox(State(replay: GSSReplayCache(lifetime: configuration.clockSkew,
                                                                capacity: configuration.maximumRememberedTokens,
                                                                perClientCapacity: configuration.maximumRememberedTokensPerClient)))
         admission = HandshakeAdmission(limits: configuration.admission, now: now)
+        keys.observeChanges { [weak self] netname in
+            guard let self, let netname else { return }
+            Task { await self.recheckContexts(of: netname) }
+        }
+    }
+
+    /// The directory says `client`'s keys changed: end its contexts made with a key that is
+    /// no longer the directory's (now, not at the next re-check). A lookup that fails keeps
+    /// them: the regular re-check tries again.
+    public func recheckContexts(of client: String) async {
+        let groups: Set<GSSGroup> = state.withLockedValue { state in
+            Set((state.byClient[client] ?? []).compactMap { state.contexts[$0]?.context.group })
+        }
+        for group in groups {
+            let current: DHPublicKey?
+            do {
+                current = try await keys.fetchPublicKey(netname: client, mechanism: group.dhGroup)
+            } catch {
+                continue
+            }
+            endContexts(of: client, group: group, keptKey: current)
+        }
+    }
+
+    @discardableResult
+    private func endContexts(of client: String, group: GSSGroup, keptKey: DHPublicKey?) -> Int {
+        let ended: Int = state.withLockedValue { state in
+            var ended = 0
+            for handle in state.byClient[client] ?? [] {
+                guard let other = state.contexts[handle]?.context, other.group == group, other.clientKey != keptKey else { continue }
+                state.remove(handle)
+                ended += 1
+            }
+            state.statistics.contextsEndedByKeyChange += ended
+            return ended
+        }
+        if ended > 0 {
+            logger.notice("RPCSEC_GSS contexts ended: the client's key was revoked or replaced", metadata: [
+                "client": "\(client)", "group": "\(group)", "contexts": "\(ended)",
+                "key": "\(keptKey == nil ? "revoked or gone" : "replaced")",
+            ])
+        }
+        return ended
     }
 
     public var statistics: Statistics { state.withLockedValue { $0.statistics } }
@@ -323,37 +383,34 @@ public final class GSSServer: RPCServerAuthenticator {
     }
 
     /// DATA or DESTROY off the event loop: re-checks the client's key when due, then decides.
-    private func dataOrDestroyRechecking(_ call: RPCCall, _ credential: GSSCredential) -> RPCAuthDecision {
+    private func dataOrDestroyRechecking(_ call: RPCCall, _ credential: GSSCredential) async -> RPCAuthDecision {
         switch dataOrDestroy(call, credential, recheck: .start) {
         case let .decided(decision):
             return decision
         case let .recheck(context):
-            let current = publicKey(context.client, context.group)
+            let current: DHPublicKey?
+            do {
+                current = try await keys.fetchPublicKey(netname: context.client, mechanism: context.group.dhGroup)
+            } catch {
+                // The source cannot answer (the directory is unreachable beyond its
+                // serve-stale window): it cannot vouch for a change either. Keep the context
+                // and ask again after the interval.
+                current = context.clientKey
+                logger.notice("RPCSEC_GSS key re-check deferred: no answer from the key source", metadata: [
+                    "client": "\(context.client)", "error": "\(error)",
+                ])
+            }
             let nowSeconds = now()
-            let ended: Int = state.withLockedValue { state in
+            let unchanged: Bool = state.withLockedValue { state in
                 state.statistics.keyRechecks += 1
                 if let slot = state.contexts[context.handle] { slot.keyRecheckRunning = false }
-                if current == context.clientKey {
-                    state.contexts[context.handle]?.keyCheckedAt = nowSeconds
-                    return 0
-                }
-                // Every context of this client and group made with another key than the
-                // directory's now ends, not just this one.
-                var ended = 0
-                for handle in state.byClient[context.client] ?? [] {
-                    guard let other = state.contexts[handle]?.context, other.group == context.group,
-                          other.clientKey != current else { continue }
-                    state.remove(handle)
-                    ended += 1
-                }
-                state.statistics.contextsEndedByKeyChange += ended
-                return ended
+                guard current == context.clientKey else { return false }
+                state.contexts[context.handle]?.keyCheckedAt = nowSeconds
+                return true
             }
-            if ended > 0 {
-                logger.notice("RPCSEC_GSS contexts ended: the client's key was revoked or replaced", metadata: [
-                    "client": "\(context.client)", "group": "\(context.group)", "contexts": "\(ended)",
-                    "key": "\(current == nil ? "revoked or gone" : "replaced")",
-                ])
+            // Every context of this client and group made with another key than the
+            // directory's now ends, not just this one.
+            if !unchanged, endContexts(of: context.client, group: context.group, keptKey: current) > 0 {
                 return .rejected(.gssCredentialProblem)
             }
             // Unchanged (or the context went meanwhile): decide as usual.
@@ -376,7 +433,7 @@ public final class GSSServer: RPCServerAuthenticator {
         }
         switch credential.procedure {
         case .rpcsecGssData, .rpcsecGssDestroy:
-            return dataOrDestroyRechecking(call, credential)
+            return await dataOrDestroyRechecking(call, credential)
         case .rpcsecGssContinueInit:
             guard call.procedure == 0, call.verifier.flavor == .none else { return .rejected(.badCredential) }
             return refuse(GSSMajorStatus.failure, .notSingleRoundTrip, detail: "CONTINUE_INIT")
@@ -540,8 +597,14 @@ public final class GSSServer: RPCServerAuthenticator {
         var proven = false
         defer { admission.finish(ticket, proven: proven) }
 
-        guard let clientStatic = publicKey(body.client, group) else {
-            return refuse(GSSMajorStatus.defectiveCredential, .unknownClient, detail: "\(body.client) \(group)")
+        let clientStatic: DHPublicKey
+        do {
+            guard let found = try await keys.fetchPublicKey(netname: body.client, mechanism: group.dhGroup) else {
+                return refuse(GSSMajorStatus.defectiveCredential, .unknownClient, detail: "\(body.client) \(group)")
+            }
+            clientStatic = found
+        } catch {
+            return refuse(GSSMajorStatus.failure, .unknownClient, detail: "\(body.client) \(group): the key directory did not answer (\(error))")
         }
         let info = SRPCDH.kssInfo(group: group, client: body.client, server: configuration.serverNetname)
         var derived: KeyxDeriveRes
