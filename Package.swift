@@ -92,6 +92,8 @@ let package = Package(
 
         // MARK: the site: which directory servers a host trusts (securerpc.conf)
         .target(name: "SiteConfig", swiftSettings: swiftSettings),
+        // The release number every executable prints for --version.
+        .target(name: "Release", swiftSettings: swiftSettings),
 
         // MARK: the key directory
         .target(
@@ -101,7 +103,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keyadmin",
-            dependencies: [
+            dependencies: ["Release", 
                 "KeyDirectory", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -123,23 +125,25 @@ let package = Package(
 
         .executableTarget(
             name: "keyserverd",
-            dependencies: [
-                "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC",
+            dependencies: ["Release", 
+                "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "keylogin",
-            dependencies: ["KeyServer", "KeyDirectory", "KeyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Release", "KeyServer", "KeyDirectory", "KeyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "keylogout",
-            dependencies: ["KeyServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Release", "KeyServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 
@@ -171,7 +175,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keydird",
-            dependencies: [
+            dependencies: ["Release", 
                 "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -195,7 +199,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "filesvc-server",
-            dependencies: [
+            dependencies: ["Release", 
                 "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -207,7 +211,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "filesvc",
-            dependencies: [
+            dependencies: ["Release", 
                 "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -216,7 +220,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "rpcbench",
-            dependencies: [
+            dependencies: ["Release", 
                 "XDR", "ONCRPC", "SecureRPC", "KeyServer", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -228,7 +232,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keybench",
-            dependencies: [
+            dependencies: ["Release", 
                 "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -241,7 +245,7 @@ let package = Package(
         // `swift build --sanitize fuzzer` (see docs/FUZZING.md).
         .executableTarget(
             name: "rpcfuzz",
-            dependencies: ["ONCRPC"],
+            dependencies: ["Release", "ONCRPC"],
             swiftSettings: swiftSettings
         ),
 
@@ -249,7 +253,7 @@ let package = Package(
         .target(name: "XDRGenCore", swiftSettings: swiftSettings),
         .executableTarget(
             name: "xdrgen",
-            dependencies: ["XDRGenCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Release", "XDRGenCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .plugin(name: "XDRGenPlugin", capability: .buildTool(), dependencies: ["xdrgen"]),

@@ -29,13 +29,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== a key directory with a key pair for uid $(id -u)"
+# Root speaks as the host (unix.HOST@DOMAIN, as Sun's host2netname does): every host has a
+# key of its own. Anyone else speaks as unix.UID@DOMAIN.
+if [[ $(id -u) == 0 ]]; then
+    who=(--host "$(hostname -s)"); me="unix.$(hostname -s)@$domain"
+else
+    who=(--user "$(id -u)"); fi
+echo "== a key directory with a key pair for $me"
 echo "quickstart-password" > "$work/password"
 # The legacy dh192-des key gets a password of its own: its DES sealing is guessable offline
 # and must not give away the strong keys' password (docs/DIRECTORY.md).
 echo "quickstart-legacy-password" > "$work/legacy-password"
 "$bin/keyadmin" init --db "$work/keys.db"
-"$bin/keyadmin" newkey --db "$work/keys.db" --user "$(id -u)" --domain "$domain" \
+"$bin/keyadmin" newkey --db "$work/keys.db" "${who[@]}" --domain "$domain" \
     --mechanism ffdhe3072 --mechanism ffdhe4096 --mechanism dh192-des --password-file "$work/password" \
     --legacy-password-file "$work/legacy-password"
 "$bin/keyadmin" list --db "$work/keys.db"
@@ -45,7 +51,6 @@ echo "== the keyserver, and keylogin"
     >"$work/keyserverd.log" 2>&1 &
 keyserver_pid=$!
 for _ in $(seq 50); do [[ -S "$work/keyservsock" ]] && break; sleep 0.1; done
-me="unix.$(id -u)@$domain"
 # Two lines on stdin: the strong keys' password, then the legacy key's.
 cat "$work/password" "$work/legacy-password" |
     "$bin/keylogin" --db "$work/keys.db" --netname "$me" --socket "$work/keyservsock" --password-stdin

@@ -10,6 +10,22 @@ public enum Netname {
     public static func user(uid: UInt32, domain: String) -> String { "unix.\(uid)@\(domain)" }
     /// `unix.<hostname>@<domain>`.
     public static func host(_ name: String, domain: String) -> String { "unix.\(name)@\(domain)" }
+    /// The netname a process of `uid` speaks as on this host: root's is the host's own
+    /// (`unix.HOST@DOMAIN`, Sun's host2netname), so every host has its own key rather than
+    /// all sharing one `unix.0@DOMAIN`; everyone else is `unix.UID@DOMAIN`.
+    public static func local(uid: UInt32, domain: String) -> String {
+        uid == 0 ? host(localHostName, domain: domain) : user(uid: uid, domain: domain)
+    }
+
+    /// This host's name as gethostname(2) gives it, up to the first dot (Sun's netnames use
+    /// the short name).
+    public static var localHostName: String {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        _ = buffer.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
+        let name = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+        return String(name.split(separator: ".", maxSplits: 1).first ?? Substring(name))
+    }
+
     /// `unix.<service>/<hostname>@<domain>`: a daemon on one host (Kerberos' service/host).
     public static func service(_ name: String, host: String, domain: String) -> String { "unix.\(name)/\(host)@\(domain)" }
 

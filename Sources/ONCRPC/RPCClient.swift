@@ -320,7 +320,7 @@ public final class RPCClient: Sendable {
             } catch let error as RPCClientError {
                 throw error
             } catch {
-                throw RPCClientError.cannotConnect(address: "\(address)", reason: "\(error)")
+                throw RPCClientError.cannotConnect(address: "\(address)", reason: errorInWords(error))
             }
         }
     }

@@ -1,5 +1,6 @@
 // Every way a call can fail on the client, each with a message a person can act on.
 
+import Foundation
 import NIOCore
 import XDR
 
@@ -57,4 +58,14 @@ extension RPCClientError: CustomStringConvertible {
         case let .messageTooLarge(size, maximum): return "message of \(size) bytes exceeds the transport maximum \(maximum)"
         }
     }
+}
+
+/// An error as a person reads it: NIO's IOError prints the system call and an `(errno: N)`
+/// tuple, and NIO's socket-path errors print a Swift type name; users get the system's words.
+public func errorInWords(_ error: any Error) -> String {
+    if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+    let text = "\(error)"
+    if text.contains("UnixDomainSocketPathWrongType") { return "the path is not a socket" }
+    if text.contains("UnixDomainSocketPathTooLong") { return "the socket path is too long (at most 107 bytes)" }
+    return text
 }

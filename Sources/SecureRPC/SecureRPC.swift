@@ -48,7 +48,7 @@ public struct SecureRPCEnvironment: Sendable {
     /// The environment of the running process in `domain`.
     public static func current(domain: String, directory: String = SQLiteKeyDirectory.defaultPath,
                                keyserverSocket: String = KeyServerPaths.socket) -> SecureRPCEnvironment {
-        SecureRPCEnvironment(directory: directory, keyserverSocket: keyserverSocket, netname: Netname.user(uid: getuid(), domain: domain))
+        SecureRPCEnvironment(directory: directory, keyserverSocket: keyserverSocket, netname: Netname.local(uid: getuid(), domain: domain))
     }
 }
 

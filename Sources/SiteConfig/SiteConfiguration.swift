@@ -69,6 +69,10 @@ public struct SiteConfiguration: Sendable, Equatable {
     /// How often hosts ask the directory what changed (seconds): a revocation reaches every
     /// server within this bound plus one round trip.
     public var changePollInterval: Double = 10
+    /// The daemons' log level (trace, debug, info, notice, warning, error, critical); a
+    /// `--log-level` flag wins. Daemons re-read it on SIGHUP.
+    public var logLevel: String?
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// The file this came from, for messages; nil when nothing was read.
     public var source: String?
 
@@ -145,8 +149,12 @@ public struct SiteConfiguration: Sendable, Equatable {
                 let value = try seconds()
                 guard value >= 1 else { throw fail("change-poll must be at least 1 second") }
                 configuration.changePollInterval = value
+            case "log-level":
+                let level = try single("LEVEL")
+                guard logLevels.contains(level) else { throw fail("log-level must be one of \(logLevels.joined(separator: ", ")), not \"\(level)\"") }
+                configuration.logLevel = level
             default:
-                throw fail("unknown setting \"\(keyword)\" (known: domain, directory, database, keyserver-socket, cache-ttl, negative-ttl, serve-stale, change-poll)")
+                throw fail("unknown setting \"\(keyword)\" (known: domain, directory, database, keyserver-socket, cache-ttl, negative-ttl, serve-stale, change-poll, log-level)")
             }
         }
         return configuration
@@ -164,6 +172,7 @@ public struct SiteConfiguration: Sendable, Equatable {
         if negativeTTL != defaults.negativeTTL { lines.append("negative-ttl \(Self.number(negativeTTL))") }
         if serveStale != defaults.serveStale { lines.append("serve-stale \(Self.number(serveStale))") }
         if changePollInterval != defaults.changePollInterval { lines.append("change-poll \(Self.number(changePollInterval))") }
+        if let logLevel { lines.append("log-level \(logLevel)") }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -2,6 +2,7 @@
 // SIGINT/SIGTERM, optionally registered with the host's rpcbind.
 
 import ArgumentParser
+import Release
 import FileService
 import Foundation
 import Logging
@@ -28,8 +29,9 @@ struct FileServiceDaemon: AsyncParsableCommand {
         Every call is logged with the caller's identity. Stop with SIGINT or SIGTERM: calls in \
         flight finish, registrations with rpcbind are removed.
 
-        Example: filesvc-server --root /srv/files --netname unix.0@example.org
-        """
+        Example: filesvc-server --root /srv/files --netname unix.fileserver@example.org
+        """,
+        version: SecureRPCRelease.versionLine("filesvc-server")
     )
 
     @Option(help: "Directory to serve (created if missing). Default: a new temporary directory.")
@@ -56,7 +58,7 @@ struct FileServiceDaemon: AsyncParsableCommand {
     @Option(help: "For RPCSEC_GSS callers (--require-auth gss or dh): the weakest per-call protection (none, integrity, privacy).")
     var minService: GSSService = .privacy
 
-    @Option(help: "The server's own netname, logged in to the keyserver as this process's uid (default unix.UID@DOMAIN).")
+    @Option(help: "The server's own netname, logged in to the keyserver as this process's uid (default: the host's unix.HOST@DOMAIN when run as root, else unix.UID@DOMAIN).")
     var netname: String?
 
     @Option(help: "The Secure RPC domain for the default --netname and for mapping local callers to uids (default $SECURERPC_DOMAIN).")
@@ -82,8 +84,8 @@ struct FileServiceDaemon: AsyncParsableCommand {
     /// --domain, else $SECURERPC_DOMAIN.
     private var effectiveDomain: String? { domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] }
 
-    /// --netname, else unix.UID@DOMAIN.
-    private var serverNetname: String? { netname ?? effectiveDomain.map { Netname.user(uid: getuid(), domain: $0) } }
+    /// --netname, else the host's netname for root, unix.UID@DOMAIN for others.
+    private var serverNetname: String? { netname ?? effectiveDomain.map { Netname.local(uid: getuid(), domain: $0) } }
 
     func validate() throws {
         if requireAuth != .none, serverNetname == nil {

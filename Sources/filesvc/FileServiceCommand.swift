@@ -1,6 +1,7 @@
 // filesvc: the command-line client of the example file service.
 
 import ArgumentParser
+import Release
 import FileService
 import Foundation
 import NIOCore
@@ -14,6 +15,7 @@ struct FileServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "filesvc",
         abstract: "Use the example FILESVC file service.",
+        version: SecureRPCRelease.versionLine("filesvc"),
         subcommands: [Ping.self, Stat.self, Cat.self, Get.self, Put.self, Create.self, Remove.self, List.self, MakeDirectory.self]
     )
 }
@@ -37,7 +39,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "For --auth gss: per-call protection: privacy (encrypted), integrity (checksummed) or none.")
     var service: GSSService = .privacy
 
-    @Option(help: "For --auth gss/dh: the server's netname, e.g. unix.0@example.org (default $SECURERPC_SERVER).")
+    @Option(help: "For --auth gss/dh: the server's netname, e.g. unix.fileserver@example.org (default $SECURERPC_SERVER).")
     var server: String?
 
     @Option(help: "For --auth gss/dh: your netname (default unix.UID@DOMAIN).")
@@ -78,7 +80,7 @@ struct ConnectionOptions: ParsableArguments {
                     guard let domain = domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] else {
                         throw fail("--auth \(auth.rawValue) needs --netname or --domain (or SECURERPC_DOMAIN)")
                     }
-                    me = Netname.user(uid: getuid(), domain: domain)
+                    me = Netname.local(uid: getuid(), domain: domain)
                 }
             }
             client = FileServiceClient(rpc: try RPCClient.secure(

@@ -5,6 +5,7 @@
 // way out, in words: never a Swift type name or an errno tuple.
 
 import ArgumentParser
+import Release
 import Foundation
 import KeyCrypto
 import KeyDirectory
@@ -19,6 +20,7 @@ struct KeyAdmin: ParsableCommand {
         command takes --db PATH, and only init creates it. Changes are recorded in an \
         append-only audit trail.
         """,
+        version: SecureRPCRelease.versionLine("keyadmin"),
         subcommands: [Init.self, NewKey.self, ChKey.self, List.self, Show.self, Revoke.self, Enable.self, Remove.self,
                       Import.self, Export.self, Verify.self, Audit.self]
     )

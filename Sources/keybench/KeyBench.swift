@@ -3,6 +3,7 @@
 // the ratio. Key generation uses our fixed-base comb; shared secrets use mpz_powm_sec.
 
 import ArgumentParser
+import Release
 import Foundation
 import KeyCrypto
 
@@ -11,6 +12,7 @@ struct KeyBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keybench",
         abstract: "Benchmarks for key material and the key directory.",
+        version: SecureRPCRelease.versionLine("keybench"),
         subcommands: [DHBench.self, DirectoryBench.self, KeyServerBench.self],
         defaultSubcommand: DHBench.self
     )

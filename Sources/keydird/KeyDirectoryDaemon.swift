@@ -5,6 +5,7 @@
 // pinned fingerprint. Access decisions live in KeyDirectoryServer; this file wires it up.
 
 import ArgumentParser
+import Release
 import Foundation
 import KeyCrypto
 import KeyDirectory
@@ -35,7 +36,7 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
 
         Stop with SIGTERM or SIGINT.
         """,
-        version: "keydird (Secure RPC for Swift)"
+        version: SecureRPCRelease.versionLine("keydird")
     )
 
     @Option(help: "The directory database (default: securerpc.conf's database, else \(SQLiteKeyDirectory.defaultPath)).")

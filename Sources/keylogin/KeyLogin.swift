@@ -3,6 +3,7 @@
 // and are wiped after use. `-r` (root) also stores the host key for keyserverd restarts.
 
 import ArgumentParser
+import Release
 import Foundation
 import KeyCrypto
 import KeyDirectory
@@ -12,7 +13,8 @@ import KeyServer
 struct KeyLogin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keylogin",
-        abstract: "Give the keyserver your secret key (decrypted here with your password)."
+        abstract: "Give the keyserver your secret key (decrypted here with your password).",
+        version: SecureRPCRelease.versionLine("keylogin")
     )
 
     @Option(help: "Key directory.") var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
@@ -103,13 +105,7 @@ struct KeyLogin: AsyncParsableCommand {
     }
 
     private func defaultNetname(uid: UInt32) throws -> String {
-        let domain = try self.domain ?? Self.systemDomain()
-        if uid == 0 {
-            var host = [UInt8](repeating: 0, count: 256)
-            _ = host.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
-            return Netname.host(String(decoding: host.prefix { $0 != 0 }, as: UTF8.self), domain: domain)
-        }
-        return Netname.user(uid: uid, domain: domain)
+        Netname.local(uid: uid, domain: try self.domain ?? Self.systemDomain())
     }
 
     static func systemDomain() throws -> String {

@@ -1,6 +1,7 @@
 // keylogout: tells this host's keyserver to forget the caller's secret keys.
 
 import ArgumentParser
+import Release
 import Foundation
 import KeyServer
 
@@ -8,7 +9,8 @@ import KeyServer
 struct KeyLogout: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keylogout",
-        abstract: "Remove your secret key from the keyserver."
+        abstract: "Remove your secret key from the keyserver.",
+        version: SecureRPCRelease.versionLine("keylogout")
     )
 
     @Option(help: "The keyserver's socket.") var socket = KeyServerPaths.socket
@@ -21,6 +23,18 @@ struct KeyLogout: AsyncParsableCommand {
         }
         do {
             let client = try KeyServerClient(socketPath: socket)
+            // Say so when there was nothing to remove (a user who thinks they logged in elsewhere
+            // should not read "removed").
+            var held = false
+            if case .keySuccess = try await client.perform({ try await $0.keyNetGet() }) { held = true }
+            for mechanism: KeyxMechanism in [.keyxFfdhe2048, .keyxFfdhe3072, .keyxFfdhe4096] where !held {
+                if case .keySuccess = try await client.performStrong({ try await $0.keyxPublic(mechanism) }) { held = true }
+            }
+            if !held {
+                await client.close()
+                print("keylogout: the keyserver held no keys for you; nothing to remove")
+                return
+            }
             let status = try await client.perform { try await $0.keySet([UInt8](repeating: 0, count: 48)) }
             let strongStatus = try await client.performStrong { try await $0.keyxClear() }
             await client.close()

@@ -2,73 +2,165 @@
 // does their Diffie-Hellman work, answering each uid only for itself (kernel-checked peer
 // credentials on a unix socket). Registers KEY_PROG with rpcbind for netids local and unix
 // so classic libtirpc clients find it, and loads the host's root key at start.
+//
+// One daemon per socket (an flock beside it, see SocketLock). Signals: TERM and INT stop it
+// (registrations removed, socket removed, every secret wiped); HUP re-reads the root key file
+// and the log level from securerpc.conf and keeps serving.
 
 import ArgumentParser
+import Release
+import Dispatch
 import Foundation
 import KeyCrypto
 import KeyDirectory
 import KeyServer
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
 import ServiceLifecycle
+import SiteConfig
 
 @main
 struct KeyServerDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyserverd",
         abstract: "The Secure RPC keyserver: holds users' secret keys and does Diffie-Hellman for them.",
-        discussion: "Stop with SIGTERM or SIGINT: registrations are removed and every secret is wiped."
+        discussion: """
+        One keyserverd serves a socket: a second one started on the same socket refuses (the \
+        lock is SOCKET.lock), and a socket left by a crashed daemon is replaced.
+        Signals: SIGTERM or SIGINT stop it (rpcbind registrations and the socket are removed and \
+        every secret is wiped); SIGHUP re-reads the root key file and the log-level of \
+        securerpc.conf and keeps serving.
+        The root key file must belong to root and be readable by nobody else (mode 600).
+        """,
+        version: SecureRPCRelease.versionLine("keyserverd")
     )
 
-    @Option(help: "The unix socket to serve on.") var socket = KeyServerPaths.socket
+    @Option(help: "The unix socket to serve on (default: keyserver-socket of securerpc.conf, else \(KeyServerPaths.socket)).") var socket: String?
     @Option(help: "Root's secret key file, loaded at start when present (written by keylogin -r).") var rootKey = KeyServerPaths.rootKey
     @Option(help: "Key directory, for version 1 calls that name the peer by netname.") var db: String?
+    @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).") var config: String?
     @Flag(help: "Do not register with rpcbind.") var noRpcbind = false
-    @Option(help: "Log level.") var logLevel: Logger.Level = .info
+    @Option(help: "Log level (default: log-level of securerpc.conf, else info); trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level?
 
     func run() async throws {
         ProcessSignals.unblockShutdownSignals()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
+        let site: SiteConfiguration
+        do {
+            site = try SiteConfiguration.load(path: config)
+        } catch {
+            fail("\(error)")
         }
+        let socket = self.socket ?? site.keyserverSocket ?? KeyServerPaths.socket
+        let level = NIOLockedValueBox(logLevel ?? site.logLevel.flatMap(Logger.Level.init(rawValue:)) ?? .info)
+        LoggingSystem.bootstrap { label in ReloadableLevelLogHandler(label: label, level: level) }
         let logger = Logger(label: "keyserverd")
+
+        // Root's key file is checked before anything is bound: a refused file stops the start.
+        var rootSecrets: [UInt8]?
+        do {
+            rootSecrets = try RootKeyFile.read(path: rootKey)
+        } catch {
+            fail("\(error)")
+        }
+        defer { if rootSecrets != nil { SecretBytes.wipe(&rootSecrets!) } }
+
+        let lock: SocketLock
+        do {
+            lock = try SocketLock(socket: socket)
+        } catch {
+            fail("\(error)")
+        }
+        if await SocketLock.somethingAnswers(at: socket) {
+            fail("something that does not hold \(lock.path) answers on \(socket) (an older keyserverd?): stop it first")
+        }
+
         var lookup: (@Sendable (String) -> DHPublicKey?)?
         if let db {
-            let keys = try PublicKeyLookup(path: db)
-            lookup = { netname in try? keys.publicKey(netname: netname, mechanism: .dh192des) }
+            do {
+                let keys = try PublicKeyLookup(path: db)
+                lookup = { netname in try? keys.publicKey(netname: netname, mechanism: .dh192des) }
+            } catch {
+                fail("cannot open the key directory \(db): \(error)")
+            }
         }
         let core = KeyServerCore(lookup: lookup)
 
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), AuthSysServer()]
         let strong = StrongKeyStore()
-        loadRootKey(into: core, strong: strong, logger: logger)
+        if let secrets = rootSecrets {
+            Self.loadRootKey(secrets, file: rootKey, into: core, strong: strong, logger: logger)
+        }
         let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger),
                                configuration: configuration, logger: logger)
-        try await server.listenUnix(path: socket, mode: 0o666)
-        if !noRpcbind { await register(server: server, logger: logger) }
+        do {
+            try await server.listenUnix(path: socket, mode: 0o666)
+        } catch {
+            fail("cannot serve on \(socket): \(errorInWords(error)) (is the directory there and writable by this user?)")
+        }
+        if !noRpcbind { await register(server: server, socket: socket, logger: logger) }
         server.onShutdown {
             core.clearAll()
             strong.clearAll()
+            // Only the lock holder removes the socket: it is ours.
+            unlink(socket)
+        }
+
+        let rootKey = self.rootKey, config = self.config, levelFlag = self.logLevel
+        let hangup = Self.onHangup {
+            logger.notice("SIGHUP: re-reading the root key file and securerpc.conf")
+            if levelFlag == nil {
+                do {
+                    let reread = try SiteConfiguration.load(path: config)
+                    let newLevel = reread.logLevel.flatMap(Logger.Level.init(rawValue:)) ?? .info
+                    level.withLockedValue { $0 = newLevel }
+                    logger.notice("log level", metadata: ["level": "\(newLevel)"])
+                } catch {
+                    logger.error("securerpc.conf not re-read, the log level stays: \(error)")
+                }
+            }
+            do {
+                guard var secrets = try RootKeyFile.read(path: rootKey) else {
+                    logger.notice("no root key file; the root key in memory stays", metadata: ["file": "\(rootKey)"])
+                    return
+                }
+                defer { SecretBytes.wipe(&secrets) }
+                Self.loadRootKey(secrets, file: rootKey, into: core, strong: strong, logger: logger)
+            } catch {
+                logger.error("the root key file was not re-read; the root key in memory stays: \(error)")
+            }
         }
         logger.notice("keyserver ready", metadata: ["socket": "\(socket)"])
         FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        hangup.cancel()
         core.clearAll()
         strong.clearAll()
+        withExtendedLifetime(lock) {}
     }
 
-    /// The root key file (keylogin -r): the dh192-des secret as hex on the first line ("-"
-    /// when there is none, as classic keyserv reads only that line), then "GROUP HEX" lines
-    /// for the strong groups.
-    private func loadRootKey(into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) {
-        guard let data = FileManager.default.contents(atPath: rootKey) else { return }
-        var bytes = Array(data)
-        defer { SecretBytes.wipe(&bytes) }
+    /// One line on standard error and exit status 1.
+    private func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("keyserverd: \(message)\n".utf8))
+        Foundation.exit(1)
+    }
+
+    /// SIGHUP as an event instead of the default (terminate, leaving a stale socket).
+    private static func onHangup(_ handler: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "keyserverd.sighup"))
+        source.setEventHandler(handler: handler)
+        source.resume()
+        return source
+    }
+
+    /// Loads root's keys from the file's bytes: the dh192-des secret as hex on the first line
+    /// ("-" when there is none), then "GROUP HEX" lines for the strong groups. What the file
+    /// holds replaces what was loaded (a re-read after keylogin -r).
+    private static func loadRootKey(_ bytes: [UInt8], file: String, into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) {
         let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false)
         var loaded: [String] = []
         var failed = false
@@ -82,7 +174,7 @@ struct KeyServerDaemon: AsyncParsableCommand {
             guard parts.count == 2, let group = try? DHGroupName(parsing: String(decoding: parts[0], as: UTF8.self)),
                   let mechanism = StrongKeyStore.mechanism(group),
                   let key = try? DHPrivateKey(group: group, secretHex: String(decoding: parts[1], as: UTF8.self)) else {
-                logger.error("cannot use line \(index + 2) of the root key file", metadata: ["file": "\(rootKey)"])
+                logger.error("cannot use line \(index + 2) of the root key file", metadata: ["file": "\(file)"])
                 failed = true
                 continue
             }
@@ -91,16 +183,16 @@ struct KeyServerDaemon: AsyncParsableCommand {
             if strong.set(uid: 0, mechanism: mechanism, secret: secret) == .keySuccess { loaded.append(group.rawValue) } else { failed = true }
         }
         if !loaded.isEmpty {
-            logger.notice("loaded the host's root key", metadata: ["file": "\(rootKey)", "groups": "\(loaded.joined(separator: ", "))"])
+            logger.notice("loaded the host's root key", metadata: ["file": "\(file)", "groups": "\(loaded.joined(separator: ", "))"])
         }
         if failed || loaded.isEmpty {
-            logger.error("cannot use the root key file", metadata: ["file": "\(rootKey)"])
+            logger.error("cannot use the root key file", metadata: ["file": "\(file)"])
         }
     }
 
     /// KEY_PROG v1 and v2 on netids local and unix, the socket path as the address: how
     /// libtirpc's key_call finds the keyserver.
-    private func register(server: RPCServer, logger: Logger) async {
+    private func register(server: RPCServer, socket: String, logger: Logger) async {
         let rpcbind = RPCBindClient.local()
         var done: [RPCBindMapping] = []
         do {
@@ -122,6 +214,37 @@ struct KeyServerDaemon: AsyncParsableCommand {
             }
             await rpcbind.close()
         }
+    }
+}
+
+/// Standard error logging whose level the daemon can change while it runs (SIGHUP).
+struct ReloadableLevelLogHandler: LogHandler {
+    private var stream: StreamLogHandler
+    private let level: NIOLockedValueBox<Logger.Level>
+
+    init(label: String, level: NIOLockedValueBox<Logger.Level>) {
+        stream = StreamLogHandler.standardError(label: label)
+        stream.logLevel = .trace
+        self.level = level
+    }
+
+    var logLevel: Logger.Level {
+        get { level.withLockedValue { $0 } }
+        set { level.withLockedValue { $0 = newValue } }
+    }
+
+    var metadata: Logger.Metadata {
+        get { stream.metadata }
+        set { stream.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { stream[metadataKey: key] }
+        set { stream[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        stream.log(event: event)
     }
 }
 

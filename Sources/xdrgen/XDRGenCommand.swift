@@ -4,6 +4,7 @@
 // half-written Swift file behind.
 
 import ArgumentParser
+import Release
 import Foundation
 import XDRGenCore
 
@@ -11,7 +12,8 @@ import XDRGenCore
 struct XDRGenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xdrgen",
-        abstract: "Generate Swift (XDR types, async clients, server protocols) from an ONC RPC interface definition (.x)."
+        abstract: "Generate Swift (XDR types, async clients, server protocols) from an ONC RPC interface definition (.x).",
+        version: SecureRPCRelease.versionLine("xdrgen")
     )
 
     @Argument(help: "The .x file to read.")

@@ -232,3 +232,17 @@ final class KeyDirectoryTests: XCTestCase {
         }
     }
 }
+
+/// Issue 12 item 12: root speaks as its host (unix.HOST@DOMAIN) in every default (keylogin,
+/// filesvc-server, filesvc, SecureRPCEnvironment), so hosts never share one unix.0@DOMAIN key.
+final class LocalNetnameTests: XCTestCase {
+    func testRootIsTheHostAndOthersAreTheirUID() {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        _ = buffer.withUnsafeMutableBufferPointer { gethostname($0.baseAddress!, 255) }
+        let host = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self).split(separator: ".").first.map(String.init) ?? ""
+        XCTAssertFalse(host.isEmpty)
+        XCTAssertEqual(Netname.local(uid: 0, domain: "example.org"), "unix.\(host)@example.org")
+        XCTAssertEqual(Netname.local(uid: 1001, domain: "example.org"), "unix.1001@example.org")
+        XCTAssertFalse(Netname.local(uid: 0, domain: "example.org").contains("unix.0@"))
+    }
+}
