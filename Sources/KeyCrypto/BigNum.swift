@@ -4,6 +4,7 @@
 // frees, so limbs that held secrets do not survive in freed memory.
 
 import CGMP
+import Synchronization
 
 /// Makes sure the wiping allocator is in place before any GMP allocation.
 enum GMPSetup {
@@ -85,10 +86,36 @@ final class BigNum {
     }
 
     /// `base ^ exponent mod modulus` in constant time (for secret exponents). The modulus
-    /// must be odd and the exponent positive.
+    /// must be odd, the base positive and the exponent below the modulus.
+    ///
+    /// Through `mpn_sec_powm` with a scratch area of our own, zeroed before it is freed:
+    /// `mpz_powm_sec` puts its scratch (window tables of powers of the base, intermediate
+    /// products) on the stack, where nothing wipes it. The exponent runs over the modulus's
+    /// full bit length, so the time does not depend on the secret's leading zeros either.
     static func powSecret(_ base: BigNum, _ exponent: BigNum, _ modulus: BigNum) -> BigNum {
+        let n = Int(abs(modulus.value._mp_size))
+        let baseLimbs = Int(abs(base.value._mp_size))
+        let exponentLimbs = Int(abs(exponent.value._mp_size))
+        precondition(n > 0 && baseLimbs > 0 && exponentLimbs <= n, "powSecret: bad operands")
+        let exponentBits = mp_bitcnt_t(n * MemoryLayout<mp_limb_t>.size * 8)
+        var paddedExponent = [mp_limb_t](repeating: 0, count: n)
+        var r = [mp_limb_t](repeating: 0, count: n)
+        var scratch = [mp_limb_t](repeating: 0, count: Int(__gmpn_sec_powm_itch(mp_size_t(baseLimbs), exponentBits, mp_size_t(n))))
+        defer {
+            paddedExponent.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            r.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            scratch.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            if BigNumScratchTracking.enabled.load(ordering: .relaxed) {
+                BigNumScratchTracking.record(zeroed: scratch.allSatisfy { $0 == 0 } && paddedExponent.allSatisfy { $0 == 0 })
+            }
+        }
+        for i in 0..<exponentLimbs { paddedExponent[i] = exponent.value._mp_d[i] }
+        __gmpn_sec_powm(&r, base.value._mp_d, mp_size_t(baseLimbs), paddedExponent, exponentBits,
+                        modulus.value._mp_d, mp_size_t(n), &scratch)
         let result = BigNum()
-        __gmpz_powm_sec(&result.value, &base.value, &exponent.value, &modulus.value)
+        let destination = __gmpz_limbs_write(&result.value, mp_size_t(n))!
+        for i in 0..<n { destination[i] = r[i] }
+        __gmpz_limbs_finish(&result.value, mp_size_t(n))
         return result
     }
 
@@ -123,5 +150,31 @@ final class BigNum {
         var out = [mp_limb_t](repeating: 0, count: count)
         for i in 0..<limbCount { out[i] = value._mp_d[i] }
         return out
+    }
+}
+
+/// Test hook: whether the constant-time exponentiation's scratch area and padded exponent
+/// were zeroed before release. Off unless a test turns it on.
+@_spi(Testing)
+public enum BigNumScratchTracking {
+    static let enabled = Atomic<Bool>(false)
+    private static let zeroedCount = Atomic<Int>(0)
+    private static let dirtyCount = Atomic<Int>(0)
+
+    public static func start() {
+        zeroedCount.store(0, ordering: .relaxed)
+        dirtyCount.store(0, ordering: .relaxed)
+        enabled.store(true, ordering: .relaxed)
+    }
+
+    public static func stop() { enabled.store(false, ordering: .relaxed) }
+
+    static func record(zeroed: Bool) {
+        if zeroed { zeroedCount.add(1, ordering: .relaxed) } else { dirtyCount.add(1, ordering: .relaxed) }
+    }
+
+    /// Exponentiations whose scratch was zeroed, and those whose scratch was not (must stay 0).
+    public static var counts: (zeroed: Int, notZeroed: Int) {
+        (zeroedCount.load(ordering: .relaxed), dirtyCount.load(ordering: .relaxed))
     }
 }

@@ -184,8 +184,16 @@ final class FixedBaseTable: Sendable {
         var product = [mp_limb_t](repeating: 0, count: 2 * n)
         var scratch = [mp_limb_t](repeating: 0, count: scratchCount)
         defer {
-            for i in 0..<n { accumulator[i] = 0; selected[i] = 0 }
-            for i in 0..<(2 * n) { product[i] = 0 }
+            // Every buffer that saw the secret's nibbles or products of selected entries,
+            // the mul/div scratch included, is zeroed with explicit_bzero (plain stores to
+            // arrays about to be freed may be dropped).
+            accumulator.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            selected.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            product.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            scratch.withUnsafeMutableBytes { SecretBytes.wipe($0) }
+            if BigNumScratchTracking.enabled.load(ordering: .relaxed) {
+                BigNumScratchTracking.record(zeroed: scratch.allSatisfy { $0 == 0 } && product.allSatisfy { $0 == 0 })
+            }
         }
         exponent.withUnsafeBytes { x in
             table.withUnsafeBufferPointer { table in

@@ -103,6 +103,14 @@ public final class SecretBytes: @unchecked Sendable {
     public static func wipe(_ array: inout [UInt8]) {
         array.withUnsafeMutableBytes { wipe($0) }
     }
+
+    /// Zeroes the storage `array` lies in, wherever else it is referenced from: for a secret
+    /// decoded from a message (a KEY_SET argument) that the caller holds as a `let` and will
+    /// not read again. `var copy = array; wipe(&copy)` would not do: the write makes a
+    /// copy-on-write copy and zeroes that, leaving the original intact.
+    public static func wipeStorage(of array: [UInt8]) {
+        array.withUnsafeBytes { wipe(UnsafeMutableRawBufferPointer(mutating: $0)) }
+    }
 }
 
 extension SecretBytes: Equatable {

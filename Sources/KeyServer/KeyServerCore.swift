@@ -14,49 +14,48 @@ public final class KeyServerCore: Sendable {
         var netname: String?
     }
 
-    struct CacheKey: Hashable {
-        var uid: UInt32
-        var peer: [UInt8]
-    }
-
     private struct State {
         var users: [UInt32: UserKeys] = [:]
-        var cache: [CacheKey: SecretBytes] = [:]
-        var cacheOrder: [CacheKey] = []
+        var cache: DerivedKeyCache<[UInt8]>
         var hits = 0
         var misses = 0
     }
 
-    private let state = NIOLockedValueBox(State())
-    /// Most derived keys kept; the oldest goes first.
+    private let state: NIOLockedValueBox<State>
+    /// Most derived keys kept (DerivedKeyCache: per uid at most `perUIDCapacity`).
     public let cacheCapacity: Int
     /// Finds a principal's legacy public key for the version 1 calls that name the peer
     /// only by netname (KEY_ENCRYPT/KEY_DECRYPT).
     private let lookup: (@Sendable (String) -> DHPublicKey?)?
+    /// Called between computing a DES key and storing it (tests: a KEY_SET lands there).
+    private let afterComputing: (@Sendable () -> Void)?
 
-    public init(cacheCapacity: Int = 4096, lookup: (@Sendable (String) -> DHPublicKey?)? = nil) {
+    public init(cacheCapacity: Int = 4096, perUIDCapacity: Int? = nil, lookup: (@Sendable (String) -> DHPublicKey?)? = nil,
+                afterComputing: (@Sendable () -> Void)? = nil) {
         self.cacheCapacity = cacheCapacity
         self.lookup = lookup
+        self.afterComputing = afterComputing
+        state = NIOLockedValueBox(State(cache: DerivedKeyCache(capacity: cacheCapacity,
+                                                               perUIDCapacity: perUIDCapacity ?? max(1, cacheCapacity / 16))))
     }
 
     // MARK: secrets
 
     /// KEY_SET: stores a uid's dh192-des secret (48 hex digits). All zeros (or all '0'
     /// characters) clears it, as keylogout does.
+    /// `hex` is zeroed in its own storage afterwards (the decoded KEY_SET argument).
     public func setSecret(uid: UInt32, hex: [UInt8], netname: String? = nil) -> Keystatus {
+        defer { SecretBytes.wipeStorage(of: hex) }
         if hex.allSatisfy({ $0 == 0 || $0 == UInt8(ascii: "0") }) {
             clear(uid: uid)
             return .keySuccess
         }
-        var text = hex
-        defer { SecretBytes.wipe(&text) }
-        guard let key = try? DHPrivateKey(group: .dh192des, secretHex: String(decoding: text, as: UTF8.self)) else {
+        guard let key = try? DHPrivateKey(group: .dh192des, secretHex: String(decoding: hex, as: UTF8.self)) else {
             return .keySystemerr
         }
         state.withLockedValue { state in
             state.users[uid] = UserKeys(legacy: key, netname: netname ?? state.users[uid]?.netname)
-            state.cache = state.cache.filter { $0.key.uid != uid }
-            state.cacheOrder.removeAll { $0.uid == uid }
+            state.cache.keyChanged(uid: uid)
         }
         return .keySuccess
     }
@@ -65,14 +64,16 @@ public final class KeyServerCore: Sendable {
     public func clear(uid: UInt32) {
         state.withLockedValue { state in
             state.users[uid] = nil
-            state.cache = state.cache.filter { $0.key.uid != uid }
-            state.cacheOrder.removeAll { $0.uid == uid }
+            state.cache.keyChanged(uid: uid)
         }
     }
 
     /// Forgets everything (shutdown). Dropping the last references wipes the secrets.
     public func clearAll() {
-        state.withLockedValue { $0 = State() }
+        state.withLockedValue { state in
+            state.users = [:]
+            state.cache.removeAll()
+        }
     }
 
     public func hasSecret(uid: UInt32) -> Bool {
@@ -97,14 +98,14 @@ public final class KeyServerCore: Sendable {
     /// The DES key shared by `uid` and the holder of `peer` (Sun rule: middle bytes of the
     /// 192-bit common key, Sun parity), from the cache when possible.
     func desKey(uid: UInt32, peer: DHPublicKey) throws(KeyServerFailure) -> SecretBytes {
-        let key = CacheKey(uid: uid, peer: peer.bytes)
-        let found: (SecretBytes?, DHPrivateKey?) = state.withLockedValue { state in
+        let key = DerivedKeyCache<[UInt8]>.Key(uid: uid, peer: peer.bytes)
+        let found: (SecretBytes?, DHPrivateKey?, UInt64) = state.withLockedValue { state in
             if let cached = state.cache[key] {
                 state.hits += 1
-                return (cached, nil)
+                return (cached, nil, 0)
             }
             state.misses += 1
-            return (nil, state.users[uid]?.legacy)
+            return (nil, state.users[uid]?.legacy, state.cache.generation(of: uid))
         }
         if let cached = found.0 { return cached }
         guard let secret = found.1 else { throw .noSecret }
@@ -114,16 +115,10 @@ public final class KeyServerCore: Sendable {
         } catch {
             throw .systemError
         }
-        state.withLockedValue { state in
-            guard state.users[uid] != nil else { return }  // logged out meanwhile
-            if state.cache[key] == nil {
-                state.cacheOrder.append(key)
-                if state.cacheOrder.count > cacheCapacity {
-                    state.cache[state.cacheOrder.removeFirst()] = nil
-                }
-            }
-            state.cache[key] = derived
-        }
+        afterComputing?()
+        // Stored only under the key it came from: a KEY_SET or keylogout meanwhile must not
+        // leave the old secret's DES key cached for the new one.
+        state.withLockedValue { _ = $0.cache.store(derived, for: key, generation: found.2) }
         return derived
     }
 

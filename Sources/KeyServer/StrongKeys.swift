@@ -12,25 +12,32 @@ import NIOConcurrencyHelpers
 public final class StrongKeyStore: Sendable {
     public static let salt = Array("securerpc K_ss v1".utf8)
 
-    private struct CacheKey: Hashable {
-        var uid: UInt32
+    private struct Peer: Hashable {
         var group: DHGroupName
-        var peer: [UInt8]
+        var key: [UInt8]
     }
 
     private struct State {
         var keys: [UInt32: [DHGroupName: DHPrivateKey]] = [:]
-        var shared: [CacheKey: SecretBytes] = [:]
-        var order: [CacheKey] = []
+        var shared: DerivedKeyCache<Peer>
         var hits = 0
         var misses = 0
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
     public let cacheCapacity: Int
+    /// Called between computing a DH value and storing it (tests: a key change lands there).
+    private let afterComputing: (@Sendable () -> Void)?
 
-    public init(cacheCapacity: Int = 4096) {
+    /// - Parameters:
+    ///   - cacheCapacity: derived values kept in all.
+    ///   - perUIDCapacity: derived values kept for one uid (default 1/16 of the whole), so
+    ///     one local user cannot flush the others'.
+    public init(cacheCapacity: Int = 4096, perUIDCapacity: Int? = nil, afterComputing: (@Sendable () -> Void)? = nil) {
         self.cacheCapacity = cacheCapacity
+        self.afterComputing = afterComputing
+        state = NIOLockedValueBox(State(shared: DerivedKeyCache(capacity: cacheCapacity,
+                                                                perUIDCapacity: perUIDCapacity ?? max(1, cacheCapacity / 16))))
     }
 
     public static func group(_ mechanism: KeyxMechanism) -> DHGroupName {
@@ -50,14 +57,14 @@ public final class StrongKeyStore: Sendable {
         }
     }
 
+    /// Sets `uid`'s key of a group. `secret` is zeroed in its own storage afterwards (it is
+    /// the decoded KEYX_SET argument, which nothing reads again).
     public func set(uid: UInt32, mechanism: KeyxMechanism, secret: [UInt8]) -> Keystatus {
-        var copy = secret
-        defer { SecretBytes.wipe(&copy) }
-        guard let key = try? DHPrivateKey(group: Self.group(mechanism), secret: SecretBytes(copying: copy)) else { return .keySystemerr }
+        defer { SecretBytes.wipeStorage(of: secret) }
+        guard let key = try? DHPrivateKey(group: Self.group(mechanism), secret: SecretBytes(copying: secret)) else { return .keySystemerr }
         state.withLockedValue { state in
             state.keys[uid, default: [:]][key.group] = key
-            state.shared = state.shared.filter { !($0.key.uid == uid && $0.key.group == key.group) }
-            state.order.removeAll { $0.uid == uid && $0.group == key.group }
+            state.shared.keyChanged(uid: uid) { $0.group == key.group }
         }
         return .keySuccess
     }
@@ -65,13 +72,15 @@ public final class StrongKeyStore: Sendable {
     public func clear(uid: UInt32) {
         state.withLockedValue { state in
             state.keys[uid] = nil
-            state.shared = state.shared.filter { $0.key.uid != uid }
-            state.order.removeAll { $0.uid == uid }
+            state.shared.keyChanged(uid: uid)
         }
     }
 
     public func clearAll() {
-        state.withLockedValue { $0 = State() }
+        state.withLockedValue { state in
+            state.keys = [:]
+            state.shared.removeAll()
+        }
     }
 
     public func publicKey(uid: UInt32, mechanism: KeyxMechanism) -> [UInt8]? {
@@ -82,18 +91,23 @@ public final class StrongKeyStore: Sendable {
         state.withLockedValue { ($0.hits, $0.misses) }
     }
 
+    /// Cached values in all and for one uid.
+    public func cachedEntries(uid: UInt32? = nil) -> Int {
+        state.withLockedValue { state in uid.map { state.shared.entries(of: $0) } ?? state.shared.count }
+    }
+
     /// K_ss for `uid` and the holder of `peer`, bound to `info`.
     public func derive(uid: UInt32, mechanism: KeyxMechanism, peer: [UInt8], info: [UInt8]) -> KeyxDeriveRes {
         let group = Self.group(mechanism)
         guard let peerKey = try? DHPublicKey(group: group, bytes: peer) else { return .default(discriminant: .keyUnknown) }
-        let cacheKey = CacheKey(uid: uid, group: group, peer: peer)
-        let found: (SecretBytes?, DHPrivateKey?) = state.withLockedValue { state in
+        let cacheKey = DerivedKeyCache<Peer>.Key(uid: uid, peer: Peer(group: group, key: peer))
+        let found: (SecretBytes?, DHPrivateKey?, UInt64) = state.withLockedValue { state in
             if let shared = state.shared[cacheKey] {
                 state.hits += 1
-                return (shared, nil)
+                return (shared, nil, 0)
             }
             state.misses += 1
-            return (nil, state.keys[uid]?[group])
+            return (nil, state.keys[uid]?[group], state.shared.generation(of: uid))
         }
         let shared: SecretBytes
         if let cached = found.0 {
@@ -102,14 +116,11 @@ public final class StrongKeyStore: Sendable {
             guard let mine = found.1 else { return .default(discriminant: .keyNosecret) }
             guard let computed = try? mine.sharedSecret(with: peerKey) else { return .default(discriminant: .keySystemerr) }
             shared = computed
-            state.withLockedValue { state in
-                guard state.keys[uid]?[group] != nil else { return }
-                if state.shared[cacheKey] == nil {
-                    state.order.append(cacheKey)
-                    if state.order.count > cacheCapacity { state.shared[state.order.removeFirst()] = nil }
-                }
-                state.shared[cacheKey] = shared
-            }
+            afterComputing?()
+            // Stored only if the key it came from is still the uid's: a KEYX_SET meanwhile
+            // must not leave DH(old secret, peer) cached under the new key. This call still
+            // gets its answer (it was asked of the old key, before the change).
+            state.withLockedValue { _ = $0.shared.store(computed, for: cacheKey, generation: found.2) }
         }
         let key = StrongCrypto.hkdf(inputKeyMaterial: shared, salt: Self.salt, info: info, outputByteCount: 32)
         return .keySuccess(key.copyBytes())
