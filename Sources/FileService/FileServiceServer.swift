@@ -55,12 +55,12 @@ public final class FileServiceServer: Sendable {
         guard let owner, owner != "anonymous", owner != who, operation != .list, operation != .stat else { return nil }
         if caller.isVerified {
             logger.notice("refused: not the owner", metadata: [
-                "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(path)",
+                "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(logSafe(path))",
             ])
             return .accessDenied
         }
         logger.notice("access by someone other than the owner", metadata: [
-            "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(path)",
+            "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(logSafe(path))",
         ])
         return nil
     }
@@ -137,7 +137,7 @@ public final class FileServiceServer: Sendable {
             }
         }
         var metadata: Logger.Metadata = [
-            "caller": "\(Self.identity(of: request.caller))", "operation": "\(operation.rawValue)", "path": "\(path)",
+            "caller": "\(Self.identity(of: request.caller))", "operation": "\(operation.rawValue)", "path": "\(logSafe(path))",
             "transport": "\(request.context.transport.rawValue)",
         ]
         if let detail { metadata["detail"] = "\(detail)" }

@@ -52,9 +52,10 @@ public struct RPCCaller: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var parts = ["\(flavor)"]
-        if let netname { parts.append(netname) }
+        // Both come from the peer: escaped, as this text goes into logs.
+        if let netname { parts.append(logSafe(netname)) }
         if let uid { parts.append("uid=\(uid)") }
-        if let machineName { parts.append("host=\(machineName)") }
+        if let machineName { parts.append("host=\(logSafe(machineName))") }
         if let mechanism { parts.append("via \(mechanism)") }
         if isVerified { parts.append("verified") }
         return parts.joined(separator: " ")
