@@ -61,6 +61,11 @@ public final class AuthDHServer: RPCServerAuthenticator {
         /// …and per netname, so that one principal cannot fill it for everyone (16,384 in
         /// 5 minutes is 55 new conversations a second).
         public var maximumRememberedFullnamesPerPrincipal = 16_384
+        /// Bounds on fullname credentials not yet proven (each costs a directory lookup and a
+        /// KEY_DECRYPT_PK at the keyserver, a modexp on a cache miss): at most so many at
+        /// once, and token buckets per source address and per claimed netname. A refused
+        /// fullname gets AUTH_FAILED at once, with no lookup and no keyserver call.
+        public var admission = HandshakeAdmission.Limits()
 
         public init() {}
     }
@@ -78,6 +83,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
     }
 
     public let limits: Limits
+    /// The fullname admission (``Limits/admission``); its statistics count refusals.
+    public let admission: HandshakeAdmission
     private let keyserver: KeyServerClient
     private let publicKey: @Sendable (String) -> DHPublicKey?
     private let state: NIOLockedValueBox<State>
@@ -104,6 +111,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
         self.now = now
         self.localDomain = localDomain
         self.limits = limits
+        admission = HandshakeAdmission(limits: limits.admission, now: now)
         skew = Self.microseconds(limits.maximumClockSkew)
         recheck = Self.microseconds(limits.keyRecheckInterval)
         let span = skew + Int64(limits.maximumWindow) * 1_000_000 + 1
@@ -214,6 +222,19 @@ public final class AuthDHServer: RPCServerAuthenticator {
         }
         let verifier = Array(call.verifier.body.readableBytesView)
         guard call.verifier.flavor == .dh, verifier.count == 12 else { return .rejected(.badVerifier) }
+        // A netname that could not be anyone's (control characters, two '@', too long) is
+        // refused before it is looked up, logged or metered.
+        guard NetnameSyntax.isWellFormed(netname) else { return .rejected(.badCredential) }
+        // Unproven work is metered: lookups and keyserver calls only for admitted fullnames.
+        let ticket: HandshakeAdmission.Ticket
+        switch admission.admit(context: context, principal: netname) {
+        case .refused:
+            return .rejected(.failed)
+        case let .admitted(admitted):
+            ticket = admitted
+        }
+        var proven = false
+        defer { admission.finish(ticket, proven: proven) }
         guard let clientKey = publicKey(netname) else { return .rejected(.badCredential) }
         let argument = Cryptkeyarg2(remotename: netname, remotekey: Array(clientKey.hex.utf8) + [0], deskey: wrappedKey)
         guard case let .keySuccess(plain)? = try? await keyserver.perform({ try await $0.keyDecryptPk(argument) }) else {
@@ -251,6 +272,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
             guard let reply = try? AuthDHSeal.reply(conversationKey: conversationKey, timestamp: opened.timestamp, nickname: nickname) else {
                 return .rejected(.failed)
             }
+            proven = true
             return .accepted(self.accepted(call, netname: netname, reply: reply))
         }
     }
