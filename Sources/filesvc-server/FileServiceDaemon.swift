@@ -118,16 +118,23 @@ struct FileServiceDaemon: AsyncParsableCommand {
                 "netname": "\(me)", "directory": "\(db)", "keyserver": "\(keyserverSocket)",
             ])
         }
+        if requireAuth != .none { await warnIfOwnKeyIsMissing(netname: serverNetname!, logger: logger) }
         let server = RPCServer(programs: [files.program(policy: policy)], configuration: configuration, logger: logger)
 
         var addresses: [String] = []
-        if transport != .udp {
-            let address = try await server.listenTCP(host: host, port: port)
-            addresses.append("tcp \(address)")
-        }
-        if transport != .tcp {
-            let address = try await server.listenUDP(host: host, port: port)
-            addresses.append("udp \(address)")
+        do {
+            if transport != .udp {
+                let address = try await server.listenTCP(host: host, port: port)
+                addresses.append("tcp \(address)")
+            }
+            if transport != .tcp {
+                let address = try await server.listenUDP(host: host, port: port)
+                addresses.append("udp \(address)")
+            }
+        } catch {
+            let hint = port < 1024 && geteuid() != 0 ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" : ""
+            FileHandle.standardError.write(Data("filesvc-server: cannot listen on \(host):\(port): \(errorInWords(error))\(hint)\n".utf8))
+            throw ExitCode.failure
         }
         if register {
             do {
@@ -154,9 +161,39 @@ struct FileServiceDaemon: AsyncParsableCommand {
         }
     }
 
+    /// A server whose own key is not in the keyserver serves nobody securely: every
+    /// RPCSEC_GSS INIT and AUTH_DH fullname fails at the keyserver. Say so at start, with
+    /// the command that fixes it, instead of leaving it to the first caller's error.
+    private func warnIfOwnKeyIsMissing(netname: String, logger: Logger) async {
+        do {
+            let client = try KeyServerClient(socketPath: keyserverSocket)
+            defer { Task { await client.close() } }
+            var held: [String] = []
+            for group in GSSGroup.allCases where group >= minGroup {
+                if case .keySuccess = try await client.performStrong({ try await $0.keyxPublic(group.keyserverMechanism) }) { held.append("\(group)") }
+            }
+            if requireAuth == .dh, case .keySuccess = try await client.perform({ try await $0.keyNetGet() }) { held.append("dh192-des") }
+            if held.isEmpty {
+                logger.warning("this server's key is not in the keyserver: callers cannot be verified until it is; run keylogin as uid \(getuid()) (keylogin -r for root)", metadata: [
+                    "netname": "\(netname)", "keyserver": "\(keyserverSocket)",
+                ])
+            }
+        } catch {
+            logger.warning("cannot ask the keyserver whether this server's key is loaded: \(error)", metadata: ["keyserver": "\(keyserverSocket)"])
+        }
+    }
+
     private func prepareRoot(logger: Logger) throws -> String {
         if let root {
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            // mkdir -p by hand: Foundation's error prints as an NSCocoaErrorDomain dump.
+            var built = root.hasPrefix("/") ? "" : "."
+            for component in root.split(separator: "/") {
+                built += "/" + component
+                if mkdir(built, 0o755) != 0 && errno != EEXIST {
+                    FileHandle.standardError.write(Data("filesvc-server: cannot create or open the root directory \(root): \(String(cString: strerror(errno)))\n".utf8))
+                    throw ExitCode.failure
+                }
+            }
             return URL(fileURLWithPath: root).standardizedFileURL.path
         }
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("filesvc-\(getpid())").path

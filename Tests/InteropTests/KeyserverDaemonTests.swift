@@ -167,4 +167,41 @@ final class KeyserverDaemonTests: XCTestCase {
         XCTAssertEqual(nothing.status, 0, nothing.stderr)
         XCTAssertEqual(nothing.stdout, "keylogout: the keyserver held no keys for you; nothing to remove\n")
     }
+
+    /// Issue 14 items 7 and 10 for filesvc-server: it warns at start when its own key is not
+    /// in the keyserver (every secure caller would fail), and a port it may not bind is one
+    /// line with the address, not `bind(descriptor:ptr:bytes:) … (errno: 13)`.
+    func testFileServerWarnsWithoutItsKeyAndSaysWhyItCannotListen() throws {
+        let (site, _) = try siteWithUser()
+        defer { site.remove() }
+        let daemon = try keyserverd(site)
+        defer { daemon.stop(signal: SIGTERM) }
+        func serve(_ extra: [String]) throws -> BackgroundProcess {
+            try BackgroundProcess([bin("filesvc-server"), "--root", site.path("files"), "--port", "\(freePort())", "--host", "127.0.0.1",
+                                   "--netname", "unix.4242@example.org", "--db", site.db, "--keyserver-socket", site.socket] + extra,
+                                  readyMarker: "serving")
+        }
+        let missing = try serve([])
+        missing.stop(signal: SIGTERM)
+        XCTAssertTrue(missing.log.contains("this server's key is not in the keyserver"), missing.log)
+
+        // Root runs it here; with root's key loaded (keylogin as uid 0 for this netname) no warning.
+        let login = try site.run([bin("keylogin"), "--db", site.db, "--netname", "unix.4242@example.org", "--socket", site.socket,
+                                  "--password-stdin"], stdin: "pw")
+        XCTAssertEqual(login.status, 0, login.stderr)
+        let loaded = try serve(["--min-group", "ffdhe2048"])
+        loaded.stop(signal: SIGTERM)
+        XCTAssertFalse(loaded.log.contains("not in the keyserver"), loaded.log)
+
+        let noRoot = try site.run(["setpriv", "--reuid=4001", "--regid=4001", "--clear-groups", bin("filesvc-server"), "--root", site.path("files2/sub"),
+                                   "--port", "\(freePort())", "--require-auth", "none"])
+        XCTAssertEqual(noRoot.status, 1)
+        XCTAssertEqual(noRoot.stderr, "filesvc-server: cannot create or open the root directory \(site.path("files2/sub")): Permission denied\n")
+        try FileManager.default.createDirectory(atPath: site.path("open"), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        let denied = try site.run(["setpriv", "--reuid=4001", "--regid=4001", "--clear-groups", bin("filesvc-server"), "--root", site.path("open"),
+                                   "--port", "80", "--host", "127.0.0.1", "--require-auth", "none"])
+        XCTAssertEqual(denied.status, 1)
+        XCTAssertTrue(denied.stderr.contains("filesvc-server: cannot listen on 127.0.0.1:80: Permission denied (ports below 1024 need root"), denied.stderr)
+        XCTAssertFalse(denied.stderr.contains("errno"), denied.stderr)
+    }
 }
