@@ -112,17 +112,21 @@ public enum SecureRPCServer {
     /// keys up in the directory.
     public static func authenticators(directory: String, keyserverSocket: String = KeyServerPaths.socket,
                                       localDomain: String? = nil, gss: GSSServer.Configuration? = nil) throws -> [any RPCServerAuthenticator] {
-        let lookup = try PublicKeyLookup(path: directory)
+        try authenticators(keys: try PublicKeyLookup(path: directory), keyserverSocket: keyserverSocket, localDomain: localDomain, gss: gss)
+    }
+
+    /// As ``authenticators(directory:keyserverSocket:localDomain:gss:)``, with clients' keys
+    /// from any source: the local directory file, or the site's directory service
+    /// (`NetworkKeyLookup`, whose change feed then ends a revoked client's conversations and
+    /// contexts on this server at once).
+    public static func authenticators(keys: any PublicKeySource, keyserverSocket: String = KeyServerPaths.socket,
+                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil) throws -> [any RPCServerAuthenticator] {
         let keyserver = try KeyServerClient(socketPath: keyserverSocket)
-        let dh = AuthDHServer(keyserver: keyserver, localDomain: localDomain) { netname in
-            try? lookup.publicKey(netname: netname, mechanism: .dh192des)
-        }
+        let dh = AuthDHServer(keyserver: keyserver, localDomain: localDomain, keys: keys)
         var authenticators: [any RPCServerAuthenticator] = [AuthNoneServer(), AuthSysServer(), dh]
         if var gss {
             if gss.localDomain == nil { gss.localDomain = localDomain }
-            authenticators.append(GSSServer(configuration: gss, keyserver: keyserver) { netname, group in
-                try? lookup.publicKey(netname: netname, mechanism: group.dhGroup)
-            })
+            authenticators.append(GSSServer(configuration: gss, keyserver: keyserver, keys: keys))
         }
         return authenticators
     }

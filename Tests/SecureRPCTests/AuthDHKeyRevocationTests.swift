@@ -38,11 +38,10 @@ final class AuthDHKeyRevocationTests: XCTestCase {
     }
 
     /// The server as SecureRPCServer.authenticators makes it, on an injected clock.
-    private func start(clock: AuthDHTestClock, runs: NIOLockedValueBox<Int>) async throws -> (AuthDHServer, RPCServer, RPCClient, SocketAddress) {
-        let lookup = try PublicKeyLookup(path: database)
-        let verifier = AuthDHServer(keyserver: try KeyServerClient(socketPath: fixture.socket, uid: 6002), now: clock.function) { netname in
-            try? lookup.publicKey(netname: netname, mechanism: .dh192des)
-        }
+    private func start(clock: AuthDHTestClock, runs: NIOLockedValueBox<Int>,
+                       keys: (any PublicKeySource)? = nil) async throws -> (AuthDHServer, RPCServer, RPCClient, SocketAddress) {
+        let verifier = AuthDHServer(keyserver: try KeyServerClient(socketPath: fixture.socket, uid: 6002), now: clock.function,
+                                    keys: try keys ?? PublicKeyLookup(path: database))
         let (server, address) = try await fixture.rpcServer(verifier, runs: runs)
         let client = RPCClient(transport: .tcp, address: address, program: 0x2000_0300, version: 1, authenticator: try fixture.client())
         // A conversation: a fullname call, then a nickname call.
@@ -98,6 +97,65 @@ final class AuthDHKeyRevocationTests: XCTestCase {
         XCTAssertEqual(fixture.keyserver.core.setSecret(uid: 6001, hex: Array(rotated.secretHex.utf8)), .keySuccess)
         _ = try await client.call(1, XDRVoid(), returning: UInt32.self)
         XCTAssertEqual(runs.withLockedValue { $0 }, 3)
+        await client.close()
+        await server.shutdown()
+    }
+
+    /// The directory file behind a source that announces changes, as the site directory's
+    /// change feed does, and can be made unable to answer without waiting.
+    private final class AnnouncingSource: PublicKeySource, @unchecked Sendable {
+        let lookup: PublicKeyLookup
+        let handlers = NIOLockedValueBox<[@Sendable (String?) -> Void]>([])
+        let cacheCold = NIOLockedValueBox(false)
+        let fetches = NIOLockedValueBox(0)
+        init(_ lookup: PublicKeyLookup) { self.lookup = lookup }
+        func fetchPublicKey(netname: String, mechanism: DHGroupName) async throws -> DHPublicKey? {
+            fetches.withLockedValue { $0 += 1 }
+            return try lookup.publicKey(netname: netname, mechanism: mechanism)
+        }
+        func cachedPublicKey(netname: String, mechanism: DHGroupName) -> DHPublicKey?? {
+            cacheCold.withLockedValue { $0 } ? .none : .some(try? lookup.publicKey(netname: netname, mechanism: mechanism))
+        }
+        func observeChanges(_ handler: @escaping @Sendable (String?) -> Void) { handlers.withLockedValue { $0.append(handler) } }
+        func announce(_ netname: String) { for handler in handlers.withLockedValue({ $0 }) { handler(netname) } }
+    }
+
+    /// With a key source that announces changes (the network directory), a revocation ends
+    /// the conversation at once, with the clock standing still. Before the server took a
+    /// PublicKeySource it could only learn of it at the next re-check.
+    func testAnnouncedRevocationEndsTheConversationAtOnce() async throws {
+        let clock = AuthDHTestClock(Date().timeIntervalSince1970)
+        let runs = NIOLockedValueBox(0)
+        let source = AnnouncingSource(try PublicKeyLookup(path: database))
+        let (verifier, server, client, _) = try await start(clock: clock, runs: runs, keys: source)
+        source.announce("unix.someone-else@example.org")
+        let unchanged = await verifier.recheckConversations(of: fixture.clientNetname)
+        XCTAssertEqual(unchanged, 0, "an unchanged key ends nothing")
+        try directory.revoke(netname: fixture.clientNetname, mechanism: .dh192des, actor: "test")
+        source.announce(fixture.clientNetname)
+        for _ in 0..<500 where verifier.conversationCount > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertEqual(verifier.conversationCount, 0)
+        await expectKeyError(client)
+        XCTAssertEqual(runs.withLockedValue { $0 }, 2)
+        await client.close()
+        await server.shutdown()
+    }
+
+    /// A re-check on the event loop that the source cannot answer without waiting keeps the
+    /// conversation (and refreshes in the background) instead of ending it.
+    func testRecheckThatCannotBeAnsweredAtOnceKeepsTheConversation() async throws {
+        let clock = AuthDHTestClock(Date().timeIntervalSince1970)
+        let runs = NIOLockedValueBox(0)
+        let source = AnnouncingSource(try PublicKeyLookup(path: database))
+        let (verifier, server, client, _) = try await start(clock: clock, runs: runs, keys: source)
+        let fetchesBefore = source.fetches.withLockedValue { $0 }
+        source.cacheCold.withLockedValue { $0 = true }
+        clock.advance(by: 31)
+        _ = try await client.call(1, XDRVoid(), returning: UInt32.self)
+        XCTAssertEqual(runs.withLockedValue { $0 }, 3)
+        XCTAssertEqual(verifier.conversationCount, 1)
+        for _ in 0..<500 where source.fetches.withLockedValue({ $0 }) == fetchesBefore { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertGreaterThan(source.fetches.withLockedValue { $0 }, fetchesBefore, "a background fetch warmed the source")
         await client.close()
         await server.shutdown()
     }

@@ -103,8 +103,14 @@ struct AuthDHConversationTable {
 
     /// Ends every conversation of `netname`; returns how many there were.
     mutating func end(netname: String) -> Int {
+        end(netname: netname, keeping: nil)
+    }
+
+    /// Ends `netname`'s conversations made with another client key than `kept` (all of them
+    /// when `kept` is nil: the key was revoked or removed).
+    mutating func end(netname: String, keeping kept: DHPublicKey?) -> Int {
         var ended = 0
-        for index in slots.indices where slots[index]?.netname == netname {
+        for index in slots.indices where slots[index]?.netname == netname && slots[index]?.clientKey != kept {
             end(index)
             ended += 1
         }

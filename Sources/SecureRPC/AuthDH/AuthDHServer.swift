@@ -21,6 +21,7 @@
 
 import Foundation
 import KeyCrypto
+import KeyDirectory
 import KeyServer
 import NIOConcurrencyHelpers
 import NIOCore
@@ -86,7 +87,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
     /// The fullname admission (``Limits/admission``); its statistics count refusals.
     public let admission: HandshakeAdmission
     private let keyserver: KeyServerClient
-    private let publicKey: @Sendable (String) -> DHPublicKey?
+    /// Clients' dh192-des public keys: the directory file, the site directory, a closure.
+    private let keys: any PublicKeySource
     private let state: NIOLockedValueBox<State>
     private let now: @Sendable () -> TimeInterval
     private let localDomain: String?
@@ -102,12 +104,25 @@ public final class AuthDHServer: RPCServerAuthenticator {
     ///   - publicKey: the directory lookup of a client's dh192-des public key by netname;
     ///     nil for a principal that has none (unknown, revoked, removed). Also called on the
     ///     event loop, at most once per `keyRecheckInterval` per conversation.
+    public convenience init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
+                            now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
+                            publicKey: @escaping @Sendable (String) -> DHPublicKey?) {
+        self.init(keyserver: keyserver, cacheSize: cacheSize, localDomain: localDomain, limits: limits, now: now,
+                  keys: ClosurePublicKeySource { netname, mechanism in mechanism == .dh192des ? publicKey(netname) : nil })
+    }
+
+    /// - Parameters:
+    ///   - keys: where clients' dh192-des keys come from: a fullname waits for
+    ///     `fetchPublicKey`; a conversation's periodic re-check, on the event loop, uses
+    ///     `cachedPublicKey` and keeps the conversation when the source cannot answer without
+    ///     waiting (it refreshes in the background); a change the source announces ends the
+    ///     principal's conversations made with another key at once.
     public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
                 now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
-                publicKey: @escaping @Sendable (String) -> DHPublicKey?) {
+                keys: any PublicKeySource) {
         precondition(limits.maximumClockSkew >= 0 && limits.keyRecheckInterval >= 0)
         self.keyserver = keyserver
-        self.publicKey = publicKey
+        self.keys = keys
         self.now = now
         self.localDomain = localDomain
         self.limits = limits
@@ -119,6 +134,25 @@ public final class AuthDHServer: RPCServerAuthenticator {
             conversations: AuthDHConversationTable(capacity: cacheSize),
             replays: AuthDHReplayCache(span: span, capacity: limits.maximumRememberedFullnames,
                                        perPrincipalCapacity: limits.maximumRememberedFullnamesPerPrincipal)))
+        keys.observeChanges { [weak self] netname in
+            guard let self, let netname else { return }
+            Task { await self.recheckConversations(of: netname) }
+        }
+    }
+
+    /// The key source says `netname`'s keys changed: end its conversations made with a key
+    /// that is no longer the directory's. A source that cannot answer ends nothing (the
+    /// periodic re-check tries again).
+    /// - Returns: how many conversations ended.
+    @discardableResult
+    public func recheckConversations(of netname: String) async -> Int {
+        let current: DHPublicKey?
+        do {
+            current = try await keys.fetchPublicKey(netname: netname, mechanism: .dh192des)
+        } catch {
+            return 0
+        }
+        return state.withLockedValue { $0.conversations.end(netname: netname, keeping: current) }
     }
 
     static func microseconds(_ seconds: TimeInterval) -> Int64 { Int64((seconds * 1_000_000).rounded(.down)) }
@@ -157,7 +191,18 @@ public final class AuthDHServer: RPCServerAuthenticator {
             // lookup by primary key (MEASURED.md: ~6 µs in SQLite) — cheaper than hopping to
             // another thread and back. It runs outside the lock so that other event loops'
             // nickname calls do not wait for it.
-            let current = publicKey(netname)
+            let current: DHPublicKey?
+            switch keys.cachedPublicKey(netname: netname, mechanism: .dh192des) {
+            case let .some(known):
+                current = known
+            case .none:
+                // The source cannot tell without waiting (a network directory whose cache
+                // entry expired): keep the conversation, which was marked checked, and let
+                // a background fetch refresh the cache for the next re-check.
+                current = key
+                let keys = self.keys
+                Task { _ = try? await keys.fetchPublicKey(netname: netname, mechanism: .dh192des) }
+            }
             return state.withLockedValue { state in
                 guard let index = state.conversations.index(of: handle), let slot = state.conversations[index],
                       slot.serial == serial else {
@@ -235,7 +280,14 @@ public final class AuthDHServer: RPCServerAuthenticator {
         }
         var proven = false
         defer { admission.finish(ticket, proven: proven) }
-        guard let clientKey = publicKey(netname) else { return .rejected(.badCredential) }
+        let clientKey: DHPublicKey
+        do {
+            guard let found = try await keys.fetchPublicKey(netname: netname, mechanism: .dh192des) else { return .rejected(.badCredential) }
+            clientKey = found
+        } catch {
+            // The directory could not answer: nothing can be proven now.
+            return .rejected(.failed)
+        }
         let argument = Cryptkeyarg2(remotename: netname, remotekey: Array(clientKey.hex.utf8) + [0], deskey: wrappedKey)
         guard case let .keySuccess(plain)? = try? await keyserver.perform({ try await $0.keyDecryptPk(argument) }) else {
             return .rejected(.badCredential)
