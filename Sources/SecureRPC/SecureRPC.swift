@@ -103,6 +103,47 @@ extension RPCClient {
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)
     }
+
+    /// As ``secure(transport:host:port:program:version:auth:environment:configuration:)``,
+    /// with the server's public key from `keys` instead of the environment's directory file:
+    /// on a host without keys.db, the site's directory service (`NetworkKeyLookup`).
+    ///
+    /// ```swift
+    /// let keys = NetworkKeyLookup(directory: DirectoryClient(site: site, caller: DirectoryCaller(netname: me)))
+    /// let client = try await RPCClient.secure(host: "fs1", port: 20049, program: 0x2000_0200, version: 1,
+    ///                                         auth: .gss(server: "unix.fs1@example.org"),
+    ///                                         environment: .current(domain: "example.org"), keys: keys)
+    /// ```
+    public static func secure(
+        transport: RPCTransport = .tcp, host: String, port: Int, program: UInt32, version: UInt32,
+        auth: RPCAuthentication, environment: SecureRPCEnvironment, keys: any PublicKeySource,
+        configuration: RPCClient.Configuration = .init()
+    ) async throws -> RPCClient {
+        let authenticator: any RPCClientAuthenticator
+        switch auth {
+        case .none:
+            authenticator = AuthNoneClient()
+        case .sys:
+            authenticator = AuthSysClient()
+        case let .dh(server):
+            guard let serverKey = try await keys.fetchPublicKey(netname: server, mechanism: .dh192des) else {
+                throw SecureRPCSetupError.unknownServer(server)
+            }
+            authenticator = AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
+                                         keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
+        case let .gss(server, group, service):
+            guard let serverKey = try await keys.fetchPublicKey(netname: server, mechanism: group.dhGroup) else {
+                throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
+            }
+            // The refresh runs where the client cannot wait: the source's cached answer, else
+            // the key already held.
+            authenticator = try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
+                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket),
+                                          refreshServerKey: { keys.cachedPublicKey(netname: server, mechanism: group.dhGroup) ?? serverKey })
+        }
+        return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
+                             authenticator: authenticator, configuration: configuration)
+    }
 }
 
 /// Server-side authentication: the verifiers to install and the policy for programs.

@@ -7,11 +7,14 @@ import Foundation
 import KeyCrypto
 import KeyDirectory
 import KeyDirectoryService
+import KeyServer
+import NIOCore
 import NIOConcurrencyHelpers
 import ONCRPC
 import SecureRPC
 import SiteConfig
 import XCTest
+import XDR
 
 final class DirectoryServiceTests: XCTestCase {
     var site: DirectorySite!
@@ -149,4 +152,68 @@ final class DirectoryServiceTests: XCTestCase {
         }
         await client.close()
     }
+
+    /// A server host without the directory file: its RPCSEC_GSS and AUTH_DH verifiers take
+    /// clients' keys from keydird (NetworkKeyLookup through SecureRPCServer.authenticators),
+    /// alice's client takes the server's key the same way, a privacy call goes through, and
+    /// when the directory revokes alice the change feed ends her context on the server at
+    /// once: her next call fails with the keylogin advice. (Issue 15: lookups on hosts without
+    /// the database, for servers and clients.)
+    func testAServerWithoutTheDirectoryFileServesThroughKeydirdAndTheFeedEndsARevokedCaller() async throws {
+        let fs = (uid: UInt32(0), netname: "unix.fs1@site.example")
+        let fsKey = DHPrivateKey.generate(group: .ffdhe3072)
+        try site.addPrincipal(fs.netname, uid: fs.uid, key: fsKey)
+        let serverKeys = NetworkKeyLookup(directory: site.client(as: fs, service: .integrity))
+        await serverKeys.pollChanges()
+        let authenticators = try SecureRPCServer.authenticators(keys: serverKeys, keyserverSocket: site.socket,
+                                                                gss: GSSServer.Configuration(serverNetname: fs.netname))
+        let gss = try XCTUnwrap(authenticators.compactMap { $0 as? GSSServer }.first)
+        var program = RPCProgram(number: 0x2000_0777, version: 1, policy: SecureRPCServer.require(gss: .ffdhe3072, service: .privacy))
+        program.addImmediateProcedure(1) { (_: XDRVoid, request) -> GSSBlob in GSSBlob(Array((request.caller.netname ?? "-").utf8)) }
+        var configuration = RPCServer.Configuration()
+        configuration.authenticators = authenticators
+        let server = RPCServer(programs: [program], configuration: configuration, logger: site.logger)
+        let address = try await server.listenTCP(host: "127.0.0.1", port: 0)
+
+        // Alice's host has no directory file either.
+        let aliceKeys = NetworkKeyLookup(directory: site.client(as: DirectorySite.alice, service: .integrity))
+        let serverKey = try await XCTUnwrapAsync(try await aliceKeys.fetchPublicKey(netname: fs.netname, mechanism: .ffdhe3072))
+        XCTAssertEqual(serverKey, fsKey.publicKey)
+        let authenticator = try GSSClient(clientNetname: DirectorySite.alice.netname, serverNetname: fs.netname, serverPublicKey: serverKey,
+                                          service: .privacy, keyserver: try KeyServerClient(socketPath: site.socket, uid: DirectorySite.alice.uid))
+        let client = RPCClient(transport: .tcp, address: address, program: 0x2000_0777, version: 1, authenticator: authenticator)
+        let answer = try await client.call(1, XDRVoid(), returning: GSSBlob.self)
+        XCTAssertEqual(String(decoding: answer.bytes, as: UTF8.self), DirectorySite.alice.netname)
+        XCTAssertEqual(gss.contextCount, 1)
+
+        try site.store.revoke(netname: DirectorySite.alice.netname, mechanism: nil, actor: "test")
+        await serverKeys.pollChanges()   // what the change feed's timer does every change-poll seconds
+        for _ in 0..<500 where gss.contextCount > 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        XCTAssertEqual(gss.contextCount, 0, "the feed ended alice's context without waiting for the re-check interval")
+        do {
+            _ = try await client.call(1, XDRVoid(), returning: GSSBlob.self)
+            XCTFail("a revoked caller was served")
+        } catch let error as SecureRPCError {
+            XCTAssertEqual("\(error)", "the key of unix.7002@site.example was changed or revoked: run keylogin")
+        }
+
+        // A server the directory does not know is a setup error naming it.
+        do {
+            _ = try await RPCClient.secure(host: "127.0.0.1", port: address.port!, program: 0x2000_0777, version: 1,
+                                           auth: .gss(server: "unix.nobody@site.example"),
+                                           environment: SecureRPCEnvironment(keyserverSocket: site.socket, netname: DirectorySite.bob.netname),
+                                           keys: aliceKeys)
+            XCTFail("an unknown server was accepted")
+        } catch let error as SecureRPCSetupError {
+            XCTAssertEqual(error, .unknownServer("unix.nobody@site.example", mechanism: "ffdhe3072"))
+        }
+        await client.close()
+        await server.shutdown()
+        await aliceKeys.directory.close()
+        await serverKeys.directory.close()
+    }
+}
+
+func XCTUnwrapAsync<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) async throws -> T {
+    try XCTUnwrap(value, file: file, line: line)
 }
