@@ -103,7 +103,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keyadmin",
-            dependencies: ["Release", 
+            dependencies: ["Release",
                 "KeyDirectory", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -125,7 +125,7 @@ let package = Package(
 
         .executableTarget(
             name: "keyserverd",
-            dependencies: ["Release", 
+            dependencies: ["Release",
                 "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -175,7 +175,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keydird",
-            dependencies: ["Release", 
+            dependencies: ["Release",
                 "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -199,7 +199,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "filesvc-server",
-            dependencies: ["Release", 
+            dependencies: ["KeyDirectoryService", "SiteConfig", "Release",
                 "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -211,7 +211,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "filesvc",
-            dependencies: ["Release", 
+            dependencies: ["KeyDirectoryService", "SiteConfig", "Release",
                 "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -220,7 +220,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "rpcbench",
-            dependencies: ["Release", 
+            dependencies: ["Release",
                 "XDR", "ONCRPC", "SecureRPC", "KeyServer", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -232,7 +232,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keybench",
-            dependencies: ["Release", 
+            dependencies: ["Release",
                 "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

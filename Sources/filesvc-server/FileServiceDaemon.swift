@@ -13,6 +13,8 @@ import ServiceLifecycle
 import SecureRPC
 import KeyDirectory
 import KeyServer
+import KeyDirectoryService
+import SiteConfig
 
 @main
 struct FileServiceDaemon: AsyncParsableCommand {
@@ -64,8 +66,11 @@ struct FileServiceDaemon: AsyncParsableCommand {
     @Option(help: "The Secure RPC domain for the default --netname and for mapping local callers to uids (default $SECURERPC_DOMAIN).")
     var domain: String?
 
-    @Option(help: "Key directory: the callers' public keys.")
-    var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+    @Option(help: "Key directory file with the callers' public keys (default: $SECURERPC_DB; else the directory servers of securerpc.conf; else its database line or \(SQLiteKeyDirectory.defaultPath)).")
+    var db: String?
+
+    @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).")
+    var config: String?
 
     @Option(help: "This host's keyserver socket: it holds the server's own secret keys.")
     var keyserverSocket = KeyServerPaths.socket
@@ -81,8 +86,12 @@ struct FileServiceDaemon: AsyncParsableCommand {
         case tcp, udp, both
     }
 
-    /// --domain, else $SECURERPC_DOMAIN.
-    private var effectiveDomain: String? { domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] }
+    /// --domain, else $SECURERPC_DOMAIN, else securerpc.conf's domain (a configuration that
+    /// does not load is reported by run()).
+    private var effectiveDomain: String? {
+        domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (try? SiteConfiguration.load(path: config))?.domain
+    }
 
     /// --netname, else the host's netname for root, unix.UID@DOMAIN for others.
     private var serverNetname: String? { netname ?? effectiveDomain.map { Netname.local(uid: getuid(), domain: $0) } }
@@ -110,12 +119,23 @@ struct FileServiceDaemon: AsyncParsableCommand {
             let me = serverNetname!  // validate() refused its absence
             var gss = GSSServer.Configuration(serverNetname: me)
             gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
-            configuration.authenticators = try SecureRPCServer.authenticators(directory: db, keyserverSocket: keyserverSocket,
+            let site: SiteConfiguration
+            do {
+                site = try SiteConfiguration.load(path: config)
+            } catch {
+                FileHandle.standardError.write(Data("filesvc-server: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            let database = db ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 }
+            let keySource = HostKeySource.choice(site: site, database: database)
+            let keys = try HostKeySource.make(site: site, database: database,
+                                              caller: DirectoryCaller(netname: me, keyserverSocket: keyserverSocket), logger: logger)
+            configuration.authenticators = try SecureRPCServer.authenticators(keys: keys, keyserverSocket: keyserverSocket,
                                                                               localDomain: domain, gss: gss)
             policy = Self.policy(requireAuth: requireAuth, minGroup: minGroup, minService: minService)
             logger.notice("callers must be proven", metadata: [
                 "accepting": "RPCSEC_GSS srpc-dh \(minGroup)+ with \(minService)\(requireAuth == .dh ? ", or AUTH_DH" : "")",
-                "netname": "\(me)", "directory": "\(db)", "keyserver": "\(keyserverSocket)",
+                "netname": "\(me)", "keys": "\(keySource)", "keyserver": "\(keyserverSocket)",
             ])
         }
         if requireAuth != .none { await warnIfOwnKeyIsMissing(netname: serverNetname!, logger: logger) }

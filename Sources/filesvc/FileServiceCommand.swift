@@ -9,6 +9,8 @@ import ONCRPC
 import SecureRPC
 import KeyDirectory
 import KeyServer
+import KeyDirectoryService
+import SiteConfig
 
 @main
 struct FileServiceCommand: AsyncParsableCommand {
@@ -48,8 +50,11 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "For --auth gss/dh: the Secure RPC domain (default $SECURERPC_DOMAIN).")
     var domain: String?
 
-    @Option(help: "For --auth gss/dh: the key directory.")
-    var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+    @Option(help: "For --auth gss/dh: the key directory file (default: $SECURERPC_DB; else the directory servers of securerpc.conf; else its database line or \(SQLiteKeyDirectory.defaultPath)).")
+    var db: String?
+
+    @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).")
+    var config: String?
 
     @Option(help: "For --auth gss/dh: this host's keyserver socket.")
     var keyserverSocket = KeyServerPaths.socket
@@ -58,6 +63,11 @@ struct ConnectionOptions: ParsableArguments {
     var timeout: Double = 10
 
     enum AuthChoice: String, ExpressibleByArgument, CaseIterable { case gss, dh, sys, none }
+
+    /// securerpc.conf (--config, $SECURERPC_CONF, or the default path when present).
+    func site() throws -> SiteConfiguration {
+        try SiteConfiguration.load(path: config)
+    }
 
     /// Runs `body` with a connected client and turns every failure into one line on stderr.
     func withClient(_ body: (FileServiceClient) async throws -> Void) async throws {
@@ -77,17 +87,28 @@ struct ConnectionOptions: ParsableArguments {
                 }
                 authentication = auth == .dh ? .dh(server: server) : .gss(server: server, group: group, service: service)
                 if netname == nil {
-                    guard let domain = domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"] else {
+                    guard let domain = try site().resolveDomain(domain) else {
                         throw fail("--auth \(auth.rawValue) needs --netname or --domain (or SECURERPC_DOMAIN)")
                     }
                     me = Netname.local(uid: getuid(), domain: domain)
                 }
             }
-            client = FileServiceClient(rpc: try RPCClient.secure(
-                transport: transport, host: host, port: port, program: FileServiceProtocol.program, version: FileServiceProtocol.version,
-                auth: authentication, environment: SecureRPCEnvironment(directory: db, keyserverSocket: keyserverSocket, netname: me),
-                configuration: configuration
-            ))
+            let database = db ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 }
+            let site = auth == .dh || auth == .gss ? try site() : SiteConfiguration()
+            let keys = auth == .dh || auth == .gss
+                ? try HostKeySource.make(site: site, database: database, caller: DirectoryCaller(netname: me, keyserverSocket: keyserverSocket))
+                : nil
+            let environment = SecureRPCEnvironment(directory: database ?? site.database ?? SQLiteKeyDirectory.defaultPath,
+                                                   keyserverSocket: keyserverSocket, netname: me)
+            if let keys {
+                client = FileServiceClient(rpc: try await RPCClient.secure(
+                    transport: transport, host: host, port: port, program: FileServiceProtocol.program, version: FileServiceProtocol.version,
+                    auth: authentication, environment: environment, keys: keys, configuration: configuration))
+            } else {
+                client = FileServiceClient(rpc: try RPCClient.secure(
+                    transport: transport, host: host, port: port, program: FileServiceProtocol.program, version: FileServiceProtocol.version,
+                    auth: authentication, environment: environment, configuration: configuration))
+            }
         } catch let error as ExitCode {
             throw error
         } catch {
