@@ -125,7 +125,7 @@ let package = Package(
 
         .executableTarget(
             name: "keyserverd",
-            dependencies: ["Release",
+            dependencies: ["KeyDirectoryService", "Release",
                 "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,7 +138,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "keylogin",
-            dependencies: ["Release", "KeyServer", "KeyDirectory", "KeyCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KeyDirectoryService", "SiteConfig", "Release", "KeyServer", "KeyDirectory", "KeyCrypto",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -388,6 +388,15 @@ public final class KeyDirectoryServer: KeydirV1Service {
                     sealed: sealed ? key.sealedSecret : [], passwordTag: key.passwordTag ?? [])
     }
 
+    /// The keys of a KD_SEALED_KEYS answer, checked (keylogin on a host without keys.db):
+    /// the answer must be for `netname`, and every key well formed.
+    public static func keyEntries(of wire: KdEntry, netname: String) throws -> [KeyEntry] {
+        guard wire.principal.netname == netname else {
+            throw DirectoryError.inconsistent(netname, "the directory answered for \(wire.principal.netname)")
+        }
+        return try wire.keys.map { try entry($0, netname: netname) }
+    }
+
     /// A key from the wire, for `netname`: its mechanism known, its public key a valid group
     /// element, its sealed blob well formed.
     static func entry(_ sealed: KdSealedKey, netname: String) throws -> KeyEntry {

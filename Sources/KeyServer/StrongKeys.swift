@@ -131,10 +131,32 @@ public final class StrongKeyStore: Sendable {
 public struct StrongKeyService: SrpcKeyxV1Service {
     public let store: StrongKeyStore
     let identity: KeyServerService
+    /// Fetches a principal's sealed keys from the site directory (set by keyserverd when
+    /// securerpc.conf names directory servers); nil: this keyserver has no directory.
+    let fetchSealed: (@Sendable (String) async -> KeyxFetchRes)?
 
-    public init(store: StrongKeyStore, identity: KeyServerService) {
+    public init(store: StrongKeyStore, identity: KeyServerService, fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil) {
         self.store = store
         self.identity = identity
+        self.fetchSealed = fetchSealed
+    }
+
+    /// Only for the uid the netname names (`unix.UID@…`), or for root (host principals and
+    /// services are root's to log in). The directory then decides whether this host may have
+    /// them (an enrolled host, for a user).
+    public func keyxFetchSealed(_ argument: Netnamestr, request: RPCRequest) async throws -> KeyxFetchRes {
+        let uid = try identity.actingUID(request)
+        guard NetnameSyntax.isWellFormed(argument) else { return .default(discriminant: .keyUnknown, value: "not a netname") }
+        if uid != 0 {
+            let name = argument.dropFirst(5).prefix { $0 != "@" }
+            guard UInt32(name) == uid else {
+                return .default(discriminant: .keyUnknown, value: "uid \(uid) may fetch only its own keys (unix.\(uid)@DOMAIN)")
+            }
+        }
+        guard let fetchSealed else {
+            return .default(discriminant: .keyNosecret, value: "this keyserver has no directory servers (securerpc.conf): use keylogin --db")
+        }
+        return await fetchSealed(argument)
     }
 
     public func keyxSet(_ argument: KeyxSetArg, request: RPCRequest) async throws -> Keystatus {
@@ -165,8 +187,9 @@ import ONCRPC
 extension KeyServerService {
     /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
     /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
-    public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger) -> [RPCProgram] {
+    public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger,
+                                fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil) -> [RPCProgram] {
         let legacy = KeyServerService(core: core, logger: logger)
-        return legacy.programs + [StrongKeyService(store: strong, identity: legacy).rpcProgram()]
+        return legacy.programs + [StrongKeyService(store: strong, identity: legacy, fetchSealed: fetchSealed).rpcProgram()]
     }
 }

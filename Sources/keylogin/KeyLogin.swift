@@ -8,6 +8,9 @@ import Foundation
 import KeyCrypto
 import KeyDirectory
 import KeyServer
+import KeyDirectoryService
+import NIOCore
+import SiteConfig
 
 @main
 struct KeyLogin: AsyncParsableCommand {
@@ -17,7 +20,9 @@ struct KeyLogin: AsyncParsableCommand {
         version: SecureRPCRelease.versionLine("keylogin")
     )
 
-    @Option(help: "Key directory.") var db = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+    @Option(help: "Key directory file (default: $SECURERPC_DB; else, when securerpc.conf names directory servers, your sealed keys come from them through this host's keyserver; else its database line or \(SQLiteKeyDirectory.defaultPath)).")
+    var db: String?
+    @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).") var config: String?
     @Option(help: "Your netname (default: unix.UID@DOMAIN, or the host's netname for root).") var netname: String?
     @Option(help: "The Secure RPC domain (default: $SECURERPC_DOMAIN, else the system's).") var domain: String?
     @Option(help: "The keyserver's socket.") var socket = KeyServerPaths.socket
@@ -37,12 +42,24 @@ struct KeyLogin: AsyncParsableCommand {
     private func login() async throws {
         let uid = getuid()
         if rootKey && uid != 0 { throw CommandFailure("-r is for root only") }
-        let name = try netname ?? defaultNetname(uid: uid)
-        guard FileManager.default.fileExists(atPath: db) else { throw CommandFailure("no key directory at \(db)") }
-        let directory = try SQLiteKeyDirectory(path: db, readOnly: true)
-        let entries = try directory.keys(of: name).filter { $0.state == .active }
+        let site = try SiteConfiguration.load(path: config)
+        let name = try netname ?? defaultNetname(uid: uid, site: site)
+        let database = db ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 }
+        let entries: [KeyEntry]
+        let source: String
+        switch HostKeySource.choice(site: site, database: database) {
+        case let .file(path):
+            guard FileManager.default.fileExists(atPath: path) else { throw CommandFailure("no key directory at \(path)") }
+            entries = try SQLiteKeyDirectory(path: path, readOnly: true).keys(of: name).filter { $0.state == .active }
+            source = path
+        case let .directoryServers(servers):
+            // The sealed keys come through this host's keyserver, which fetched them from
+            // the directory as the enrolled host; they are opened here, with the password.
+            entries = try await fetchSealedKeys(of: name).filter { $0.state == .active }
+            source = servers.joined(separator: ", ")
+        }
         guard !entries.isEmpty else {
-            throw CommandFailure("no active key for \(name) in \(db) (ask an administrator: keyadmin newkey)")
+            throw CommandFailure("no active key for \(name) in \(source) (ask an administrator: keyadmin newkey)")
         }
         let password = try readPassword(prompt: "Password for \(name): ")
         // A dh192-des key with a password of its own (keyadmin's default beside strong keys)
@@ -104,8 +121,23 @@ struct KeyLogin: AsyncParsableCommand {
         print("keylogin: \(name) logged in to the keyserver (\(loaded.joined(separator: ", ")))" + (rootKey ? "; root key stored in \(rootKeyFile)" : ""))
     }
 
-    private func defaultNetname(uid: UInt32) throws -> String {
-        Netname.local(uid: uid, domain: try self.domain ?? Self.systemDomain())
+    private func defaultNetname(uid: UInt32, site: SiteConfiguration) throws -> String {
+        Netname.local(uid: uid, domain: try self.domain ?? site.domain ?? Self.systemDomain())
+    }
+
+    /// KEYX_FETCH_SEALED: the keyserver hands the directory's answer only to the uid the
+    /// netname names (or root).
+    private func fetchSealedKeys(of name: String) async throws -> [KeyEntry] {
+        let client = try KeyServerClient(socketPath: socket)
+        defer { Task { await client.close() } }
+        switch try await client.performStrong({ try await $0.keyxFetchSealed(name) }) {
+        case let .keySuccess(bytes):
+            var buffer = ByteBuffer(bytes: bytes)
+            let entry = try KdEntry(xdr: &buffer)
+            return try KeyDirectoryServer.keyEntries(of: entry, netname: name)
+        case let .default(_, message):
+            throw CommandFailure("cannot fetch the keys of \(name) through this host's keyserver: \(message)")
+        }
     }
 
     static func systemDomain() throws -> String {

@@ -13,6 +13,7 @@ import Dispatch
 import Foundation
 import KeyCrypto
 import KeyDirectory
+import KeyDirectoryService
 import KeyServer
 import Logging
 import NIOConcurrencyHelpers
@@ -93,7 +94,8 @@ struct KeyServerDaemon: AsyncParsableCommand {
         if let secrets = rootSecrets {
             Self.loadRootKey(secrets, file: rootKey, into: core, strong: strong, logger: logger)
         }
-        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger),
+        let fetchSealed = Self.sealedKeyFetcher(site: site, socket: socket, logger: logger)
+        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed),
                                configuration: configuration, logger: logger)
         do {
             try await server.listenUnix(path: socket, mode: 0o666)
@@ -140,6 +142,32 @@ struct KeyServerDaemon: AsyncParsableCommand {
         core.clearAll()
         strong.clearAll()
         withExtendedLifetime(lock) {}
+    }
+
+    /// keylogin on a host without keys.db: with directory servers in securerpc.conf, this
+    /// keyserver fetches a user's sealed keys from keydird as the host's principal
+    /// (unix.HOST@DOMAIN, whose key is root's here), under RPCSEC_GSS privacy. The directory
+    /// releases them only to an enrolled host (role host) or the principal itself.
+    static func sealedKeyFetcher(site: SiteConfiguration, socket: String, logger: Logger) -> (@Sendable (String) async -> KeyxFetchRes)? {
+        guard !site.directories.isEmpty, let domain = site.resolveDomain(nil) else { return nil }
+        let host = Netname.local(uid: 0, domain: domain)
+        let directory = DirectoryClient(site: site, caller: DirectoryCaller(netname: host, keyserverSocket: socket, uid: 0),
+                                        service: .privacy, logger: logger)
+        logger.notice("keylogin through the directory", metadata: ["host": "\(host)", "directories": "\(site.directories.map(\.description))"])
+        return { netname in
+            do {
+                switch try await directory.call({ try await $0.kdSealedKeys(netname) }) {
+                case let .kdOk(entry):
+                    logger.info("sealed keys fetched", metadata: ["netname": "\(netname)"])
+                    return .keySuccess(Array(entry.xdrEncoded().readableBytesView))
+                case let .default(status, message):
+                    logger.notice("the directory refused sealed keys", metadata: ["netname": "\(netname)", "status": "\(status)"])
+                    return .default(discriminant: status == .kdNotFound ? .keyUnknown : .keySystemerr, value: "the directory: \(message)")
+                }
+            } catch {
+                return .default(discriminant: .keySystemerr, value: "\(error)")
+            }
+        }
     }
 
     /// One line on standard error and exit status 1.

@@ -98,4 +98,77 @@ final class SiteProcessTests: XCTestCase {
         XCTAssertNotNil(refused, "the revoked user was still served after 10 s")
         XCTAssertTrue(refused?.stderr.contains("has no key of this group for the client") ?? false, refused?.stderr ?? "")
     }
+
+    /// keylogin on a host without keys.db (issue 15): the user's keylogin asks this host's
+    /// keyserverd, which fetches the sealed keys from keydird as the enrolled host (privacy)
+    /// and hands them only to the uid the netname names; keylogin opens them with the
+    /// password. Another uid cannot fetch them, and once the host's role is taken away the
+    /// directory refuses. The two hosts are two keyserverds on one machine (root on each
+    /// holds that host's key).
+    func testKeyloginThroughTheDirectoryOnAHostWithoutKeysDB() throws {
+        let site = try SiteSandbox(prefix: "sitelogin")
+        defer { site.remove() }
+        let domain = "site.example"
+        let hostName = try Command.run(["hostname", "-s"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let host = "unix.\(hostName)@\(domain)"
+        XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", site.db]).status, 0)
+        for who in [["--host", "dir"], ["--host", hostName], ["--user", "4242"]] {
+            let made = try site.run([bin("keyadmin"), "newkey", "--db", site.db, "--domain", domain, "--mechanism", "ffdhe3072",
+                                     "--password-file", site.password] + who)
+            XCTAssertEqual(made.status, 0, made.stderr)
+        }
+        XCTAssertEqual(try site.run([bin("keyadmin"), "grant", "host", host, "--db", site.db]).status, 0)
+        FileManager.default.createFile(atPath: site.path("none.conf"), contents: Data())
+
+        // The directory host: its keyserver holds unix.dir's key; keydird serves keys.db.
+        let directorySocket = site.path("dir-keyservsock")
+        let directoryKeyserver = try BackgroundProcess([bin("keyserverd"), "--socket", directorySocket, "--root-key", site.path("none"),
+                                                        "--no-rpcbind", "--config", site.path("none.conf")], readyMarker: "ready")
+        defer { directoryKeyserver.stop(signal: SIGTERM) }
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", site.db, "--netname", "unix.dir@\(domain)", "--socket", directorySocket,
+                                     "--password-stdin"], stdin: "pw").status, 0)
+        let directoryPort = freePort()
+        let keydird = try BackgroundProcess([bin("keydird"), "--db", site.db, "--netname", "unix.dir@\(domain)", "--domain", domain,
+                                             "--host", "127.0.0.1", "--port", "\(directoryPort)", "--keyserver-socket", directorySocket,
+                                             "--config", site.path("none.conf")], readyMarker: "ready")
+        defer { keydird.stop(signal: SIGTERM) }
+        guard let range = keydird.log.range(of: #"fingerprint=sha256:[0-9a-f]{64}"#, options: .regularExpression) else {
+            return XCTFail("keydird printed no fingerprint: \(keydird.log)")
+        }
+        let conf = site.path("securerpc.conf")
+        try "domain \(domain)\ndirectory 127.0.0.1:\(directoryPort) unix.dir@\(domain) \(keydird.log[range].dropFirst("fingerprint=".count))\n"
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        chmod(conf, 0o644)
+
+        // The client host: its keyserver knows the site; root logs the host key in (enrolment
+        // hands the host its key once; here from the file), then keys.db becomes unreadable.
+        let keyserver = try BackgroundProcess([bin("keyserverd"), "--socket", site.socket, "--root-key", site.path("none"),
+                                               "--no-rpcbind", "--config", conf], readyMarker: "ready")
+        defer { keyserver.stop(signal: SIGTERM) }
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", site.db, "--netname", host, "--socket", site.socket, "--password-stdin"],
+                                    stdin: "pw").status, 0)
+        for file in [site.db, site.db + "-wal", site.db + "-shm"] { chmod(file, 0o600) }
+
+        func keylogin(as uid: Int, password: String = "pw", netname: String = "unix.4242@\(domain)") throws -> Command.Output {
+            try site.run([bin("keylogin"), "--config", conf, "--netname", netname, "--socket", site.socket, "--password-stdin"],
+                         as: uid, stdin: password)
+        }
+        let login = try keylogin(as: 4242)
+        XCTAssertEqual(login.status, 0, login.stderr)
+        XCTAssertTrue(login.stdout.contains("unix.4242@\(domain) logged in to the keyserver (ffdhe3072)"), login.stdout)
+        let wrong = try keylogin(as: 4242, password: "nope")
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertEqual(wrong.stderr, "keylogin: wrong password for unix.4242@\(domain)\n")
+        let other = try keylogin(as: 4243)
+        XCTAssertEqual(other.status, 1)
+        XCTAssertTrue(other.stderr.contains("uid 4243 may fetch only its own keys"), other.stderr)
+        XCTAssertTrue(keydird.log.contains("sealed keys released"), keydird.log)
+
+        // Not enrolled any more: the directory refuses the host.
+        for file in [site.db, site.db + "-wal", site.db + "-shm"] { chmod(file, 0o644) }
+        XCTAssertEqual(try site.run([bin("keyadmin"), "revoke-role", "host", host, "--db", site.db]).status, 0)
+        let unenrolled = try keylogin(as: 4242)
+        XCTAssertEqual(unenrolled.status, 1)
+        XCTAssertTrue(unenrolled.stderr.contains("may not fetch the keys of unix.4242@\(domain)"), unenrolled.stderr)
+    }
 }

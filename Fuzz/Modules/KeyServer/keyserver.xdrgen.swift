@@ -21,6 +21,8 @@ public enum KeyserverConstants {
     public static let keyxMaxkey = 512
     /// `KEYX_MAXINFO`
     public static let keyxMaxinfo = 256
+    /// `KEYX_MAXENTRY`
+    public static let keyxMaxentry = 40000
 }
 
 /// `enum keystatus`
@@ -807,6 +809,33 @@ public enum KeyxDeriveRes: XDRCodable, Sendable, Hashable {
     }
 }
 
+/// `union keyx_fetch_res switch (keystatus status)`
+public enum KeyxFetchRes: XDRCodable, Sendable, Hashable {
+    /// `case KEY_SUCCESS:` `opaque entry<KEYX_MAXENTRY>`
+    case keySuccess([UInt8])
+    /// `default:` `string message<1024>`, with the discriminant that selected it
+    case `default`(discriminant: Keystatus, value: String)
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        let discriminant = try Keystatus(xdr: &buffer)
+        switch discriminant {
+        case .keySuccess: self = .keySuccess(try buffer.readXDROpaqueBytes(maxLength: 40000))
+        default: self = .default(discriminant: discriminant, value: try buffer.readXDRString(maxLength: 1024))
+        }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        switch self {
+        case let .keySuccess(value):
+            Keystatus.keySuccess.encode(into: &buffer)
+            buffer.writeXDROpaque(value)
+        case let .default(discriminant, value):
+            discriminant.encode(into: &buffer)
+            buffer.writeXDR(value)
+        }
+    }
+}
+
 /// A typed client for program `SRPC_KEYX` (0x20000c01) version `SRPC_KEYX_V1` (1).
 ///
 /// ```swift
@@ -901,6 +930,20 @@ public struct SrpcKeyxV1Client: Sendable {
             throw RPCClientError.badResults(error)
         }
     }
+
+    /// `keyx_fetch_res KEYX_FETCH_SEALED(netnamestr) = 5`
+    public func keyxFetchSealed(_ argument: Netnamestr, timeout: TimeAmount? = nil) async throws -> KeyxFetchRes {
+        var arguments = ByteBuffer()
+        arguments.writeXDR(argument)
+        var results = try await rpcClient.call(procedure: 5, arguments: arguments, timeout: timeout)
+        do throws(XDRError) {
+            let value = try KeyxFetchRes(xdr: &results)
+            if results.readableBytes != 0 { throw XDRError.trailingBytes(count: results.readableBytes) }
+            return value
+        } catch {
+            throw RPCClientError.badResults(error)
+        }
+    }
 }
 
 /// The server side of program `SRPC_KEYX` (0x20000c01) version `SRPC_KEYX_V1` (1).
@@ -918,6 +961,8 @@ public protocol SrpcKeyxV1Service: Sendable {
     func keyxPublic(_ argument: KeyxMechanism, request: RPCRequest) async throws -> KeyxPublicRes
     /// `keyx_derive_res KEYX_DERIVE(keyx_derive_arg) = 4`
     func keyxDerive(_ argument: KeyxDeriveArg, request: RPCRequest) async throws -> KeyxDeriveRes
+    /// `keyx_fetch_res KEYX_FETCH_SEALED(netnamestr) = 5`
+    func keyxFetchSealed(_ argument: Netnamestr, request: RPCRequest) async throws -> KeyxFetchRes
 }
 
 extension SrpcKeyxV1Service {
@@ -952,6 +997,12 @@ extension SrpcKeyxV1Service {
             let argument = try KeyxDeriveArg(xdr: &buffer)
             if buffer.readableBytes != 0 { throw XDRError.trailingBytes(count: buffer.readableBytes) }
             return try await self.keyxDerive(argument, request: request)
+        })
+        program.setProcedure(5, .async { request in
+            var buffer = request.arguments
+            let argument = try buffer.readXDRString(maxLength: 255)
+            if buffer.readableBytes != 0 { throw XDRError.trailingBytes(count: buffer.readableBytes) }
+            return try await self.keyxFetchSealed(argument, request: request)
         })
         return program
     }
