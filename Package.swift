@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "keydird", targets: ["keydird"]),
         .executable(name: "keyserverd", targets: ["keyserverd"]),
         .executable(name: "keylogin", targets: ["keylogin"]),
+        .executable(name: "chkey", targets: ["chkey"]),
         .executable(name: "keylogout", targets: ["keylogout"]),
         .executable(name: "rpcbench", targets: ["rpcbench"]),
         .executable(name: "keybench", targets: ["keybench"]),
@@ -139,6 +140,12 @@ let package = Package(
         .executableTarget(
             name: "keylogin",
             dependencies: ["KeyDirectoryService", "SiteConfig", "Release", "KeyServer", "KeyDirectory", "KeyCrypto",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "chkey",
+            dependencies: ["KeyDirectoryService", "SiteConfig", "Release", "SecureRPC", "KeyServer", "KeyDirectory", "KeyCrypto",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),

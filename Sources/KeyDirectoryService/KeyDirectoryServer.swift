@@ -382,7 +382,7 @@ public final class KeyDirectoryServer: KeydirV1Service {
                     passwordSalt: principal.passwordSalt.map { Array($0) } ?? [])
     }
 
-    static func wire(_ key: KeyEntry, sealed: Bool) -> KdSealedKey {
+    public static func wire(_ key: KeyEntry, sealed: Bool) -> KdSealedKey {
         KdSealedKey(key: KdKey(mechanism: key.mechanism.rawValue, publicKey: key.publicKey, state: key.state == .active ? .kdActive : .kdRevoked,
                                created: Int64(key.createdAt.timeIntervalSince1970), rotated: Int64(key.rotatedAt?.timeIntervalSince1970 ?? 0)),
                     sealed: sealed ? key.sealedSecret : [], passwordTag: key.passwordTag ?? [])

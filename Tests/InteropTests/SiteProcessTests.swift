@@ -164,6 +164,19 @@ final class SiteProcessTests: XCTestCase {
         XCTAssertTrue(other.stderr.contains("uid 4243 may fetch only its own keys"), other.stderr)
         XCTAssertTrue(keydird.log.contains("sealed keys released"), keydird.log)
 
+        // chkey: the user changes keys and password through the directory; the old password
+        // then fails and the new one logs in, still without keys.db.
+        let refusedChange = try site.run([bin("chkey"), "--config", conf, "--socket", site.socket, "--password-stdin"], as: 4242, stdin: "nope\nnew-pw")
+        XCTAssertEqual(refusedChange.status, 1)
+        XCTAssertEqual(refusedChange.stderr, "chkey: wrong password for unix.4242@\(domain)\n")
+        let changed = try site.run([bin("chkey"), "--config", conf, "--socket", site.socket, "--password-stdin"], as: 4242, stdin: "pw\nnew-pw")
+        XCTAssertEqual(changed.status, 0, changed.stderr)
+        XCTAssertTrue(changed.stdout.contains("new ffdhe3072 keys, sealed under the new password"), changed.stdout)
+        let oldPassword = try keylogin(as: 4242)
+        XCTAssertEqual(oldPassword.stderr, "keylogin: wrong password for unix.4242@\(domain)\n")
+        let newPassword = try keylogin(as: 4242, password: "new-pw")
+        XCTAssertEqual(newPassword.status, 0, newPassword.stderr)
+        
         // Not enrolled any more: the directory refuses the host.
         for file in [site.db, site.db + "-wal", site.db + "-shm"] { chmod(file, 0o644) }
         XCTAssertEqual(try site.run([bin("keyadmin"), "revoke-role", "host", host, "--db", site.db]).status, 0)
