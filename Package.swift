@@ -104,7 +104,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keyadmin",
-            dependencies: ["Release",
+            dependencies: ["KeyDirectoryService", "KeyServer", "SiteConfig", "Release",
                 "KeyDirectory", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

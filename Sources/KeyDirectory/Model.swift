@@ -201,6 +201,19 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var sudoUser: String?
     /// The login uid of the session that made the change, if the kernel keeps one.
     public var loginUID: UInt32?
+
+    public init(id: Int64, at: Date, actor: String, action: String, netname: String? = nil, mechanism: String? = nil,
+                detail: String? = nil, sudoUser: String? = nil, loginUID: UInt32? = nil) {
+        self.id = id
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.netname = netname
+        self.mechanism = mechanism
+        self.detail = detail
+        self.sudoUser = sudoUser
+        self.loginUID = loginUID
+    }
 }
 
 /// Failures of the directory, each naming what and where.

@@ -35,7 +35,7 @@ struct ChKey: ParsableCommand {
     @OptionGroup var legacy: LegacyPasswordOptions
 
     func run() throws {
-        let directory = try database.open()
+        let directory = try database.store()
         let netname = try who.netname()
         guard let principal = try directory.principal(netname) else { throw DirectoryError.noSuchPrincipal(netname) }
         let existing = try directory.keys(of: netname)

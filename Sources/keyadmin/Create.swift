@@ -15,6 +15,7 @@ struct Init: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
+        try database.requireFile("init")
         let directory = try database.open(create: true)
         let problems = directory.integrityProblems()
         for problem in problems { print("\(database.db): \(problem)") }
@@ -48,7 +49,7 @@ struct NewKey: ParsableCommand {
         guard !principals.isEmpty else { throw Failure("name at least one --user or --host") }
         let mechanisms = mechanism.reduce(into: [DHGroupName]()) { if !$0.contains($1) { $0.append($1) } }
         let strong = mechanisms.filter { $0 != .dh192des }
-        let directory = try database.open()
+        let directory = try database.store()
         for principal in principals where try directory.principal(principal.netname) != nil {
             throw Failure("\(principal.netname) already exists (use chkey to change its password or --rotate its keys)")
         }

@@ -16,7 +16,7 @@ struct List: ParsableCommand {
     @Flag(help: "JSON instead of a table (public information only).") var json = false
 
     func run() throws {
-        let entries = try database.openForReading().allEntries().filter { principal, _ in
+        let entries = try database.storeForReading().allEntries().filter { principal, _ in
             guard let pattern else { return true }
             return fnmatch(pattern, principal.netname, 0) == 0 || fnmatch(pattern, principal.name, 0) == 0
         }
@@ -46,7 +46,7 @@ struct Show: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        let directory = try database.openForReading()
+        let directory = try database.storeForReading()
         guard let p = try directory.principal(netname) else { throw DirectoryError.noSuchPrincipal(netname) }
         let keys = try directory.keys(of: netname)
         if json {
@@ -81,6 +81,7 @@ struct Verify: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() throws {
+        try database.requireFile("verify")
         let directory = try database.openForReading()
         var problems = 0, warnings = 0, untagged = 0, keys = 0, principals = 0
         for problem in directory.integrityProblems() {
@@ -125,7 +126,7 @@ struct Audit: ParsableCommand {
     @Flag(help: "JSON instead of text.") var json = false
 
     func run() throws {
-        let events = try database.openForReading().audit(limit: limit).reversed()
+        let events = try database.storeForReading().audit(limit: limit).reversed()
         if json {
             print(try jsonText(Array(events)))
             return

@@ -40,6 +40,9 @@ struct KeyAdmin: ParsableCommand {
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
         } catch {
+            // `keyadmin SUBCOMMAND --help` and `keyadmin help SUBCOMMAND` arrive here as a
+            // help command whose run() throws the help request: print the help, exit 0.
+            if exitCode(for: error) == .success { exit(withError: error) }
             fail(ErrorText.describe(error), status: 1)
         }
     }

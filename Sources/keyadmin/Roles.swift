@@ -18,7 +18,7 @@ struct Grant: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        try database.open().grant(role, to: netname, actor: Actor.current)
+        try database.store().grant(role, to: netname, actor: Actor.current)
         print("\(netname): role \(role.rawValue) granted")
     }
 }
@@ -31,7 +31,7 @@ struct RevokeRole: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        try database.open().revokeRole(role, from: netname, actor: Actor.current)
+        try database.store().revokeRole(role, from: netname, actor: Actor.current)
         print("\(netname): role \(role.rawValue) taken away")
     }
 }

@@ -18,7 +18,7 @@ struct Revoke: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        try database.open().revoke(netname: netname, mechanism: mechanism, actor: Actor.current)
+        try database.store().revoke(netname: netname, mechanism: mechanism, actor: Actor.current)
         print("\(netname): \(mechanism.map { "\($0.rawValue) key" } ?? "all keys") revoked")
     }
 }
@@ -31,7 +31,7 @@ struct Enable: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        try database.open().enable(netname: netname, mechanism: mechanism, actor: Actor.current)
+        try database.store().enable(netname: netname, mechanism: mechanism, actor: Actor.current)
         print("\(netname): \(mechanism.map { "\($0.rawValue) key" } ?? "all keys") enabled")
     }
 }
@@ -47,7 +47,7 @@ struct Remove: ParsableCommand {
 
     func run() throws {
         let netname = try who.netname()
-        let directory = try database.open()
+        let directory = try database.store()
         guard try directory.principal(netname) != nil else { throw DirectoryError.noSuchPrincipal(netname) }
         if !yes {
             let keys = try directory.keys(of: netname).map(\.mechanism.rawValue)

@@ -7,13 +7,75 @@ import ArgumentParser
 import Foundation
 import KeyCrypto
 import KeyDirectory
+import KeyDirectoryService
+import KeyServer
+import SiteConfig
 #if canImport(Glibc)
 import Glibc
 #endif
 
 struct DatabaseOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The key directory database.", valueName: "path"))
-    var db: String = ProcessInfo.processInfo.environment["SECURERPC_DB"] ?? SQLiteKeyDirectory.defaultPath
+    @Option(name: .customLong("db"), help: ArgumentHelp("The key directory database file (default: $SECURERPC_DB; else, when securerpc.conf names directory servers, those, remotely; else \(SQLiteKeyDirectory.defaultPath)).", valueName: "path"))
+    var dbOption: String?
+
+    @Option(help: ArgumentHelp("Run the command on this directory server (one of securerpc.conf's, whose pinned key is checked) over RPCSEC_GSS privacy, as --as; it needs the admin role there.", valueName: "host[:port]"))
+    var server: String?
+
+    @Option(name: .customLong("as"), help: ArgumentHelp("Your netname at the directory server (default: unix.UID@DOMAIN, logged in to this host's keyserver).", valueName: "netname"))
+    var asNetname: String?
+
+    @Option(help: ArgumentHelp("The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath)).", valueName: "path"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("This host's keyserver socket (for --server).", valueName: "path"))
+    var keyserverSocket: String = KeyServerPaths.socket
+
+    /// The database file named or defaulted (for messages and the file-only commands).
+    var db: String {
+        dbOption ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? SQLiteKeyDirectory.defaultPath
+    }
+
+    /// The directory servers to use instead of a file, when --server is given, or when no
+    /// file was named and securerpc.conf lists directory servers.
+    func remoteSite() throws -> SiteConfiguration? {
+        let explicitFile = dbOption ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 }
+        guard server != nil || explicitFile == nil else { return nil }
+        var site: SiteConfiguration
+        do {
+            site = try SiteConfiguration.load(path: config)
+        } catch {
+            throw Failure("\(error)")
+        }
+        if let server {
+            guard dbOption == nil else { throw Failure("give --db or --server, not both") }
+            let matching = site.directories.filter { $0.address == server || $0.host == server }
+            guard !matching.isEmpty else {
+                throw Failure("\(server) is not a directory server of \(site.source ?? "securerpc.conf") (its pinned key is needed: add its directory line)")
+            }
+            site.directories = matching
+            return site
+        }
+        return site.directories.isEmpty ? nil : site
+    }
+
+    /// The directory: the file, or keydird when `remoteSite()` says so.
+    func store() throws -> any KeyDirectoryStore {
+        guard let site = try remoteSite() else { return try open() }
+        guard let domain = site.resolveDomain(nil) else { throw Failure("no Secure RPC domain in securerpc.conf or $SECURERPC_DOMAIN") }
+        let me = asNetname ?? Netname.local(uid: getuid(), domain: domain)
+        return RemoteKeyDirectory(directory: DirectoryClient(site: site, caller: DirectoryCaller(netname: me, keyserverSocket: keyserverSocket),
+                                                             service: .privacy))
+    }
+
+    /// As `store()`, for the commands that only read.
+    func storeForReading() throws -> any KeyDirectoryStore {
+        try remoteSite() == nil ? try openForReading() : try store()
+    }
+
+    /// For commands that need the file itself (init, verify).
+    func requireFile(_ command: String) throws {
+        if server != nil { throw Failure("keyadmin \(command) works on the database file only: run it on the directory host") }
+    }
 
     /// For changes. Only `init` passes `create`: a mistyped --db must not make a new
     /// directory that a later command then silently uses.

@@ -29,7 +29,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         // The directory first: a mistyped --db is reported before a large file is parsed.
-        let directory = try database.open()
+        let directory = try database.store()
         let data: Data
         if file == "-" {
             data = FileHandle.standardInput.readDataToEndOfFile()
@@ -65,7 +65,7 @@ struct Export: ParsableCommand {
     @Option(name: .shortAndLong, help: "Write here instead of standard output.") var output: String?
 
     func run() throws {
-        let entries = try database.openForReading().allEntries()
+        let entries = try database.storeForReading().allEntries()
         let data: Data
         switch format {
         case .publickey: data = Data(PublicKeyFile.render(entries).utf8)

@@ -16,18 +16,20 @@ final class SiteProcessTests: XCTestCase {
         defer { site.remove() }
         let domain = "site.example"
         XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", site.db]).status, 0)
-        for who in [["--host", "dir"], ["--user", "4300"], ["--user", "4242"]] {
+        for who in [["--host", "dir"], ["--user", "4300"], ["--user", "4242"], ["--user", "4100"], ["--user", "4244"]] {
             let made = try site.run([bin("keyadmin"), "newkey", "--db", site.db, "--domain", domain, "--mechanism", "ffdhe3072",
                                      "--password-file", site.password] + who)
             XCTAssertEqual(made.status, 0, made.stderr)
         }
+        XCTAssertEqual(try site.run([bin("keyadmin"), "grant", "admin", "unix.4100@\(domain)", "--db", site.db]).status, 0)
         for file in [site.db, site.db + "-wal", site.db + "-shm"] { chmod(file, 0o644) }
         let keyserver = try BackgroundProcess([bin("keyserverd"), "--socket", site.socket, "--root-key", site.path("no-rootkey"), "--no-rpcbind"],
                                               readyMarker: "ready")
         defer { keyserver.stop(signal: SIGTERM) }
         // keylogin still reads keys.db (keylogin through keydird is not built yet): log the
         // three principals in, then make the file root-only.
-        for (uid, netname) in [(0, "unix.dir@\(domain)"), (4300, "unix.4300@\(domain)"), (4242, "unix.4242@\(domain)")] {
+        for (uid, netname) in [(0, "unix.dir@\(domain)"), (4300, "unix.4300@\(domain)"), (4242, "unix.4242@\(domain)"),
+                               (4100, "unix.4100@\(domain)"), (4244, "unix.4244@\(domain)")] {
             let login = try site.run([bin("keylogin"), "--db", site.db, "--netname", netname, "--socket", site.socket, "--password-stdin"],
                                      as: uid == 0 ? nil : uid, stdin: "pw")
             XCTAssertEqual(login.status, 0, login.stderr)
@@ -87,8 +89,27 @@ final class SiteProcessTests: XCTestCase {
         XCTAssertNotEqual(pinned.status, 0)
         XCTAssertTrue(pinned.stderr.contains("did not present the pinned key"), pinned.stderr)
 
+        // The administrator works remotely (keyadmin --server, RPCSEC_GSS privacy, admin role):
+        // lists, adds a user, and revokes 4242; someone without the role is refused.
+        func admin(_ arguments: [String], as uid: Int = 4100) throws -> Command.Output {
+            try site.run([bin("keyadmin")] + arguments + ["--server", "127.0.0.1:\(directoryPort)", "--config", conf,
+                                                            "--keyserver-socket", site.socket], as: uid)
+        }
+        let listed = try admin(["list"])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertTrue(listed.stdout.contains("unix.4242@\(domain)"), listed.stdout)
+        let added = try admin(["newkey", "--user", "4245", "--domain", domain, "--mechanism", "ffdhe3072", "--password-file", site.password])
+        XCTAssertEqual(added.status, 0, added.stderr)
+        let notAdmin = try admin(["revoke", "unix.4300@\(domain)"], as: 4244)
+        XCTAssertEqual(notAdmin.status, 1)
+        XCTAssertTrue(notAdmin.stderr.contains("admin"), notAdmin.stderr)
+        XCTAssertFalse(notAdmin.stderr.contains("Error("), notAdmin.stderr)
+
         // Revoked on the directory: the server hears it through the feed (change-poll 1 s).
-        XCTAssertEqual(try site.run([bin("keyadmin"), "revoke", "--db", site.db, "unix.4242@\(domain)"]).status, 0)
+        let revoked = try admin(["revoke", "unix.4242@\(domain)"])
+        XCTAssertEqual(revoked.status, 0, revoked.stderr)
+        let audit = try site.run([bin("keyadmin"), "audit", "--db", site.db])
+        XCTAssertTrue(audit.stdout.contains("unix.4100@\(domain) from 127.0.0.1"), audit.stdout)
         var refused: Command.Output?
         for _ in 0..<40 {
             let attempt = try filesvc(["ls", "/"])
@@ -97,6 +118,15 @@ final class SiteProcessTests: XCTestCase {
         }
         XCTAssertNotNil(refused, "the revoked user was still served after 10 s")
         XCTAssertTrue(refused?.stderr.contains("has no key of this group for the client") ?? false, refused?.stderr ?? "")
+
+        // The user the administrator added works at once, nothing restarted (keylogin through
+        // the file here: this machine's keyserver is not configured for the site).
+        for file in [site.db, site.db + "-wal", site.db + "-shm"] { chmod(file, 0o644) }
+        XCTAssertEqual(try site.run([bin("keylogin"), "--db", site.db, "--netname", "unix.4245@\(domain)", "--socket", site.socket,
+                                     "--password-stdin"], as: 4245, stdin: "pw").status, 0)
+        let newUser = try site.run([bin("filesvc"), "ls", "/", "--port", "\(port)", "--transport", "tcp", "--server", "unix.4300@\(domain)",
+                                    "--config", conf, "--keyserver-socket", site.socket], as: 4245)
+        XCTAssertEqual(newUser.status, 0, newUser.stderr)
     }
 
     /// keylogin on a host without keys.db (issue 15): the user's keylogin asks this host's
