@@ -42,6 +42,7 @@ struct KeyServerDaemon: AsyncParsableCommand {
     @Option(help: "Root's secret key file, loaded at start when present (written by keylogin -r).") var rootKey = KeyServerPaths.rootKey
     @Option(help: "Key directory, for version 1 calls that name the peer by netname.") var db: String?
     @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).") var config: String?
+    @Option(help: "This host's principal at the site's directory, for keylogin through it (default unix.HOST@DOMAIN).") var netname: String?
     @Flag(help: "Do not register with rpcbind.") var noRpcbind = false
     @Option(help: "Log level (default: log-level of securerpc.conf, else info); trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level?
 
@@ -94,7 +95,7 @@ struct KeyServerDaemon: AsyncParsableCommand {
         if let secrets = rootSecrets {
             Self.loadRootKey(secrets, file: rootKey, into: core, strong: strong, logger: logger)
         }
-        let fetchSealed = Self.sealedKeyFetcher(site: site, socket: socket, logger: logger)
+        let fetchSealed = Self.sealedKeyFetcher(site: site, socket: socket, hostNetname: netname, logger: logger)
         let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed),
                                configuration: configuration, logger: logger)
         do {
@@ -148,9 +149,9 @@ struct KeyServerDaemon: AsyncParsableCommand {
     /// keyserver fetches a user's sealed keys from keydird as the host's principal
     /// (unix.HOST@DOMAIN, whose key is root's here), under RPCSEC_GSS privacy. The directory
     /// releases them only to an enrolled host (role host) or the principal itself.
-    static func sealedKeyFetcher(site: SiteConfiguration, socket: String, logger: Logger) -> (@Sendable (String) async -> KeyxFetchRes)? {
+    static func sealedKeyFetcher(site: SiteConfiguration, socket: String, hostNetname: String?, logger: Logger) -> (@Sendable (String) async -> KeyxFetchRes)? {
         guard !site.directories.isEmpty, let domain = site.resolveDomain(nil) else { return nil }
-        let host = Netname.local(uid: 0, domain: domain)
+        let host = hostNetname ?? Netname.local(uid: 0, domain: domain)
         let directory = DirectoryClient(site: site, caller: DirectoryCaller(netname: host, keyserverSocket: socket, uid: 0),
                                         service: .privacy, logger: logger)
         logger.notice("keylogin through the directory", metadata: ["host": "\(host)", "directories": "\(site.directories.map(\.description))"])
