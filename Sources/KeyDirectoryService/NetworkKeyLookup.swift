@@ -11,6 +11,7 @@ import KeyDirectory
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ONCRPC
 
 /// A `PublicKeySource` backed by the site's directory servers.
 ///
@@ -79,13 +80,19 @@ public final class NetworkKeyLookup: PublicKeySource {
                 state.statistics.directoryLookups += 1
             }
             return key
-        } catch let error as DirectoryClientError {
-            if case let .stale(key) = cached, Self.isOutage(error) {
+        } catch {
+            if let outage = error as? DirectoryClientError, case let .stale(key) = cached, Self.isOutage(outage) {
                 state.withLockedValue { $0.statistics.staleAnswers += 1 }
                 logger.notice("directory unreachable: serving a cached key", metadata: ["netname": "\(netname)", "error": "\(error)"])
                 return key
             }
+            // Every failure counts, a reply the RPCSEC_GSS layer refused (changed or replayed
+            // on the way) as much as a refusal: a forged answer is never served, not even
+            // from the stale cache.
             state.withLockedValue { $0.statistics.failures += 1 }
+            if case RPCClientError.replyVerificationFailed = error {
+                logger.warning("a directory reply failed verification: refused", metadata: ["netname": "\(netname)", "error": "\(error)"])
+            }
             throw error
         }
     }

@@ -212,6 +212,58 @@ final class DirectoryServiceTests: XCTestCase {
         await aliceKeys.directory.close()
         await serverKeys.directory.close()
     }
+
+    /// Directory answers cannot be forged or replayed (issue 15): through the recording
+    /// proxy, a reply with one bit flipped, and an earlier reply (bob's key) sent again under
+    /// the current call's xid, are both refused by the client (RPCSEC_GSS reply verifier and
+    /// integrity check) and counted as failures; neither yields a key, stale or forged.
+    func testAFlippedOrReplayedDirectoryReplyIsRefusedAndCounted() async throws {
+        let proxy = RecordProxy()
+        let proxied = try await proxy.start(upstream: try XCTUnwrap(site.address))
+        let client = site.client(as: DirectorySite.alice, service: .integrity, site: site.site(port: proxied.port))
+        let lookup = NetworkKeyLookup(directory: client, settings: .init(ttl: 0, negativeTTL: 0, serveStale: 0))
+        let bobKey = try await lookup.fetchPublicKey(netname: DirectorySite.bob.netname, mechanism: .ffdhe3072)
+        XCTAssertNotNil(bobKey)
+        let bobReply = try XCTUnwrap(proxy.recorded(.toClient).last)
+
+        let armed = NIOLockedValueBox(true)
+        proxy.transform.withLockedValue {
+            $0 = { direction, record in
+                guard direction == .toClient, armed.withLockedValue({ let was = $0; $0 = false; return was }) else { return record }
+                var changed = record
+                let index = changed.writerIndex - 9
+                changed.setInteger(changed.getInteger(at: index, as: UInt8.self)! ^ 0x01, at: index)
+                return changed
+            }
+        }
+        do {
+            let key = try await lookup.fetchPublicKey(netname: DirectorySite.admin.netname, mechanism: .ffdhe3072)
+            XCTFail("a flipped reply gave \(String(describing: key))")
+        } catch {}
+        XCTAssertEqual(lookup.statistics.failures, 1)
+
+        armed.withLockedValue { $0 = true }
+        proxy.transform.withLockedValue {
+            $0 = { direction, record in
+                guard direction == .toClient, armed.withLockedValue({ let was = $0; $0 = false; return was }) else { return record }
+                var replayed = bobReply
+                replayed.setInteger(record.getInteger(at: record.readerIndex, as: UInt32.self)!, at: replayed.readerIndex)
+                return replayed
+            }
+        }
+        do {
+            let key = try await lookup.fetchPublicKey(netname: DirectorySite.alice.netname, mechanism: .ffdhe3072)
+            XCTFail("a replayed reply gave \(String(describing: key)) (bob's: \(key == bobKey))")
+        } catch {}
+        XCTAssertEqual(lookup.statistics.failures, 2)
+
+        // The path is clean again: the next lookup is answered.
+        let alice = try await lookup.fetchPublicKey(netname: DirectorySite.alice.netname, mechanism: .ffdhe3072)
+        XCTAssertNotNil(alice)
+        XCTAssertNotEqual(alice, bobKey)
+        await client.close()
+        await proxy.stop()
+    }
 }
 
 func XCTUnwrapAsync<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) async throws -> T {
