@@ -241,7 +241,7 @@ let package = Package(
         .executableTarget(
             name: "keybench",
             dependencies: ["Release",
-                "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC",
+                "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC", "KeyDirectoryService", "SecureRPC", "SiteConfig",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -13,7 +13,7 @@ struct KeyBench: AsyncParsableCommand {
         commandName: "keybench",
         abstract: "Benchmarks for key material and the key directory.",
         version: SecureRPCRelease.versionLine("keybench"),
-        subcommands: [DHBench.self, DirectoryBench.self, KeyServerBench.self],
+        subcommands: [DHBench.self, DirectoryBench.self, KeyServerBench.self, SiteBench.self],
         defaultSubcommand: DHBench.self
     )
 }
