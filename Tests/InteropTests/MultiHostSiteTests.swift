@@ -76,14 +76,12 @@ final class MultiHostSiteTests: XCTestCase {
 
         // The directory host's database: hosts (client hosts enrolled), users, an admin.
         XCTAssertEqual(try site.run([bin("keyadmin"), "init", "--db", site.db]).status, 0)
-        for who in [["--host", "dir"], ["--host", "fs"], ["--host", "c1"], ["--host", "c2"], ["--user", "4242"], ["--user", "4100"]] {
+        for who in [["--host", "dir"], ["--host", "fs"], ["--host", "c1"], ["--user", "4242"], ["--user", "4100"]] {
             let made = try site.run([bin("keyadmin"), "newkey", "--db", site.db, "--domain", domain, "--mechanism", "ffdhe3072",
                                      "--password-file", site.password] + who)
             XCTAssertEqual(made.status, 0, made.stderr)
         }
-        for host in ["c1", "c2"] {
-            XCTAssertEqual(try site.run([bin("keyadmin"), "grant", "host", "unix.\(host)@\(domain)", "--db", site.db]).status, 0)
-        }
+        XCTAssertEqual(try site.run([bin("keyadmin"), "grant", "host", "unix.c1@\(domain)", "--db", site.db]).status, 0)
         XCTAssertEqual(try site.run([bin("keyadmin"), "grant", "admin", "unix.4100@\(domain)", "--db", site.db]).status, 0)
         FileManager.default.createFile(atPath: site.path("none.conf"), contents: Data())
 
@@ -110,8 +108,27 @@ final class MultiHostSiteTests: XCTestCase {
         """.write(toFile: conf, atomically: true, encoding: .utf8)
         chmod(conf, 0o644)
 
+        // keyadmin fingerprint shows what the configuration pins.
+        let fingerprint = try site.run([bin("keyadmin"), "fingerprint", "unix.dir@\(domain)", "--db", site.db])
+        XCTAssertEqual(fingerprint.stdout, "unix.dir@\(domain) ffdhe3072 \(keydird.log[range].dropFirst("fingerprint=".count))\n")
+
+        // Client 2 is enrolled the way a new host is: keyadmin enroll-host writes its key file
+        // (keyserverd's root key file) and its securerpc.conf; nothing else is done by hand.
+        let enrolled = try site.run([bin("keyadmin"), "enroll-host", "c2", "--db", site.db, "--domain", domain,
+                                     "--key-file", site.path("c2.rootkey"), "--conf-file", site.path("c2.conf"), "--config", conf])
+        XCTAssertEqual(enrolled.status, 0, enrolled.stderr)
+        var keyFile = stat()
+        XCTAssertEqual(stat(site.path("c2.rootkey"), &keyFile), 0)
+        XCTAssertEqual(keyFile.st_mode & 0o777, 0o600)
+        chmod(site.path("c2.conf"), 0o644)
+        XCTAssertEqual(try String(contentsOfFile: site.path("c2.conf"), encoding: .utf8).contains("directory \(addresses["dir"]!):20050 unix.dir@\(domain) sha256:"), true)
+        let c2Keyserver = try daemon("c2", [bin("keyserverd"), "--socket", socket("c2"), "--root-key", site.path("c2.rootkey"), "--no-rpcbind",
+                                            "--config", site.path("c2.conf"), "--netname", "unix.c2@\(domain)"])
+        daemons.append(c2Keyserver)
+        XCTAssertTrue(c2Keyserver.log.contains("loaded the host's root key"), c2Keyserver.log)
+
         // The other hosts: a keyserverd each, configured for the site, holding the host key.
-        for host in ["fs", "c1", "c2"] {
+        for host in ["fs", "c1"] {
             daemons.append(try daemon(host, [bin("keyserverd"), "--socket", socket(host), "--root-key", site.path("none"), "--no-rpcbind",
                                              "--config", conf, "--netname", "unix.\(host)@\(domain)"]))
             XCTAssertEqual(try site.run([bin("keylogin"), "--db", site.db, "--netname", "unix.\(host)@\(domain)", "--socket", socket(host),
