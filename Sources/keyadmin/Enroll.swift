@@ -45,28 +45,8 @@ struct EnrollHost: ParsableCommand {
         hostSite.directories = site.directories
         if hostSite.directories.isEmpty { warn("securerpc.conf names no directory servers: add the directory lines to \(confFile ?? "the printed configuration") by hand") }
 
-        let directory = try database.store()
-        if try directory.principal(netname) != nil { throw Failure("\(netname) already exists (keyadmin remove it first to enrol the host again)") }
-        let keys = groups.map { DHPrivateKey.generate(group: $0) }
-        // Sealed under a random password nobody keeps: the host's copy is its key file.
-        let password = SecretBytes(copying: (0..<32).map { _ in UInt8.random(in: 0x21...0x7e) })
-        let salt = PasswordTag.newSalt()
-        let sealer = try PasswordSealer(password: password, salt: salt)
         var principal = Principal(netname: netname, kind: .host, name: host, uid: nil)
-        principal.passwordSalt = salt
-        try directory.add(principal, keys: try keys.map { try sealer.seal($0, netname: netname) }, actor: Actor.current)
-        try directory.grant(.host, to: netname, actor: Actor.current)
-
-        // The root key file keyserverd reads: "-" (no dh192-des key), then "GROUP HEX" lines.
-        var text = Array("-\n".utf8)
-        defer { SecretBytes.wipe(&text) }
-        for key in keys { text += Array("\(key.group.rawValue) \(key.secretHex)\n".utf8) }
-        let fd = open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Failure("cannot create \(keyFile): \(String(cString: strerror(errno))); the principal was made: keyadmin remove \(netname) and try again") }
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
-        guard written == text.count else { throw Failure("cannot write \(keyFile)") }
+        try KeyFile.enrol(&principal, groups: groups, role: .host, keyFile: keyFile, store: try database.store())
 
         let conf = hostSite.rendered()
         if let confFile {
@@ -74,6 +54,71 @@ struct EnrollHost: ParsableCommand {
         }
         print("\(netname): \(groups.map(\.rawValue).joined(separator: ", ")), role host; key file \(keyFile) (secret: install as /etc/.rootkey, mode 600)")
         if confFile == nil { print(conf, terminator: "") }
+    }
+}
+
+/// A service principal (unix.NAME/HOST@DOMAIN) for a daemon that does not run as root: its
+/// keys go to a key file that the host's keyserverd loads for the service's uid at start
+/// (`keyserverd --service-key UID:FILE`), so the daemon never runs keylogin.
+struct EnrollService: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll-service",
+        abstract: "Add a service principal unix.NAME/HOST@DOMAIN and write its key file for the host's keyserverd.",
+        discussion: """
+        Example: keyadmin enroll-service filesvc --host fs1 --domain example.org --key-file filesvc.key
+        On fs1, install the key file owned by root or the service's user, mode 600, and start \
+        keyserverd with --service-key UID:PATH; the service runs as UID with --netname unix.filesvc/fs1@example.org.
+        """
+    )
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: "The service's name.") var name: String
+    @Option(help: "The host it runs on.") var host: String
+    @OptionGroup var domain: DomainOption
+    @Option(help: "Mechanisms to create keys for (repeat; strong groups only).") var mechanism: [DHGroupName] = [.default]
+    @Option(help: "Where to write the service's key file (created, mode 600; must not exist).") var keyFile: String
+
+    func run() throws {
+        let groups = mechanism.reduce(into: [DHGroupName]()) { if !$0.contains($1) { $0.append($1) } }
+        guard !groups.contains(.dh192des) else { throw Failure("enroll-service makes strong keys only") }
+        let netname = Netname.service(name, host: host, domain: try domain.resolved())
+        try Netname.validate(netname)
+        var principal = Principal(netname: netname, kind: .service, name: "\(name)/\(host)", uid: nil)
+        try KeyFile.enrol(&principal, groups: groups, role: nil, keyFile: keyFile, store: try database.store())
+        print("\(netname): \(groups.map(\.rawValue).joined(separator: ", ")); key file \(keyFile) (secret: for keyserverd --service-key UID:PATH on \(host))")
+    }
+}
+
+/// Making a principal whose secret keys live in a key file instead of behind a password.
+enum KeyFile {
+    /// Adds `principal` with fresh keys of `groups` (sealed in the directory under a random
+    /// password nobody keeps), grants `role`, and writes the keys to `keyFile` in the root key
+    /// file's format ("-", then "GROUP HEX" lines), created with mode 600.
+    static func enrol(_ principal: inout Principal, groups: [DHGroupName], role: PrincipalRole?, keyFile: String,
+                      store directory: any KeyDirectoryStore) throws {
+        let netname = principal.netname
+        guard !FileManager.default.fileExists(atPath: keyFile) else {
+            throw Failure("\(keyFile) exists; choose another path (it would hold a secret key)")
+        }
+        if try directory.principal(netname) != nil { throw Failure("\(netname) already exists (keyadmin remove it first to enrol it again)") }
+        let keys = groups.map { DHPrivateKey.generate(group: $0) }
+        let password = SecretBytes(copying: (0..<32).map { _ in UInt8.random(in: 0x21...0x7e) })
+        let salt = PasswordTag.newSalt()
+        let sealer = try PasswordSealer(password: password, salt: salt)
+        principal.passwordSalt = salt
+        try directory.add(principal, keys: try keys.map { try sealer.seal($0, netname: netname) }, actor: Actor.current)
+        if let role { try directory.grant(role, to: netname, actor: Actor.current) }
+
+        var text = Array("-\n".utf8)
+        defer { SecretBytes.wipe(&text) }
+        for key in keys { text += Array("\(key.group.rawValue) \(key.secretHex)\n".utf8) }
+        let fd = open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw Failure("cannot create \(keyFile): \(String(cString: strerror(errno))); the principal was made: keyadmin remove \(netname) and try again")
+        }
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fsync(fd)
+        close(fd)
+        guard written == text.count else { throw Failure("cannot write \(keyFile)") }
     }
 }
 

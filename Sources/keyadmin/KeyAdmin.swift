@@ -22,7 +22,7 @@ struct KeyAdmin: ParsableCommand {
         """,
         version: SecureRPCRelease.versionLine("keyadmin"),
         subcommands: [Init.self, NewKey.self, ChKey.self, List.self, Show.self, Revoke.self, Enable.self, Remove.self,
-                      Import.self, Export.self, Verify.self, Audit.self, Grant.self, RevokeRole.self, EnrollHost.self, Fingerprint.self]
+                      Import.self, Export.self, Verify.self, Audit.self, Grant.self, RevokeRole.self, EnrollHost.self, EnrollService.self, Fingerprint.self]
     )
 
     static func main() {

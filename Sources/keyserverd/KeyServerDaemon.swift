@@ -41,6 +41,8 @@ struct KeyServerDaemon: AsyncParsableCommand {
     @Option(help: "The unix socket to serve on (default: keyserver-socket of securerpc.conf, else \(KeyServerPaths.socket)).") var socket: String?
     @Option(help: "Root's secret key file, loaded at start when present (written by keylogin -r).") var rootKey = KeyServerPaths.rootKey
     @Option(help: "Key directory, for version 1 calls that name the peer by netname.") var db: String?
+    @Option(help: ArgumentHelp("A service's key file (keyadmin enroll-service), loaded for UID at start and on SIGHUP; owner root or UID, mode 600. Repeat for several.", valueName: "uid:path"))
+    var serviceKey: [String] = []
     @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).") var config: String?
     @Option(help: "This host's principal at the site's directory, for keylogin through it (default unix.HOST@DOMAIN).") var netname: String?
     @Flag(help: "Do not register with rpcbind.") var noRpcbind = false
@@ -95,6 +97,13 @@ struct KeyServerDaemon: AsyncParsableCommand {
         if let secrets = rootSecrets {
             Self.loadRootKey(secrets, file: rootKey, into: core, strong: strong, logger: logger)
         }
+        let services: [(uid: uid_t, path: String)]
+        do {
+            services = try serviceKey.map(Self.parseServiceKey)
+            for service in services { try Self.loadServiceKey(service, into: core, strong: strong, logger: logger) }
+        } catch {
+            fail("\(error)")
+        }
         let fetchSealed = Self.sealedKeyFetcher(site: site, socket: socket, hostNetname: netname, logger: logger)
         let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed),
                                configuration: configuration, logger: logger)
@@ -122,6 +131,13 @@ struct KeyServerDaemon: AsyncParsableCommand {
                     logger.notice("log level", metadata: ["level": "\(newLevel)"])
                 } catch {
                     logger.error("securerpc.conf not re-read, the log level stays: \(error)")
+                }
+            }
+            for service in services {
+                do {
+                    try Self.loadServiceKey(service, into: core, strong: strong, logger: logger)
+                } catch {
+                    logger.error("a service key file was not re-read; the key in memory stays: \(error)")
                 }
             }
             do {
@@ -186,17 +202,36 @@ struct KeyServerDaemon: AsyncParsableCommand {
         return source
     }
 
+    /// "UID:PATH" of --service-key.
+    static func parseServiceKey(_ text: String) throws -> (uid: uid_t, path: String) {
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let uid = uid_t(parts[0]), uid != 0, !parts[1].isEmpty else {
+            throw RootKeyFile.Problem(description: "--service-key takes UID:PATH with a uid other than 0 (root's key is --root-key), not \"\(text)\"")
+        }
+        return (uid, String(parts[1]))
+    }
+
+    /// A service's key file, checked like the root key file (its uid may own it), loaded
+    /// for that uid.
+    static func loadServiceKey(_ service: (uid: uid_t, path: String), into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) throws {
+        guard var secrets = try RootKeyFile.read(path: service.path, owner: service.uid) else {
+            throw RootKeyFile.Problem(description: "the service key file \(service.path) does not exist")
+        }
+        defer { SecretBytes.wipe(&secrets) }
+        loadRootKey(secrets, file: service.path, uid: service.uid, into: core, strong: strong, logger: logger)
+    }
+
     /// Loads root's keys from the file's bytes: the dh192-des secret as hex on the first line
     /// ("-" when there is none), then "GROUP HEX" lines for the strong groups. What the file
     /// holds replaces what was loaded (a re-read after keylogin -r).
-    private static func loadRootKey(_ bytes: [UInt8], file: String, into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) {
+    private static func loadRootKey(_ bytes: [UInt8], file: String, uid: uid_t = 0, into core: KeyServerCore, strong: StrongKeyStore, logger: Logger) {
         let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false)
         var loaded: [String] = []
         var failed = false
         if let first = lines.first, first != [0x2d] {
             var hex = Array(first.prefix(48))
             defer { SecretBytes.wipe(&hex) }
-            if core.setSecret(uid: 0, hex: hex) == .keySuccess { loaded.append("dh192-des") } else { failed = true }
+            if core.setSecret(uid: uid, hex: hex) == .keySuccess { loaded.append("dh192-des") } else { failed = true }
         }
         for (index, line) in lines.dropFirst().enumerated() where !line.isEmpty {
             let parts = line.split(separator: 0x20, maxSplits: 1)
@@ -209,10 +244,12 @@ struct KeyServerDaemon: AsyncParsableCommand {
             }
             var secret = key.secret.copyBytes()
             defer { SecretBytes.wipe(&secret) }
-            if strong.set(uid: 0, mechanism: mechanism, secret: secret) == .keySuccess { loaded.append(group.rawValue) } else { failed = true }
+            if strong.set(uid: uid, mechanism: mechanism, secret: secret) == .keySuccess { loaded.append(group.rawValue) } else { failed = true }
         }
         if !loaded.isEmpty {
-            logger.notice("loaded the host's root key", metadata: ["file": "\(file)", "groups": "\(loaded.joined(separator: ", "))"])
+            logger.notice(uid == 0 ? "loaded the host's root key" : "loaded a service key", metadata: [
+                "file": "\(file)", "uid": "\(uid)", "groups": "\(loaded.joined(separator: ", "))",
+            ])
         }
         if failed || loaded.isEmpty {
             logger.error("cannot use the root key file", metadata: ["file": "\(file)"])

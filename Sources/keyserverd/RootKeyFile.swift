@@ -14,7 +14,9 @@ struct RootKeyFile {
 
     /// The secrets of the file, or nil when there is no file. Throws on a file that must not
     /// be used (wrong owner or mode, not a regular file, unreadable).
-    static func read(path: String) throws(Problem) -> [UInt8]? {
+    /// `owner`: the uid besides root (and the daemon's own) that may own the file (a
+    /// service key file may belong to the service's user).
+    static func read(path: String, owner: uid_t? = nil) throws(Problem) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
@@ -26,7 +28,7 @@ struct RootKeyFile {
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             throw Problem(description: "the root key file \(path) is not a regular file")
         }
-        guard info.st_uid == 0 || info.st_uid == geteuid() else {
+        guard info.st_uid == 0 || info.st_uid == geteuid() || info.st_uid == owner else {
             throw Problem(description: "the root key file \(path) belongs to uid \(info.st_uid), not root: chown root \(path) (and treat the key as exposed: run keylogin -r again)")
         }
         guard info.st_mode & 0o077 == 0 else {

@@ -127,10 +127,21 @@ final class MultiHostSiteTests: XCTestCase {
         daemons.append(c2Keyserver)
         XCTAssertTrue(c2Keyserver.log.contains("loaded the host's root key"), c2Keyserver.log)
 
+        // The file service runs as uid 4300 under a service principal whose key file the
+        // file server host's keyserverd loads for that uid (no keylogin for the daemon).
+        let serviceKey = site.path("filesvc.key")
+        let service = try site.run([bin("keyadmin"), "enroll-service", "filesvc", "--host", "fs", "--db", site.db, "--domain", domain,
+                                    "--key-file", serviceKey])
+        XCTAssertEqual(service.status, 0, service.stderr)
+        chown(serviceKey, 4300, 4300)
+
         // The other hosts: a keyserverd each, configured for the site, holding the host key.
         for host in ["fs", "c1"] {
-            daemons.append(try daemon(host, [bin("keyserverd"), "--socket", socket(host), "--root-key", site.path("none"), "--no-rpcbind",
-                                             "--config", conf, "--netname", "unix.\(host)@\(domain)"]))
+            let extra = host == "fs" ? ["--service-key", "4300:\(serviceKey)"] : []
+            let keyserver = try daemon(host, [bin("keyserverd"), "--socket", socket(host), "--root-key", site.path("none"), "--no-rpcbind",
+                                              "--config", conf, "--netname", "unix.\(host)@\(domain)"] + extra)
+            daemons.append(keyserver)
+            if host == "fs" { XCTAssertTrue(keyserver.log.contains("loaded a service key"), keyserver.log) }
             XCTAssertEqual(try site.run([bin("keylogin"), "--db", site.db, "--netname", "unix.\(host)@\(domain)", "--socket", socket(host),
                                          "--password-stdin"], stdin: "pw").status, 0)
         }
@@ -140,9 +151,10 @@ final class MultiHostSiteTests: XCTestCase {
         // The file server host.
         let files = site.path("files")
         try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
-        let server = try daemon("fs", [bin("filesvc-server"), "--root", files, "--host", addresses["fs"]!, "--port", "20049",
-                                       "--transport", "tcp", "--netname", "unix.fs@\(domain)", "--config", conf,
-                                       "--keyserver-socket", socket("fs")], ready: "serving")
+        let server = try daemon("fs", as: 4300, [bin("filesvc-server"), "--root", files, "--host", addresses["fs"]!, "--port", "20049",
+                                                 "--transport", "tcp", "--netname", "unix.filesvc/fs@\(domain)", "--config", conf,
+                                                 "--keyserver-socket", socket("fs")], ready: "serving")
+        XCTAssertFalse(server.log.contains("not in the keyserver"), server.log)
         daemons.append(server)
 
         func keylogin(on host: String, uid: Int, password: String = "pw") throws -> Command.Output {
@@ -151,7 +163,7 @@ final class MultiHostSiteTests: XCTestCase {
         }
         func filesvc(on host: String, uid: Int, _ arguments: [String]) throws -> Command.Output {
             try on(host, as: uid, [bin("filesvc")] + arguments + ["--host", addresses["fs"]!, "--port", "20049", "--transport", "tcp",
-                                                                   "--server", "unix.fs@\(domain)", "--config", conf,
+                                                                   "--server", "unix.filesvc/fs@\(domain)", "--config", conf,
                                                                    "--keyserver-socket", socket(host)])
         }
 
