@@ -126,7 +126,7 @@ let package = Package(
 
         .executableTarget(
             name: "keyserverd",
-            dependencies: ["KeyDirectoryService", "Release",
+            dependencies: ["SecureRPC", "KeyDirectoryService", "Release",
                 "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

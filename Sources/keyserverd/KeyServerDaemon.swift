@@ -19,6 +19,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
+import SecureRPC
 import ServiceLifecycle
 import SiteConfig
 
@@ -171,7 +172,15 @@ struct KeyServerDaemon: AsyncParsableCommand {
         let directory = DirectoryClient(site: site, caller: DirectoryCaller(netname: host, keyserverSocket: socket, uid: 0),
                                         service: .privacy, logger: logger)
         logger.notice("keylogin through the directory", metadata: ["host": "\(host)", "directories": "\(site.directories.map(\.description))"])
+        // Any local user may ask, and each ask is a call to the directory as this host: a
+        // bucket per netname (10/s after a burst of 100, as for handshakes) and a bound on
+        // fetches at once keep one user's loop from turning this host into a flood.
+        let admission = HandshakeAdmission()
         return { netname in
+            guard case let .admitted(ticket) = admission.admit(source: nil, principal: netname) else {
+                return .default(discriminant: .keySystemerr, value: "too many key fetches for \(netname) just now; try again in a few seconds")
+            }
+            defer { admission.finish(ticket, proven: false) }
             do {
                 switch try await directory.call({ try await $0.kdSealedKeys(netname) }) {
                 case let .kdOk(entry):
