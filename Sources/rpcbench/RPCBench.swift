@@ -10,7 +10,8 @@ struct RPCBench: AsyncParsableCommand {
         commandName: "rpcbench",
         abstract: "Benchmark ONC RPC calls: this Swift runtime against rpcgen/libtirpc C peers.",
         version: SecureRPCRelease.versionLine("rpcbench"),
-        subcommands: [Run.self, Serve.self, ClientBench.self, AuthBench.self, GSSBench.self, GSSPartsBench.self],
+        subcommands: [Run.self, Serve.self, ClientBench.self, AuthBench.self, GSSBench.self, GSSPartsBench.self,
+                      SoakBench.self, FloodBench.self, SecureServe.self, FloodWorker.self],
         defaultSubcommand: Run.self
     )
 }
