@@ -140,13 +140,13 @@ let package = Package(
         .executableTarget(
             name: "keylogin",
             dependencies: ["KeyDirectoryService", "SiteConfig", "Release", "KeyServer", "KeyDirectory", "KeyCrypto",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOCore", package: "swift-nio")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "chkey",
             dependencies: ["KeyDirectoryService", "SiteConfig", "Release", "SecureRPC", "KeyServer", "KeyDirectory", "KeyCrypto",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "NIOCore", package: "swift-nio")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -11,7 +11,6 @@ import KeyCrypto
 import KeyDirectory
 import KeyDirectoryService
 import KeyServer
-import NIOCore
 import Release
 import SecureRPC
 import SiteConfig
@@ -63,15 +62,8 @@ struct ChKey: AsyncParsableCommand {
         defer { Task { await keyserver.close() } }
 
         // The current keys, through the keyserver (as keylogin fetches them).
-        let entry: KdEntry
-        switch try await keyserver.performStrong({ try await $0.keyxFetchSealed(name) }) {
-        case let .keySuccess(bytes):
-            var buffer = ByteBuffer(bytes: bytes)
-            entry = try KdEntry(xdr: &buffer)
-        case let .default(_, message):
-            throw Failure("cannot fetch the keys of \(name): \(message)")
-        }
-        let current = try KeyDirectoryServer.keyEntries(of: entry, netname: name).filter { $0.state == .active && $0.mechanism != .dh192des }
+        let (entry, fetched) = try await SealedKeyFetch.entry(of: name, through: keyserver)
+        let current = fetched.filter { $0.state == .active && $0.mechanism != .dh192des }
         guard !current.isEmpty else { throw Failure("\(name) has no active strong key to change (ask an administrator: keyadmin newkey)") }
 
         let oldPassword = try readPassword(prompt: "Current password for \(name): ")

@@ -9,7 +9,6 @@ import KeyCrypto
 import KeyDirectory
 import KeyServer
 import KeyDirectoryService
-import NIOCore
 import SiteConfig
 
 @main
@@ -130,14 +129,7 @@ struct KeyLogin: AsyncParsableCommand {
     private func fetchSealedKeys(of name: String) async throws -> [KeyEntry] {
         let client = try KeyServerClient(socketPath: socket)
         defer { Task { await client.close() } }
-        switch try await client.performStrong({ try await $0.keyxFetchSealed(name) }) {
-        case let .keySuccess(bytes):
-            var buffer = ByteBuffer(bytes: bytes)
-            let entry = try KdEntry(xdr: &buffer)
-            return try KeyDirectoryServer.keyEntries(of: entry, netname: name)
-        case let .default(_, message):
-            throw CommandFailure("cannot fetch the keys of \(name) through this host's keyserver: \(message)")
-        }
+        return try await SealedKeyFetch.entry(of: name, through: client).keys
     }
 
     static func systemDomain() throws -> String {
