@@ -86,18 +86,19 @@ struct FileServiceDaemon: AsyncParsableCommand {
         case tcp, udp, both
     }
 
-    /// --domain, else $SECURERPC_DOMAIN, else securerpc.conf's domain (a configuration that
-    /// does not load is reported by run()).
-    private var effectiveDomain: String? {
-        domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (try? SiteConfiguration.load(path: config))?.domain
+    /// --domain, else $SECURERPC_DOMAIN, else securerpc.conf's domain.
+    private func effectiveDomain(_ site: SiteConfiguration?) -> String? {
+        domain ?? ProcessInfo.processInfo.environment["SECURERPC_DOMAIN"].flatMap { $0.isEmpty ? nil : $0 } ?? site?.domain
     }
 
     /// --netname, else the host's netname for root, unix.UID@DOMAIN for others.
-    private var serverNetname: String? { netname ?? effectiveDomain.map { Netname.local(uid: getuid(), domain: $0) } }
+    private func serverNetname(_ site: SiteConfiguration?) -> String? {
+        netname ?? effectiveDomain(site).map { Netname.local(uid: getuid(), domain: $0) }
+    }
 
     func validate() throws {
-        if requireAuth != .none, serverNetname == nil {
+        // A configuration that does not load is reported by run().
+        if requireAuth != .none, serverNetname(try? SiteConfiguration.load(path: config)) == nil {
             throw ValidationError("--require-auth \(requireAuth.rawValue) needs --netname (the server's netname) or --domain (or SECURERPC_DOMAIN); --require-auth none serves anyone")
         }
     }
@@ -115,10 +116,6 @@ struct FileServiceDaemon: AsyncParsableCommand {
         var configuration = RPCServer.Configuration()
         var policy: any RPCAuthorizationPolicy = AllowAnyFlavor()
         if requireAuth != .none {
-            let domain = effectiveDomain
-            let me = serverNetname!  // validate() refused its absence
-            var gss = GSSServer.Configuration(serverNetname: me)
-            gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
             let site: SiteConfiguration
             do {
                 site = try SiteConfiguration.load(path: config)
@@ -126,6 +123,10 @@ struct FileServiceDaemon: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("filesvc-server: \(error)\n".utf8))
                 throw ExitCode.failure
             }
+            let domain = effectiveDomain(site)
+            let me = serverNetname(site)!  // validate() refused its absence
+            var gss = GSSServer.Configuration(serverNetname: me)
+            gss.groups = Set(GSSGroup.allCases.filter { $0 >= minGroup })
             let database = db ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 }
             let keySource = HostKeySource.choice(site: site, database: database)
             let keys = try HostKeySource.make(site: site, database: database,
@@ -137,8 +138,8 @@ struct FileServiceDaemon: AsyncParsableCommand {
                 "accepting": "RPCSEC_GSS srpc-dh \(minGroup)+ with \(minService)\(requireAuth == .dh ? ", or AUTH_DH" : "")",
                 "netname": "\(me)", "keys": "\(keySource)", "keyserver": "\(keyserverSocket)",
             ])
+            await warnIfOwnKeyIsMissing(netname: me, logger: logger)
         }
-        if requireAuth != .none { await warnIfOwnKeyIsMissing(netname: serverNetname!, logger: logger) }
         let server = RPCServer(programs: [files.program(policy: policy)], configuration: configuration, logger: logger)
 
         var addresses: [String] = []
