@@ -78,30 +78,44 @@ extension RPCClient {
         transport: RPCTransport = .tcp, host: String, port: Int, program: UInt32, version: UInt32,
         auth: RPCAuthentication, environment: SecureRPCEnvironment, configuration: RPCClient.Configuration = .init()
     ) throws -> RPCClient {
-        let authenticator: any RPCClientAuthenticator
+        // The directory file is opened only for the flavors that need the server's key.
+        var lookup: PublicKeyLookup?
         switch auth {
-        case .none:
-            authenticator = AuthNoneClient()
-        case .sys:
-            authenticator = AuthSysClient()
-        case let .dh(server):
-            let lookup = try PublicKeyLookup(path: environment.directory)
-            guard let serverKey = try lookup.publicKey(netname: server, mechanism: .dh192des) else {
-                throw SecureRPCSetupError.unknownServer(server)
-            }
-            authenticator = AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
-                                         keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
-        case let .gss(server, group, service):
-            let lookup = try PublicKeyLookup(path: environment.directory)
-            guard let serverKey = try lookup.publicKey(netname: server, mechanism: group.dhGroup) else {
-                throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
-            }
-            authenticator = try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
-                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket),
-                                          refreshServerKey: { try lookup.publicKey(netname: server, mechanism: group.dhGroup) })
+        case .none, .sys: break
+        case .dh, .gss: lookup = try PublicKeyLookup(path: environment.directory)
         }
+        let opened = lookup
+        let authenticator = try makeAuthenticator(auth, environment: environment,
+                                                  serverKey: { server, mechanism in try opened?.publicKey(netname: server, mechanism: mechanism) },
+                                                  refreshServerKey: { server, mechanism, _ in { try opened?.publicKey(netname: server, mechanism: mechanism) } })
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)
+    }
+
+    /// The authenticator for `auth`, the server's key from `serverKey` (nil: unknown server)
+    /// and, for RPCSEC_GSS, its later re-reads from `refreshServerKey` (given the key found).
+    private static func makeAuthenticator(
+        _ auth: RPCAuthentication, environment: SecureRPCEnvironment,
+        serverKey: (String, DHGroupName) throws -> DHPublicKey?,
+        refreshServerKey: (String, DHGroupName, DHPublicKey) -> @Sendable () throws -> DHPublicKey?
+    ) throws -> any RPCClientAuthenticator {
+        switch auth {
+        case .none:
+            return AuthNoneClient()
+        case .sys:
+            return AuthSysClient()
+        case let .dh(server):
+            guard let key = try serverKey(server, .dh192des) else { throw SecureRPCSetupError.unknownServer(server) }
+            return AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: key,
+                                keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
+        case let .gss(server, group, service):
+            guard let key = try serverKey(server, group.dhGroup) else {
+                throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
+            }
+            return try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: key,
+                                 service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket),
+                                 refreshServerKey: refreshServerKey(server, group.dhGroup, key))
+        }
     }
 
     /// As ``secure(transport:host:port:program:version:auth:environment:configuration:)``,
@@ -119,28 +133,18 @@ extension RPCClient {
         auth: RPCAuthentication, environment: SecureRPCEnvironment, keys: any PublicKeySource,
         configuration: RPCClient.Configuration = .init()
     ) async throws -> RPCClient {
-        let authenticator: any RPCClientAuthenticator
+        // The one key the authenticator needs, fetched first (the source may wait for the
+        // network); the refresh runs where the client cannot wait: the source's cached
+        // answer, else the key already held.
+        var fetched: DHPublicKey?
         switch auth {
-        case .none:
-            authenticator = AuthNoneClient()
-        case .sys:
-            authenticator = AuthSysClient()
-        case let .dh(server):
-            guard let serverKey = try await keys.fetchPublicKey(netname: server, mechanism: .dh192des) else {
-                throw SecureRPCSetupError.unknownServer(server)
-            }
-            authenticator = AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
-                                         keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
-        case let .gss(server, group, service):
-            guard let serverKey = try await keys.fetchPublicKey(netname: server, mechanism: group.dhGroup) else {
-                throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
-            }
-            // The refresh runs where the client cannot wait: the source's cached answer, else
-            // the key already held.
-            authenticator = try GSSClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: serverKey,
-                                          service: service, keyserver: try KeyServerClient(socketPath: environment.keyserverSocket),
-                                          refreshServerKey: { keys.cachedPublicKey(netname: server, mechanism: group.dhGroup) ?? serverKey })
+        case .none, .sys: break
+        case let .dh(server): fetched = try await keys.fetchPublicKey(netname: server, mechanism: .dh192des)
+        case let .gss(server, group, _): fetched = try await keys.fetchPublicKey(netname: server, mechanism: group.dhGroup)
         }
+        let found = fetched
+        let authenticator = try makeAuthenticator(auth, environment: environment, serverKey: { _, _ in found },
+                                                  refreshServerKey: { server, mechanism, key in { keys.cachedPublicKey(netname: server, mechanism: mechanism) ?? key } })
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)
     }
