@@ -48,7 +48,7 @@ struct DHBench: ParsableCommand {
         }
         print("""
 
-        keygen = 2^x mod p (fixed-base comb, constant time); derive = peer^x mod p (mpz_powm_sec).
+        keygen = 2^x mod p (fixed-base comb, constant time); derive = peer^x mod p (mpn_sec_powm, wiped scratch).
         OpenSSL's ffdh figure is a derive (its key generation is not timed by `speed`).
         """)
     }
