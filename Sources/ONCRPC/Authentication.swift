@@ -150,6 +150,11 @@ public enum RPCAuthDecision: Sendable {
     case drop
     /// The flavor answered the call itself (RPCSEC_GSS context creation and destruction).
     case handled(verifier: OpaqueAuth, AcceptedReplyStatus)
+    /// Answer as the inner decision says, then close the connection (on UDP: the inner
+    /// decision alone). For a source over its handshake rate: answering it on an open
+    /// connection costs the server a decode and a reply per call, as fast as the source can
+    /// send; closing makes it pay a new connection for each try instead.
+    indirect case disconnecting(RPCAuthDecision)
 }
 
 /// Verifies calls of one flavor on the server.

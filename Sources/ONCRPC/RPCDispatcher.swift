@@ -52,25 +52,27 @@ final class RPCDispatcher: Sendable {
     }
 
     /// Handles one message. `completion` runs on `eventLoop` exactly once, with the reply
-    /// (built with 4 bytes reserved for framing, see `RPCFraming`) or nil for "no reply".
+    /// (built with 4 bytes reserved for framing, see `RPCFraming`) or nil for "no reply",
+    /// and whether a stream transport closes the connection after it
+    /// (``RPCAuthDecision/disconnecting(_:)``).
     func handle(
         message: ByteBuffer,
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (ByteBuffer?) -> Void
+        completion: @escaping @Sendable (_ reply: ByteBuffer?, _ disconnect: Bool) -> Void
     ) {
         let call: RPCCall
         do {
             call = try RPCCall.decode(message)
         } catch {
-            completion(self.replyToUndecodableCall(error, allocator: allocator, context: context))
+            completion(self.replyToUndecodableCall(error, allocator: allocator, context: context), false)
             return
         }
 
         guard let authenticator = authenticators[call.credential.flavor] else {
             logger.debug("unsupported credential flavor", metadata: ["xid": "\(call.xid)", "flavor": "\(call.credential.flavor)"])
-            completion(Self.encodeDenied(xid: call.xid, .authError(.badCredential), allocator: allocator))
+            completion(Self.encodeDenied(xid: call.xid, .authError(.badCredential), allocator: allocator), false)
             return
         }
 
@@ -94,20 +96,25 @@ final class RPCDispatcher: Sendable {
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (ByteBuffer?) -> Void
+        completion: @escaping @Sendable (_ reply: ByteBuffer?, _ disconnect: Bool) -> Void
     ) {
         let accepted: RPCAcceptedCall
         switch decision {
+        case let .disconnecting(inner):
+            self.proceed(call: call, decision: inner, context: context, allocator: allocator, eventLoop: eventLoop) { reply, _ in
+                completion(reply, true)
+            }
+            return
         case .drop:
             logger.debug("call dropped by its authentication flavor", metadata: ["xid": "\(call.xid)"])
-            completion(nil)
+            completion(nil, false)
             return
         case let .rejected(status):
             logger.info("call denied", metadata: ["xid": "\(call.xid)", "status": "\(status)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "-")"])
-            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator))
+            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
             return
         case let .handled(verifier, status):
-            completion(Self.encodeAccepted(xid: call.xid, verifier: verifier, status, allocator: allocator))
+            completion(Self.encodeAccepted(xid: call.xid, verifier: verifier, status, allocator: allocator), false)
             return
         case let .accepted(value):
             accepted = value
@@ -120,16 +127,16 @@ final class RPCDispatcher: Sendable {
             } else {
                 status = .programUnavailable
             }
-            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, status, allocator: allocator))
+            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, status, allocator: allocator), false)
             return
         }
         guard let handler = program.procedures[call.procedure] else {
-            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, .procedureUnavailable, allocator: allocator))
+            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, .procedureUnavailable, allocator: allocator), false)
             return
         }
         if let status = program.policy.authorize(accepted.caller, procedure: call.procedure) {
             logger.info("call below policy", metadata: ["xid": "\(call.xid)", "caller": "\(accepted.caller)", "status": "\(status)"])
-            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator))
+            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
             return
         }
 
@@ -146,7 +153,7 @@ final class RPCDispatcher: Sendable {
             } catch {
                 reply = self.replyForHandlerError(error, xid: call.xid, accepted: accepted, allocator: allocator)
             }
-            completion(reply)
+            completion(reply, false)
         case let .async(body):
             Task {
                 let reply: ByteBuffer
@@ -156,7 +163,7 @@ final class RPCDispatcher: Sendable {
                 } catch {
                     reply = self.replyForHandlerError(error, xid: call.xid, accepted: accepted, allocator: allocator)
                 }
-                eventLoop.execute { completion(reply) }
+                eventLoop.execute { completion(reply, false) }
             }
         }
     }

@@ -100,6 +100,8 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     /// (reading is off, so at most what one read delivered) until the replies drain.
     private var held = CircularBuffer<ByteBuffer>()
     private var quiescing = false
+    /// A call's flavor asked for this connection to be closed (``RPCAuthDecision/disconnecting(_:)``).
+    private var disconnecting = false
     private var insideRead = false
     private var flushPending = false
     private var callContext = RPCCallContext(transport: .tcp, remoteAddress: nil, localAddress: nil)
@@ -129,6 +131,8 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let record = Self.unwrapInboundIn(data)
+        // Records that were already in the read buffer when the connection was condemned.
+        guard !disconnecting else { return }
         // The open record (if any) is this one, and it is complete.
         recordOpen = false
         cancelRecordTimer()
@@ -151,13 +155,13 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         dispatcher.handle(
             message: record, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop
-        ) { reply in
+        ) { reply, disconnect in
             let (handler, context) = bound.value
-            handler.finished(reply: reply, context: context)
+            handler.finished(reply: reply, disconnect: disconnect, context: context)
         }
     }
 
-    private func finished(reply: ByteBuffer?, context: ChannelHandlerContext) {
+    private func finished(reply: ByteBuffer?, disconnect: Bool, context: ChannelHandlerContext) {
         inFlight -= 1
         if var reply, context.channel.isActive {
             RPCFraming.finishRecord(&reply)
@@ -173,8 +177,21 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
             pausedForCalls = false
             updateReading(context: context)
         }
-        if quiescing && inFlight == 0 {
-            if flushPending { context.flush() }
+        if disconnect && !disconnecting {
+            // The caller's flavor refused it and wants it gone (a source over its rate):
+            // read nothing more, drop what waits, close once the calls running have answered.
+            disconnecting = true
+            held.removeAll()
+            monitor.record(.rateLimitedDisconnect, detail: ["remote": "\(remoteDescription)"]) {
+                $0.connectionsClosedRateLimited += 1
+            }
+            updateReading(context: context)
+        }
+        if (quiescing || disconnecting) && inFlight == 0 {
+            if flushPending {
+                flushPending = false
+                context.flush()
+            }
             context.close(promise: nil)
         }
     }
@@ -199,7 +216,7 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     }
 
     private func updateReading(context: ChannelHandlerContext) {
-        let pause = pausedForCalls || !held.isEmpty
+        let pause = disconnecting || pausedForCalls || !held.isEmpty
         guard pause != readsPaused else { return }
         readsPaused = pause
         context.channel.setOption(ChannelOptions.autoRead, value: !pause).whenComplete { _ in }
@@ -362,7 +379,7 @@ final class RPCServerUDPHandler: ChannelInboundHandler {
         insideRead = true
         dispatcher.handle(
             message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop,
-            completion: { reply in
+            completion: { reply, _ in  // no connection to close
                 let (handler, context) = bound.value
                 handler.inFlight -= 1
                 if let key {

@@ -23,6 +23,9 @@ public struct RPCServerStatistics: Sendable, Equatable {
     /// Connections closed after a framing error: a record over the size limit or with too
     /// many fragments (for example an HTTP request on the RPC port).
     public var connectionsClosedFramingError = 0
+    /// Connections closed after an authentication flavor refused a call and asked for the
+    /// connection to go (a source over its handshake rate, ``RPCAuthDecision/disconnecting(_:)``).
+    public var connectionsClosedRateLimited = 0
     /// Failed accept() calls (EMFILE, ENFILE, ENOBUFS, ENOMEM); each pauses accepting for a
     /// moment instead of retrying at once.
     public var acceptErrors = 0
@@ -44,6 +47,7 @@ enum RPCServerEvent: CaseIterable, Sendable {
     case framingError
     case acceptError
     case udpInFlightLimit
+    case rateLimitedDisconnect
 
     var message: Logger.Message {
         switch self {
@@ -53,13 +57,14 @@ enum RPCServerEvent: CaseIterable, Sendable {
         case .framingError: return "connections closed: not ONC RPC record marking (garbage or oversized record)"
         case .acceptError: return "accepting connections failed; pausing accepts"
         case .udpInFlightLimit: return "UDP calls dropped: the socket has its maximum of calls in flight"
+        case .rateLimitedDisconnect: return "connections closed: a source over its handshake rate was refused"
         }
     }
 
     var level: Logger.Level {
         switch self {
         case .refusedServerFull, .refusedPeerFull, .acceptError, .udpInFlightLimit: return .warning
-        case .recordDeadline, .framingError: return .notice
+        case .recordDeadline, .framingError, .rateLimitedDisconnect: return .notice
         }
     }
 }

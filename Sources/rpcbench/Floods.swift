@@ -188,45 +188,56 @@ enum Flood {
         let ephemeral = DHPrivateKey.generate(group: .ffdhe2048).publicKey.bytes
         let answers = NIOLockedValueBox<[String: Int]>([:])
         let sentTotal = NIOLockedValueBox(0)
+        let opened = NIOLockedValueBox(0)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for connection in 0..<connections {
                 tasks.addTask {
-                    let counter = ReplyCounter(answers: answers)
-                    let channel = try await ClientBootstrap(group: group)
-                        .channelInitializer { channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RecordMarkingDecoder()))
-                                try channel.pipeline.syncOperations.addHandler(counter)
-                            }
-                        }
-                        .bind(to: try SocketAddress(ipAddress: source, port: 0))
-                        .connect(to: server).get()
                     var random = SplitMix64()
                     var next = connection
-                    while NIODeadline.now() < deadline {
-                        let share = sentTotal.withLockedValue { total -> Int in
-                            let share = min(window, count - total)
-                            total += max(0, share)
-                            return share
+                    // A determined flooder: when the server closes the connection (a source
+                    // over its rate is disconnected), it opens another and goes on.
+                    connecting: while NIODeadline.now() < deadline, sentTotal.withLockedValue({ $0 < count }) {
+                        let counter = ReplyCounter(answers: answers)
+                        let channel = try await ClientBootstrap(group: group)
+                            .channelInitializer { channel in
+                                channel.eventLoop.makeCompletedFuture {
+                                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RecordMarkingDecoder()))
+                                    try channel.pipeline.syncOperations.addHandler(counter)
+                                }
+                            }
+                            .bind(to: try SocketAddress(ipAddress: source, port: 0))
+                            .connect(to: server).get()
+                        opened.withLockedValue { $0 += 1 }
+                        defer { channel.close(promise: nil) }
+                        while NIODeadline.now() < deadline {
+                            let share = sentTotal.withLockedValue { total -> Int in
+                                let share = min(window, count - total)
+                                total += max(0, share)
+                                return share
+                            }
+                            guard share > 0 else { break connecting }
+                            let replies = counter.expect(share, by: deadline + .seconds(2), on: channel.eventLoop)
+                            for _ in 0..<share {
+                                channel.write(badInit(xid: UInt32(truncatingIfNeeded: random.next()), principal: BenchKeys.floodPrincipal(next % principals),
+                                                      ephemeral: ephemeral, random: &random, allocator: channel.allocator), promise: nil)
+                                next += connections
+                            }
+                            channel.flush()
+                            do {
+                                try await replies.get()
+                            } catch {
+                                if channel.isActive { break connecting }  // no answers in time
+                                continue connecting  // closed by the server
+                            }
                         }
-                        guard share > 0 else { break }
-                        let replies = counter.expect(share, by: deadline + .seconds(2), on: channel.eventLoop)
-                        for _ in 0..<share {
-                            channel.write(badInit(xid: UInt32(truncatingIfNeeded: random.next()), principal: BenchKeys.floodPrincipal(next % principals),
-                                                  ephemeral: ephemeral, random: &random, allocator: channel.allocator), promise: nil)
-                            next += connections
-                        }
-                        channel.flush()
-                        do { try await replies.get() } catch { break }  // closed, or no answers in time
                     }
-                    try? await channel.close()
                 }
             }
             try await tasks.waitForAll()
         }
         let counts = answers.withLockedValue { $0 }
         let answered = counts.values.reduce(0, +)
-        let detail = "\(sentTotal.withLockedValue { $0 }) INITs naming \(principals) principals, \(answered) answered ("
+        let detail = "\(sentTotal.withLockedValue { $0 }) INITs naming \(principals) principals on \(opened.withLockedValue { $0 }) connections, \(answered) answered ("
             + counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"
         return FloodOutcome(sent: sentTotal.withLockedValue { $0 }, detail: detail)
     }

@@ -33,27 +33,31 @@ final class AuthDHFloodTests: XCTestCase {
 
         let flooder = RPCCallContext(transport: .tcp, remoteAddress: try SocketAddress(ipAddress: "127.0.0.2", port: 40_000), localAddress: nil)
         let before = fixture.keyserver.core.cacheStatistics
-        let refused = await withTaskGroup(of: Int.self) { group in
+        let (refused, disconnected) = await withTaskGroup(of: (Int, Int).self) { group in
             for task in 0..<8 {
                 group.addTask {
                     var random = SplitMix64(seed: UInt64(task) &+ 0x5eed)
-                    var refused = 0
+                    var refused = 0, disconnected = 0
                     for name in names[(task * 625)..<((task + 1) * 625)] {
                         let credential = AuthDHCredential.fullname(netname: name, wrappedKey: random.bytes(8), encryptedWindow: random.bytes(4))
-                        if case .rejected = await server.authenticate(authDHCall(credential, verifier: random.bytes(12)), context: flooder) {
-                            refused += 1
-                        }
+                        let decision = await server.authenticate(authDHCall(credential, verifier: random.bytes(12)), context: flooder)
+                        if case .disconnecting = decision { disconnected += 1 }
+                        if case .rejected = AuthDHOutcome(decision) { refused += 1 }
                     }
-                    return refused
+                    return (refused, disconnected)
                 }
             }
-            return await group.reduce(0, +)
+            return await group.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
         }
         let after = fixture.keyserver.core.cacheStatistics
         let keyserverCalls = (after.hits + after.misses) - (before.hits + before.misses)
         XCTAssertEqual(refused, 5_000, "no bad fullname is accepted")
         XCTAssertLessThanOrEqual(keyserverCalls, Int(limits.perAddress.burst), "the keyserver saw at most one address's burst")
         XCTAssertGreaterThanOrEqual(server.admission.statistics.refusedAddress + server.admission.statistics.refusedBusy, 5_000 - Int(limits.perAddress.burst))
+        // Refused for its address's rate, the flooder also loses its connection (it must pay
+        // a new one per try; RPCSEC_GSS INITs likewise, GSSFloodTests).
+        XCTAssertEqual(disconnected, server.admission.statistics.refusedAddress)
+        XCTAssertGreaterThan(disconnected, 0)
         print("AuthDHFloodTests: 5,000 bad fullnames from one address → \(keyserverCalls) KEY_DECRYPT_PK, admission \(server.admission.statistics)")
 
         // The legitimate client, from another address, is admitted at once.

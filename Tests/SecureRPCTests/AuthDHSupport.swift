@@ -68,6 +68,7 @@ enum AuthDHOutcome: Equatable, CustomStringConvertible {
         switch decision {
         case let .accepted(call): self = .accepted(nickname: Array(call.replyVerifier.body.readableBytesView.suffix(4)))
         case let .rejected(status): self = .rejected(status)
+        case let .disconnecting(inner): self.init(inner)
         default: self = .other
         }
     }

@@ -80,7 +80,9 @@ func initResult(_ gss: GSSServer, _ call: RPCCall, from context: RPCCallContext 
     } else {
         decision = await gss.authenticate(call, context: context)
     }
-    guard case let .handled(_, .success(results)) = decision else { return nil }
+    var answered = decision
+    if case let .disconnecting(inner) = decision { answered = inner }
+    guard case let .handled(_, .success(results)) = answered else { return nil }
     return try? results.decodeXDRExactly(RpcGssInitRes.self)
 }
 

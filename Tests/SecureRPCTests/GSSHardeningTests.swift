@@ -352,6 +352,7 @@ final class GSSHardeningTests: XCTestCase {
             case .handled: handled += 1
             case .drop: dropped += 1
             case .rejected: rejected += 1
+            case .disconnecting: XCTFail("a DATA credential never disconnects")
             }
         }
         XCTAssertEqual(accepted, 0, "seed \(seed)")

@@ -273,8 +273,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
         // Unproven work is metered: lookups and keyserver calls only for admitted fullnames.
         let ticket: HandshakeAdmission.Ticket
         switch admission.admit(context: context, principal: netname) {
-        case .refused:
-            return .rejected(.failed)
+        case let .refused(why):
+            // A source over its rate also loses its connection (as for RPCSEC_GSS INITs).
+            return why == .addressRate ? .disconnecting(.rejected(.failed)) : .rejected(.failed)
         case let .admitted(admitted):
             ticket = admitted
         }

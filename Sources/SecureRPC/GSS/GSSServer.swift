@@ -462,8 +462,12 @@ public final class GSSServer: RPCServerAuthenticator {
         return .handled(verifier: .none, .success(result.xdrEncoded()))
     }
 
+    /// An INIT turned away by admission. A source over its rate also loses its connection:
+    /// answering refusals on an open connection costs the server a decode and a reply per
+    /// INIT, as fast as the source can pipeline them (docs/RELIABILITY.md, the bad-INIT flood).
     private func refuseAdmission(_ refusal: HandshakeAdmission.Refusal, client: String) -> RPCAuthDecision {
-        refuse(GSSMajorStatus.failure, Self.minor(refusal), detail: "\(client): \(refusal)")
+        let answer = refuse(GSSMajorStatus.failure, Self.minor(refusal), detail: "\(client): \(refusal)")
+        return refusal == .addressRate ? .disconnecting(answer) : answer
     }
 
     /// Bounds the log lines of refused INITs: so many per window, then a count.
