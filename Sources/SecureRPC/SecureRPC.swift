@@ -150,25 +150,44 @@ extension RPCClient {
     }
 }
 
+/// Whether callers that prove nothing (AUTH_NONE, AUTH_SYS) reach a secure server's programs.
+public enum UnprovenCallers: Sendable, Equatable {
+    /// Only NULL (procedure 0) answers them: pings such as `rpcinfo -t`. Every other
+    /// procedure answers AUTH_TOOWEAK, whatever a program's policy says, so a program built
+    /// without a policy serves proven callers only. The default.
+    case pingsOnly
+    /// Their calls go on to the programs' policies, which decide. Say this only for a
+    /// service meant to serve unproven callers on some procedures (and give those programs a
+    /// policy that names them): it is the `.plaintext` of this library.
+    case decidedByPolicy
+}
+
 /// Server-side authentication: the verifiers to install and the policy for programs.
 public enum SecureRPCServer {
-    /// AUTH_NONE, AUTH_SYS and AUTH_DH verifiers, and RPCSEC_GSS (srpc-dh) when `gss` is
-    /// given. Both ask this host's keyserver (as the server process's uid) and look client
-    /// keys up in the directory.
+    /// The AUTH_DH verifier, RPCSEC_GSS (srpc-dh) when `gss` is given, and AUTH_NONE and
+    /// AUTH_SYS for pings only unless `unproven` says otherwise. Both ask this host's
+    /// keyserver (as the server process's uid) and look client keys up in the directory.
     public static func authenticators(directory: String, keyserverSocket: String = KeyServerPaths.socket,
-                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil) throws -> [any RPCServerAuthenticator] {
-        try authenticators(keys: try PublicKeyLookup(path: directory), keyserverSocket: keyserverSocket, localDomain: localDomain, gss: gss)
+                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil,
+                                      unproven: UnprovenCallers = .pingsOnly) throws -> [any RPCServerAuthenticator] {
+        try authenticators(keys: try PublicKeyLookup(path: directory), keyserverSocket: keyserverSocket, localDomain: localDomain,
+                           gss: gss, unproven: unproven)
     }
 
-    /// As ``authenticators(directory:keyserverSocket:localDomain:gss:)``, with clients' keys
-    /// from any source: the local directory file, or the site's directory service
-    /// (`NetworkKeyLookup`, whose change feed then ends a revoked client's conversations and
-    /// contexts on this server at once).
+    /// As ``authenticators(directory:keyserverSocket:localDomain:gss:unproven:)``, with
+    /// clients' keys from any source: the local directory file, or the site's directory
+    /// service (`NetworkKeyLookup`, whose change feed then ends a revoked client's
+    /// conversations and contexts on this server at once).
     public static func authenticators(keys: any PublicKeySource, keyserverSocket: String = KeyServerPaths.socket,
-                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil) throws -> [any RPCServerAuthenticator] {
+                                      localDomain: String? = nil, gss: GSSServer.Configuration? = nil,
+                                      unproven: UnprovenCallers = .pingsOnly) throws -> [any RPCServerAuthenticator] {
         let keyserver = try KeyServerClient(socketPath: keyserverSocket)
         let dh = AuthDHServer(keyserver: keyserver, localDomain: localDomain, keys: keys)
-        var authenticators: [any RPCServerAuthenticator] = [AuthNoneServer(), AuthSysServer(), dh]
+        var authenticators: [any RPCServerAuthenticator]
+        switch unproven {
+        case .pingsOnly: authenticators = [PingsOnly(AuthNoneServer()), PingsOnly(AuthSysServer()), dh]
+        case .decidedByPolicy: authenticators = [AuthNoneServer(), AuthSysServer(), dh]
+        }
         if var gss {
             if gss.localDomain == nil { gss.localDomain = localDomain }
             authenticators.append(GSSServer(configuration: gss, keyserver: keyserver, keys: keys))
@@ -258,5 +277,23 @@ public struct SecurityPolicy: RPCAuthorizationPolicy {
         if let exception = procedures[procedure] { return exception.isMet(by: caller) ? nil : .tooWeak }
         if requirement.isMet(by: caller) || alternatives.contains(where: { $0.isMet(by: caller) }) { return nil }
         return .tooWeak
+    }
+}
+
+/// A flavor that proves nothing, accepted for NULL only (``UnprovenCallers/pingsOnly``):
+/// anything else is AUTH_TOOWEAK before a program or its policy sees it.
+struct PingsOnly: RPCServerAuthenticator {
+    let inner: any RPCServerAuthenticator
+    init(_ inner: any RPCServerAuthenticator) { self.inner = inner }
+    var flavor: AuthFlavor { inner.flavor }
+
+    func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
+        guard call.procedure == 0 else { return .rejected(.tooWeak) }
+        return inner.authenticateImmediately(call, context: context)
+    }
+
+    func authenticate(_ call: RPCCall, context: RPCCallContext) async -> RPCAuthDecision {
+        guard call.procedure == 0 else { return .rejected(.tooWeak) }
+        return await inner.authenticate(call, context: context)
     }
 }
