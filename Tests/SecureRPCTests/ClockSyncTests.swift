@@ -51,4 +51,19 @@ final class ClockSyncTests: XCTestCase {
         XCTAssertTrue((-501...(-499)).contains(authenticator.clockOffset), "\(authenticator.clockOffset)")
         try await time.close()
     }
+
+    /// Neither rpcbind nor the time service listening: an error, not a trap. (Before, the
+    /// RFC 868 reader left its promise pending when the connect was refused, and NIO traps
+    /// on a leaked promise.)
+    func testNoTimeSourceIsAnErrorNotATrap() async throws {
+        let authenticator = try client()
+        do {
+            try await authenticator.synchroniseClock(host: "127.0.0.1", rpcbindPort: 1, timePort: 1, timeout: .seconds(2))
+            XCTFail("a clock was set from nothing")
+        } catch {
+            XCTAssertEqual(authenticator.clockOffset, 0)
+        }
+        // A leaked promise traps when the event loop lets go of it: give it the time to.
+        try await Task.sleep(for: .milliseconds(300))
+    }
 }

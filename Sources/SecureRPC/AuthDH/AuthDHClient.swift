@@ -44,16 +44,23 @@ public final class AuthDHClient: RPCClientAuthenticator {
         var keyRefused = false
     }
 
+    /// `timeHost`: a host whose clock the timestamps follow, measured as
+    /// ``synchroniseClock(host:rpcbindPort:timePort:timeout:)`` does before each new
+    /// conversation (libtirpc's `authdes_seccreate` takes such a time host); nil: this host's
+    /// clock plus `clockOffset`.
     public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey,
-                keyserver: KeyServerClient, window: UInt32 = 60, clockOffset: Int64 = 0) {
+                keyserver: KeyServerClient, window: UInt32 = 60, clockOffset: Int64 = 0, timeHost: AuthDHTimeHost? = nil) {
         precondition(serverPublicKey.group == .dh192des, "AUTH_DH uses the dh192-des group")
         self.clientNetname = clientNetname
         self.serverNetname = serverNetname
         self.serverPublicKey = serverPublicKey
         self.keyserver = keyserver
         self.window = window
+        self.timeHost = timeHost
         state.withLockedValue { $0.clockOffset = clockOffset }
     }
+
+    public let timeHost: AuthDHTimeHost?
 
     /// Seconds added to the local clock in timestamps (server time − local time).
     public var clockOffset: Int64 { state.withLockedValue { $0.clockOffset } }
@@ -98,7 +105,12 @@ public final class AuthDHClient: RPCClientAuthenticator {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let done = loop.makePromise(of: ByteBuffer.self)
         let timer = loop.scheduleTask(in: timeout) { done.fail(RPCClientError.timedOut(milliseconds: timeout.nanoseconds / 1_000_000)) }
-        defer { timer.cancel() }
+        // However this ends (a refused connect never reaches the handler), the promise is
+        // completed: NIO traps on a promise left pending. A second completion is ignored.
+        defer {
+            timer.cancel()
+            done.fail(ChannelError.eof)
+        }
         let channel = try await ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
@@ -223,6 +235,16 @@ public final class AuthDHClient: RPCClientAuthenticator {
         }) {
             return existing
         }
+        // A new conversation starts with a fullname whose stamp the server checks against
+        // its clock: take the time host's time first (again for each conversation, as
+        // libtirpc re-synchronises on refresh).
+        if let timeHost {
+            do {
+                try await synchroniseClock(host: timeHost.host, rpcbindPort: timeHost.rpcbindPort, timePort: timeHost.timePort)
+            } catch {
+                throw SecureRPCError.clockSyncFailed(host: timeHost.host, reason: errorInWords(error))
+            }
+        }
         let generated = try await keyserver.perform { try await $0.keyGen() }
         let argument = Cryptkeyarg2(remotename: serverNetname, remotekey: Array(serverPublicKey.hex.utf8) + [0], deskey: generated)
         let result = try await keyserver.perform { try await $0.keyEncryptPk(argument) }
@@ -236,5 +258,20 @@ public final class AuthDHClient: RPCClientAuthenticator {
             state.wrappedKey = wrapped
         }
         return (key, wrapped)
+    }
+}
+
+/// Where an AUTH_DH client reads the time its stamps follow.
+public struct AuthDHTimeHost: Sendable, Equatable {
+    public var host: String
+    /// rpcbind, asked first (version 3 GETTIME over TCP).
+    public var rpcbindPort: Int
+    /// The RFC 868 time service (TCP), asked when rpcbind does not answer.
+    public var timePort: Int
+
+    public init(host: String, rpcbindPort: Int = 111, timePort: Int = 37) {
+        self.host = host
+        self.rpcbindPort = rpcbindPort
+        self.timePort = timePort
     }
 }
