@@ -67,7 +67,10 @@ public enum SecureRPCSetupError: Error, Equatable, CustomStringConvertible {
 }
 
 extension RPCClient {
-    /// A client that authenticates as `authentication` says.
+    /// A client that authenticates as `authentication` says. `timeHost` (AUTH_DH only): the
+    /// host whose clock the credentials' timestamps follow, as libtirpc's
+    /// `authdes_seccreate` takes one, for a client whose clock is not kept in step with the
+    /// server's (RPCSEC_GSS needs clocks within its skew, 300 s by default).
     ///
     /// ```swift
     /// let client = try RPCClient.secure(host: "fs1", port: 20049, program: 0x2000_0200, version: 1,
@@ -76,7 +79,8 @@ extension RPCClient {
     /// ```
     public static func secure(
         transport: RPCTransport = .tcp, host: String, port: Int, program: UInt32, version: UInt32,
-        auth: RPCAuthentication, environment: SecureRPCEnvironment, configuration: RPCClient.Configuration = .init()
+        auth: RPCAuthentication, environment: SecureRPCEnvironment, timeHost: AuthDHTimeHost? = nil,
+        configuration: RPCClient.Configuration = .init()
     ) throws -> RPCClient {
         // The directory file is opened only for the flavors that need the server's key.
         var lookup: PublicKeyLookup?
@@ -85,7 +89,7 @@ extension RPCClient {
         case .dh, .gss: lookup = try PublicKeyLookup(path: environment.directory)
         }
         let opened = lookup
-        let authenticator = try makeAuthenticator(auth, environment: environment,
+        let authenticator = try makeAuthenticator(auth, environment: environment, timeHost: timeHost,
                                                   serverKey: { server, mechanism in try opened?.publicKey(netname: server, mechanism: mechanism) },
                                                   refreshServerKey: { server, mechanism, _ in { try opened?.publicKey(netname: server, mechanism: mechanism) } })
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
@@ -95,7 +99,7 @@ extension RPCClient {
     /// The authenticator for `auth`, the server's key from `serverKey` (nil: unknown server)
     /// and, for RPCSEC_GSS, its later re-reads from `refreshServerKey` (given the key found).
     private static func makeAuthenticator(
-        _ auth: RPCAuthentication, environment: SecureRPCEnvironment,
+        _ auth: RPCAuthentication, environment: SecureRPCEnvironment, timeHost: AuthDHTimeHost?,
         serverKey: (String, DHGroupName) throws -> DHPublicKey?,
         refreshServerKey: (String, DHGroupName, DHPublicKey) -> @Sendable () throws -> DHPublicKey?
     ) throws -> any RPCClientAuthenticator {
@@ -107,7 +111,7 @@ extension RPCClient {
         case let .dh(server):
             guard let key = try serverKey(server, .dh192des) else { throw SecureRPCSetupError.unknownServer(server) }
             return AuthDHClient(clientNetname: environment.netname, serverNetname: server, serverPublicKey: key,
-                                keyserver: try KeyServerClient(socketPath: environment.keyserverSocket))
+                                keyserver: try KeyServerClient(socketPath: environment.keyserverSocket), timeHost: timeHost)
         case let .gss(server, group, service):
             guard let key = try serverKey(server, group.dhGroup) else {
                 throw SecureRPCSetupError.unknownServer(server, mechanism: group.rawValue)
@@ -120,7 +124,8 @@ extension RPCClient {
 
     /// As ``secure(transport:host:port:program:version:auth:environment:configuration:)``,
     /// with the server's public key from `keys` instead of the environment's directory file:
-    /// on a host without keys.db, the site's directory service (`NetworkKeyLookup`).
+    /// on a host without keys.db, the site's directory service (`NetworkKeyLookup`), or a
+    /// classic site's `/etc/publickey` (`PublicKeyFileSource`, AUTH_DH keys only).
     ///
     /// ```swift
     /// let keys = NetworkKeyLookup(directory: DirectoryClient(site: site, caller: DirectoryCaller(netname: me)))
@@ -131,7 +136,7 @@ extension RPCClient {
     public static func secure(
         transport: RPCTransport = .tcp, host: String, port: Int, program: UInt32, version: UInt32,
         auth: RPCAuthentication, environment: SecureRPCEnvironment, keys: any PublicKeySource,
-        configuration: RPCClient.Configuration = .init()
+        timeHost: AuthDHTimeHost? = nil, configuration: RPCClient.Configuration = .init()
     ) async throws -> RPCClient {
         // The one key the authenticator needs, fetched first (the source may wait for the
         // network); the refresh runs where the client cannot wait: the source's cached
@@ -143,7 +148,7 @@ extension RPCClient {
         case let .gss(server, group, _): fetched = try await keys.fetchPublicKey(netname: server, mechanism: group.dhGroup)
         }
         let found = fetched
-        let authenticator = try makeAuthenticator(auth, environment: environment, serverKey: { _, _ in found },
+        let authenticator = try makeAuthenticator(auth, environment: environment, timeHost: timeHost, serverKey: { _, _ in found },
                                                   refreshServerKey: { server, mechanism, key in { keys.cachedPublicKey(netname: server, mechanism: mechanism) ?? key } })
         return try RPCClient(transport: transport, host: host, port: port, program: program, version: version,
                              authenticator: authenticator, configuration: configuration)
