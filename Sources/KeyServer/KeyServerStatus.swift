@@ -22,9 +22,12 @@ public struct KeyServerKeyFiles: Sendable {
 }
 
 extension StrongKeyService {
+    /// KEYX_STATUS. Always KEY_SUCCESS for an accepted caller: holding nothing is an answer
+    /// ("not logged in"), not an error.
     public func keyxStatus(request: RPCRequest) async throws -> KeyxStatusRes {
         let uid = try identity.actingUID(request)
         var status = KeyxStatus(caller: holder(uid), files: [])
+        // Acting as uid 0 means the kernel said the peer is root (`actingUID`).
         if uid == 0 {
             let files = (keyFiles.rootKey.map { [(uid: UInt32(0), path: $0)] } ?? []) + keyFiles.services
             // A path longer than PATH_MAX could not have been loaded either.
