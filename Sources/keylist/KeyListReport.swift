@@ -33,9 +33,11 @@ struct KeyListReport {
             lines.append("Key files the keyserver loads:")
             for file in status.files {
                 let kind = file.holder.uid == 0 ? "root key file" : "service key of uid \(file.holder.uid)"
+                // One time per file: the latest, since when all of these have been held.
                 let holds = file.holder.held.isEmpty
                     ? "holds nothing for uid \(file.holder.uid)"
-                    : "holds " + file.holder.held.map { "\($0.mechanism) since \(Self.localTime($0.since))" }.joined(separator: ", ")
+                    : "holds " + file.holder.held.map(\.mechanism).joined(separator: ", ")
+                        + " since \(Self.localTime(file.holder.held.map(\.since).max()!))"
                 let name = file.holder.netname.isEmpty ? "" : " as \(file.holder.netname)"
                 lines.append("  \(file.path) (\(kind)): \(file.present ? "present" : "missing"); the keyserver \(holds)\(name)")
             }
