@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "keylogin", targets: ["keylogin"]),
         .executable(name: "chkey", targets: ["chkey"]),
         .executable(name: "keylogout", targets: ["keylogout"]),
+        .executable(name: "keylist", targets: ["keylist"]),
         .executable(name: "rpcbench", targets: ["rpcbench"]),
         .executable(name: "keybench", targets: ["keybench"]),
         .executable(name: "filesvc-server", targets: ["filesvc-server"]),
@@ -152,6 +153,11 @@ let package = Package(
         .executableTarget(
             name: "keylogout",
             dependencies: ["Release", "KeyServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "keylist",
+            dependencies: ["Release", "KeyServer", "SiteConfig", "ONCRPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings
         ),
 

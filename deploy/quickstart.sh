@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash Tests/install-deps.sh
-for product in keyadmin keyserverd keylogin keylogout filesvc-server filesvc; do
+for product in keyadmin keyserverd keylogin keylogout keylist filesvc-server filesvc; do
     swift build -c release --product "$product"
 done
 bin=$(swift build -c release --show-bin-path)
@@ -54,6 +54,8 @@ for _ in $(seq 50); do [[ -S "$work/keyservsock" ]] && break; sleep 0.1; done
 # Two lines on stdin: the strong keys' password, then the legacy key's.
 cat "$work/password" "$work/legacy-password" |
     "$bin/keylogin" --db "$work/keys.db" --netname "$me" --socket "$work/keyservsock" --password-stdin
+# What the keyserver now holds for you (klist's role): netname, mechanisms, since when.
+"$bin/keylist" --socket "$work/keyservsock"
 
 echo "== the example file service on 127.0.0.1:$port (default: RPCSEC_GSS, ffdhe3072+, privacy)"
 mkdir -p "$work/root"
@@ -85,6 +87,8 @@ if [[ $(id -u) -eq 0 ]]; then
 else
     "$bin/keylogout" --socket "$work/keyservsock"
 fi
+# Exit status 1: not logged in any more.
+"$bin/keylist" --socket "$work/keyservsock" || echo "(keylist: exit status $?)"
 echo "== server log"
 cat "$work/server.log"
 echo "== keyserver log"

@@ -74,6 +74,22 @@ public final class KeyServerClient: Sendable {
         try await mapErrors { try await body(strong) }
     }
 
+    /// KEYX_STATUS: what the keyserver holds for this uid (public facts only; root also
+    /// learns about the key files the keyserver loads).
+    public func status() async throws -> KeyxStatus {
+        let answer = try await performStrong { strong in
+            do {
+                return try await strong.keyxStatus()
+            } catch RPCClientError.procedureUnavailable {
+                throw KeyServerClientError.refused("it does not know KEYX_STATUS (a keyserverd older than this tool: restart it from this release)")
+            }
+        }
+        switch answer {
+        case let .keySuccess(status): return status
+        case let .default(status): throw KeyServerClientError.status(status)
+        }
+    }
+
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()

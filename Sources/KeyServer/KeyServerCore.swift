@@ -6,12 +6,17 @@
 
 import KeyCrypto
 import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Per-uid secrets and the Diffie-Hellman work done with them.
 public final class KeyServerCore: Sendable {
     struct UserKeys {
         var legacy: DHPrivateKey
         var netname: String?
+        /// When the key was set (seconds since 1970), for KEYX_STATUS.
+        var since: UInt64
     }
 
     private struct State {
@@ -54,7 +59,7 @@ public final class KeyServerCore: Sendable {
             return .keySystemerr
         }
         state.withLockedValue { state in
-            state.users[uid] = UserKeys(legacy: key, netname: netname ?? state.users[uid]?.netname)
+            state.users[uid] = UserKeys(legacy: key, netname: netname ?? state.users[uid]?.netname, since: KeyServerClock.now())
             state.cache.keyChanged(uid: uid)
         }
         return .keySuccess
@@ -78,6 +83,11 @@ public final class KeyServerCore: Sendable {
 
     public func hasSecret(uid: UInt32) -> Bool {
         state.withLockedValue { $0.users[uid] != nil }
+    }
+
+    /// The public facts about a uid's dh192-des key (KEYX_STATUS): its netname and since when.
+    public func legacyHolding(uid: UInt32) -> (netname: String?, since: UInt64)? {
+        state.withLockedValue { state in state.users[uid].map { ($0.netname, $0.since) } }
     }
 
     /// KEY_NET_GET: the uid's own secret, public key and netname.
@@ -163,6 +173,14 @@ public final class KeyServerCore: Sendable {
     static func parsePublicKey(_ bytes: [UInt8]) -> DHPublicKey? {
         let text = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
         return try? DHPublicKey(group: .dh192des, hex: text)
+    }
+}
+
+/// Wall-clock seconds, for the "since" of KEYX_STATUS (a fact shown to people, so not a
+/// monotonic clock).
+enum KeyServerClock {
+    static func now() -> UInt64 {
+        UInt64(max(0, time(nil)))
     }
 }
 

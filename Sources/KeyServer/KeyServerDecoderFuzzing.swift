@@ -116,10 +116,13 @@ public enum KeyServerDecoderFuzzing {
             }
         }
         switch procedure.number {
-        case 0, 2: return void
+        case 0, 2, 6: return void
         case 1: return exactly(KeyxSetArg.self)
         case 3: return exactly(KeyxMechanism.self)
         case 4: return exactly(KeyxDeriveArg.self)
+        case 5:
+            var name = ""
+            return exactly({ name = try $0.readXDRString(maxLength: 255) }, { $0.writeXDR(name) })
         default: preconditionFailure("SRPC_KEYX procedure \(procedure.number) has no argument definition here")
         }
     }

@@ -19,6 +19,9 @@ public final class StrongKeyStore: Sendable {
 
     private struct State {
         var keys: [UInt32: [DHGroupName: DHPrivateKey]] = [:]
+        /// Public facts for KEYX_STATUS: when each key was set and the netname given with it.
+        var since: [UInt32: [DHGroupName: UInt64]] = [:]
+        var netnames: [UInt32: String] = [:]
         var shared: DerivedKeyCache<Peer>
         var hits = 0
         var misses = 0
@@ -58,12 +61,15 @@ public final class StrongKeyStore: Sendable {
     }
 
     /// Sets `uid`'s key of a group. `secret` is zeroed in its own storage afterwards (it is
-    /// the decoded KEYX_SET argument, which nothing reads again).
-    public func set(uid: UInt32, mechanism: KeyxMechanism, secret: [UInt8]) -> Keystatus {
+    /// the decoded KEYX_SET argument, which nothing reads again). `netname` (empty: none
+    /// given, as from a key file) is only reported back by KEYX_STATUS.
+    public func set(uid: UInt32, mechanism: KeyxMechanism, secret: [UInt8], netname: String = "") -> Keystatus {
         defer { SecretBytes.wipeStorage(of: secret) }
         guard let key = try? DHPrivateKey(group: Self.group(mechanism), secret: SecretBytes(copying: secret)) else { return .keySystemerr }
         state.withLockedValue { state in
             state.keys[uid, default: [:]][key.group] = key
+            state.since[uid, default: [:]][key.group] = KeyServerClock.now()
+            if !netname.isEmpty { state.netnames[uid] = netname }
             state.shared.keyChanged(uid: uid) { $0.group == key.group }
         }
         return .keySuccess
@@ -72,6 +78,8 @@ public final class StrongKeyStore: Sendable {
     public func clear(uid: UInt32) {
         state.withLockedValue { state in
             state.keys[uid] = nil
+            state.since[uid] = nil
+            state.netnames[uid] = nil
             state.shared.keyChanged(uid: uid)
         }
     }
@@ -79,12 +87,23 @@ public final class StrongKeyStore: Sendable {
     public func clearAll() {
         state.withLockedValue { state in
             state.keys = [:]
+            state.since = [:]
+            state.netnames = [:]
             state.shared.removeAll()
         }
     }
 
     public func publicKey(uid: UInt32, mechanism: KeyxMechanism) -> [UInt8]? {
         state.withLockedValue { $0.keys[uid]?[Self.group(mechanism)]?.publicKey.bytes }
+    }
+
+    /// The public facts about a uid's strong keys (KEYX_STATUS): the netname given with
+    /// them and when each group's key was set, in group order.
+    public func holding(uid: UInt32) -> (netname: String?, since: [(group: DHGroupName, since: UInt64)]) {
+        state.withLockedValue { state in
+            let since = (state.since[uid] ?? [:]).sorted { $0.key.rawValue < $1.key.rawValue }.map { (group: $0.key, since: $0.value) }
+            return (state.netnames[uid], since)
+        }
     }
 
     public var cacheStatistics: (hits: Int, misses: Int) {
@@ -134,11 +153,15 @@ public struct StrongKeyService: SrpcKeyxV1Service {
     /// Fetches a principal's sealed keys from the site directory (set by keyserverd when
     /// securerpc.conf names directory servers); nil: this keyserver has no directory.
     let fetchSealed: (@Sendable (String) async -> KeyxFetchRes)?
+    /// The key files keyserverd loads, which KEYX_STATUS shows root.
+    let keyFiles: KeyServerKeyFiles
 
-    public init(store: StrongKeyStore, identity: KeyServerService, fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil) {
+    public init(store: StrongKeyStore, identity: KeyServerService, fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil,
+                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles()) {
         self.store = store
         self.identity = identity
         self.fetchSealed = fetchSealed
+        self.keyFiles = keyFiles
     }
 
     /// Only for the uid the netname names (`unix.UID@…`), or for root (host principals and
@@ -160,7 +183,7 @@ public struct StrongKeyService: SrpcKeyxV1Service {
     }
 
     public func keyxSet(_ argument: KeyxSetArg, request: RPCRequest) async throws -> Keystatus {
-        store.set(uid: try identity.actingUID(request), mechanism: argument.mechanism, secret: argument.secret)
+        store.set(uid: try identity.actingUID(request), mechanism: argument.mechanism, secret: argument.secret, netname: argument.netname)
     }
 
     public func keyxClear(request: RPCRequest) async throws -> Keystatus {
@@ -188,8 +211,9 @@ extension KeyServerService {
     /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
     /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
     public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger,
-                                fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil) -> [RPCProgram] {
+                                fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil,
+                                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles()) -> [RPCProgram] {
         let legacy = KeyServerService(core: core, logger: logger)
-        return legacy.programs + [StrongKeyService(store: strong, identity: legacy, fetchSealed: fetchSealed).rpcProgram()]
+        return legacy.programs + [StrongKeyService(store: strong, identity: legacy, fetchSealed: fetchSealed, keyFiles: keyFiles).rpcProgram()]
     }
 }

@@ -106,7 +106,10 @@ struct KeyServerDaemon: AsyncParsableCommand {
             fail("\(error)")
         }
         let fetchSealed = Self.sealedKeyFetcher(site: site, socket: socket, hostNetname: netname, logger: logger)
-        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed),
+        // keylist shows root which of these files are there and what is held for their uids.
+        let keyFiles = KeyServerKeyFiles(rootKey: rootKey, services: services.map { (uid: UInt32($0.uid), path: $0.path) })
+        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed,
+                                                                   keyFiles: keyFiles),
                                configuration: configuration, logger: logger)
         do {
             try await server.listenUnix(path: socket, mode: 0o666)

@@ -126,7 +126,7 @@ final class KeyserverDaemonTests: XCTestCase {
     }
 
     func testEveryExecutableAnswersVersion() throws {
-        for name in ["keyserverd", "keylogin", "keylogout", "chkey", "keyadmin", "keydird", "filesvc", "filesvc-server", "rpcbench", "keybench", "xdrgen"] {
+        for name in ["keyserverd", "keylogin", "keylogout", "keylist", "chkey", "keyadmin", "keydird", "filesvc", "filesvc-server", "rpcbench", "keybench", "xdrgen"] {
             let out = try Command.run([bin(name), "--version"])
             XCTAssertEqual(out.status, 0, "\(name): \(out.stderr)")
             XCTAssertTrue(out.stdout.hasPrefix("\(name) "), "\(name): \(out.stdout)")

@@ -23,6 +23,12 @@ public enum KeyserverConstants {
     public static let keyxMaxinfo = 256
     /// `KEYX_MAXENTRY`
     public static let keyxMaxentry = 40000
+    /// `KEYX_MAXHELD`
+    public static let keyxMaxheld = 8
+    /// `KEYX_MAXFILES`
+    public static let keyxMaxfiles = 256
+    /// `KEYX_MAXPATH`
+    public static let keyxMaxpath = 4096
 }
 
 /// `enum keystatus`
@@ -836,6 +842,134 @@ public enum KeyxFetchRes: XDRCodable, Sendable, Hashable {
     }
 }
 
+/// `struct keyx_held`
+public struct KeyxHeld: XDRCodable, Sendable, Hashable {
+    /// `string mechanism<32>`
+    public var mechanism: String
+    /// `unsigned hyper since`
+    public var since: UInt64
+
+    public init(mechanism: String, since: UInt64) {
+        self.mechanism = mechanism
+        self.since = since
+    }
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        self.mechanism = try buffer.readXDRString(maxLength: 32)
+        self.since = try buffer.readXDRUInt64()
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeXDR(self.mechanism)
+        buffer.writeXDR(self.since)
+    }
+}
+
+/// `struct keyx_holder`
+public struct KeyxHolder: XDRCodable, Sendable, Hashable {
+    /// `unsigned int uid`
+    public var uid: UInt32
+    /// `netnamestr netname`
+    public var netname: Netnamestr
+    /// `keyx_held held<KEYX_MAXHELD>`
+    public var held: [KeyxHeld]
+
+    public init(uid: UInt32, netname: Netnamestr, held: [KeyxHeld]) {
+        self.uid = uid
+        self.netname = netname
+        self.held = held
+    }
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        self.uid = try buffer.readXDRUInt32()
+        self.netname = try buffer.readXDRString(maxLength: 255)
+        self.held = try buffer.readXDRArray(maxCount: 8, minimumElementSize: 12) { (b3: inout ByteBuffer) throws(XDRError) -> KeyxHeld in try KeyxHeld(xdr: &b3) }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeXDR(self.uid)
+        buffer.writeXDR(self.netname)
+        buffer.writeXDRArray(self.held) { b4, element in element.encode(into: &b4) }
+    }
+}
+
+/// `struct keyx_key_file`
+public struct KeyxKeyFile: XDRCodable, Sendable, Hashable {
+    /// `string path<KEYX_MAXPATH>`
+    public var path: String
+    /// `bool present`
+    public var present: Bool
+    /// `keyx_holder holder`
+    public var holder: KeyxHolder
+
+    public init(path: String, present: Bool, holder: KeyxHolder) {
+        self.path = path
+        self.present = present
+        self.holder = holder
+    }
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        self.path = try buffer.readXDRString(maxLength: 4096)
+        self.present = try buffer.readXDRBool()
+        self.holder = try KeyxHolder(xdr: &buffer)
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        buffer.writeXDR(self.path)
+        buffer.writeXDR(self.present)
+        self.holder.encode(into: &buffer)
+    }
+}
+
+/// `struct keyx_status`
+public struct KeyxStatus: XDRCodable, Sendable, Hashable {
+    /// `keyx_holder caller`
+    public var caller: KeyxHolder
+    /// `keyx_key_file files<KEYX_MAXFILES>`
+    public var files: [KeyxKeyFile]
+
+    public init(caller: KeyxHolder, files: [KeyxKeyFile]) {
+        self.caller = caller
+        self.files = files
+    }
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        self.caller = try KeyxHolder(xdr: &buffer)
+        self.files = try buffer.readXDRArray(maxCount: 256, minimumElementSize: 20) { (b5: inout ByteBuffer) throws(XDRError) -> KeyxKeyFile in try KeyxKeyFile(xdr: &b5) }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        self.caller.encode(into: &buffer)
+        buffer.writeXDRArray(self.files) { b6, element in element.encode(into: &b6) }
+    }
+}
+
+/// `union keyx_status_res switch (keystatus status)`
+public enum KeyxStatusRes: XDRCodable, Sendable, Hashable {
+    /// `case KEY_SUCCESS:` `keyx_status state`
+    case keySuccess(KeyxStatus)
+    /// `default:` void, with the discriminant that selected it
+    case `default`(discriminant: Keystatus)
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        let discriminant = try Keystatus(xdr: &buffer)
+        switch discriminant {
+        case .keySuccess: self = .keySuccess(try KeyxStatus(xdr: &buffer))
+        default: self = .default(discriminant: discriminant)
+        }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        switch self {
+        case let .keySuccess(value):
+            Keystatus.keySuccess.encode(into: &buffer)
+            value.encode(into: &buffer)
+        case let .default(discriminant):
+            discriminant.encode(into: &buffer)
+        }
+    }
+}
+
 /// A typed client for program `SRPC_KEYX` (0x20000c01) version `SRPC_KEYX_V1` (1).
 ///
 /// ```swift
@@ -944,6 +1078,19 @@ public struct SrpcKeyxV1Client: Sendable {
             throw RPCClientError.badResults(error)
         }
     }
+
+    /// `keyx_status_res KEYX_STATUS(void) = 6`
+    public func keyxStatus(timeout: TimeAmount? = nil) async throws -> KeyxStatusRes {
+        let arguments = ByteBuffer()
+        var results = try await rpcClient.call(procedure: 6, arguments: arguments, timeout: timeout)
+        do throws(XDRError) {
+            let value = try KeyxStatusRes(xdr: &results)
+            if results.readableBytes != 0 { throw XDRError.trailingBytes(count: results.readableBytes) }
+            return value
+        } catch {
+            throw RPCClientError.badResults(error)
+        }
+    }
 }
 
 /// The server side of program `SRPC_KEYX` (0x20000c01) version `SRPC_KEYX_V1` (1).
@@ -963,6 +1110,8 @@ public protocol SrpcKeyxV1Service: Sendable {
     func keyxDerive(_ argument: KeyxDeriveArg, request: RPCRequest) async throws -> KeyxDeriveRes
     /// `keyx_fetch_res KEYX_FETCH_SEALED(netnamestr) = 5`
     func keyxFetchSealed(_ argument: Netnamestr, request: RPCRequest) async throws -> KeyxFetchRes
+    /// `keyx_status_res KEYX_STATUS(void) = 6`
+    func keyxStatus(request: RPCRequest) async throws -> KeyxStatusRes
 }
 
 extension SrpcKeyxV1Service {
@@ -1003,6 +1152,10 @@ extension SrpcKeyxV1Service {
             let argument = try buffer.readXDRString(maxLength: 255)
             if buffer.readableBytes != 0 { throw XDRError.trailingBytes(count: buffer.readableBytes) }
             return try await self.keyxFetchSealed(argument, request: request)
+        })
+        program.setProcedure(6, .async { request in
+            if request.arguments.readableBytes != 0 { throw XDRError.trailingBytes(count: request.arguments.readableBytes) }
+            return try await self.keyxStatus(request: request)
         })
         return program
     }
