@@ -15,6 +15,7 @@ packages=(
     util-linux        # unshare, setpriv, taskset
     tcpdump           # loopback captures in tests
     tshark            # an independent RPCSEC_GSS dissector for those captures
+    systemd           # systemd-analyze: the exposure of the units in deploy/
     gcc
 )
 
