@@ -16,6 +16,7 @@ packages=(
     tcpdump           # loopback captures in tests
     tshark            # an independent RPCSEC_GSS dissector for those captures
     systemd           # systemd-analyze: the exposure of the units in deploy/
+    man-db            # man, to check the generated man pages render (deploy/install.sh --check)
     gcc
 )
 

@@ -28,5 +28,18 @@ if [[ -z "$summary" || -z "$total" ]]; then
     echo "run-all: the test run printed no summary" >&2
     exit 1
 fi
+# One more check outside XCTest (it runs SwiftPM's generate-manual plugin, which cannot run
+# inside `swift test`): every program installs, runs and has a man page that renders.
+stage=$(mktemp -d)
+total=$((total + 1))
+if bash deploy/install.sh --configuration debug --no-build --destdir "$stage/root" --units --check >"$stage/log" 2>&1; then
+    echo "install check: $(tail -1 "$stage/log")"
+else
+    cat "$stage/log"
+    echo "install check failed: bash deploy/install.sh --configuration debug --no-build --destdir DIR --units --check" >&2
+    failed=$((failed + 1))
+    status=1
+fi
+rm -rf "$stage"
 echo "$((total - failed)) passed, $failed failed"
 exit "$status"
