@@ -5,6 +5,7 @@
 // is the uid the kernel reports (SO_PEERCRED), which the caller cannot choose.
 // Pure bookkeeping, socket-free; RPCServer holds it under its lock.
 
+import Foundation
 import NIOCore
 
 /// Who a connection counts against for the per-peer connection caps.
@@ -32,6 +33,14 @@ enum ConnectionPeer: Hashable, Sendable {
     }
 }
 
+extension ConnectionPeer {
+    /// A TCP client address (not a local user).
+    var isAddress: Bool {
+        if case .uid = self { return false }
+        return true
+    }
+}
+
 extension ConnectionPeer: CustomStringConvertible {
     /// How logs name the peer: "10.1.2.3", "2001:db8:1:2::/64", "uid 4001".
     var description: String {
@@ -47,6 +56,18 @@ extension ConnectionPeer: CustomStringConvertible {
     }
 }
 
+/// How fast one client address may open connections: `burst` at once, then `perSecond`.
+public struct ConnectionRate: Sendable, Equatable {
+    public var perSecond: Double
+    public var burst: Double
+
+    public init(perSecond: Double, burst: Double) {
+        precondition(perSecond > 0 && burst >= 1, "a connection rate needs perSecond > 0 and burst >= 1")
+        self.perSecond = perSecond
+        self.burst = burst
+    }
+}
+
 /// The connection counts of one server and the decision for each new connection.
 struct ConnectionAdmission {
     enum Refusal: Equatable {
@@ -54,6 +75,8 @@ struct ConnectionAdmission {
         case serverFull
         /// This address or uid holds as many connections as one peer may.
         case peerFull
+        /// This address opened connections faster than its rate.
+        case peerRate
     }
 
     let maximumConnections: Int
@@ -66,22 +89,30 @@ struct ConnectionAdmission {
     /// table never holds more than `maximumConnections` keys.
     private var perPeer: [ConnectionPeer: Int] = [:]
 
-    init(maximumConnections: Int, maximumPerAddress: Int, maximumPerUID: Int, exemptUIDs: Set<UInt32>) {
+    /// New connections per TCP address (unix-socket peers are local users, capped by count).
+    private var rates: TokenBucketTable<ConnectionPeer>
+
+    init(maximumConnections: Int, maximumPerAddress: Int, maximumPerUID: Int, exemptUIDs: Set<UInt32>,
+         rate: ConnectionRate = ConnectionRate(perSecond: .greatestFiniteMagnitude, burst: .greatestFiniteMagnitude)) {
         self.maximumConnections = maximumConnections
         self.maximumPerAddress = maximumPerAddress
         self.maximumPerUID = maximumPerUID
         self.exemptUIDs = exemptUIDs
+        // As many addresses as the server can hold connections: a flood from more sources
+        // than that forgets the quietest ones first.
+        self.rates = TokenBucketTable(perSecond: rate.perSecond, burst: rate.burst, capacity: max(1, maximumConnections))
     }
 
     func count(for peer: ConnectionPeer) -> Int { perPeer[peer] ?? 0 }
 
     /// Counts the connection in, or says why not. A connection with no known peer counts
     /// only against the global cap.
-    mutating func admit(_ peer: ConnectionPeer?) -> Refusal? {
+    mutating func admit(_ peer: ConnectionPeer?, now: TimeInterval = 0) -> Refusal? {
         if total >= maximumConnections { return .serverFull }
         if let peer {
             let held = perPeer[peer] ?? 0
             if held >= limit(for: peer) { return .peerFull }
+            if peer.isAddress, !rates.take(peer, now: now) { return .peerRate }
             perPeer[peer] = held + 1
         }
         total += 1

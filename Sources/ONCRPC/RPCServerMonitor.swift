@@ -17,6 +17,9 @@ public struct RPCServerStatistics: Sendable, Equatable {
     /// Connections closed on accept because their address (TCP) or uid (unix socket)
     /// already held as many as one peer may.
     public var connectionsRefusedPeerFull = 0
+    /// Connections closed on accept because their address opened connections faster than
+    /// `connectionRatePerAddress` allows.
+    public var connectionsRefusedPeerRate = 0
     /// Connections closed because a record, once begun, did not complete within
     /// `recordDeadline` (slowloris).
     public var connectionsClosedRecordDeadline = 0
@@ -43,6 +46,7 @@ public struct RPCServerStatistics: Sendable, Equatable {
 enum RPCServerEvent: CaseIterable, Sendable {
     case refusedServerFull
     case refusedPeerFull
+    case refusedPeerRate
     case recordDeadline
     case framingError
     case acceptError
@@ -53,6 +57,7 @@ enum RPCServerEvent: CaseIterable, Sendable {
         switch self {
         case .refusedServerFull: return "connections refused: the server holds its maximum of connections"
         case .refusedPeerFull: return "connections refused: one peer holds its maximum of connections"
+        case .refusedPeerRate: return "connections refused: one address opens connections faster than its rate"
         case .recordDeadline: return "connections closed: a record did not complete within the record deadline"
         case .framingError: return "connections closed: not ONC RPC record marking (garbage or oversized record)"
         case .acceptError: return "accepting connections failed; pausing accepts"
@@ -63,7 +68,7 @@ enum RPCServerEvent: CaseIterable, Sendable {
 
     var level: Logger.Level {
         switch self {
-        case .refusedServerFull, .refusedPeerFull, .acceptError, .udpInFlightLimit: return .warning
+        case .refusedServerFull, .refusedPeerFull, .refusedPeerRate, .acceptError, .udpInFlightLimit: return .warning
         case .recordDeadline, .framingError, .rateLimitedDisconnect: return .notice
         }
     }

@@ -123,71 +123,13 @@ public final class HandshakeAdmission: Sendable {
         public var trackedPrincipals = 0
     }
 
-    struct Bucket {
-        var tokens: Double
-        var updated: TimeInterval
-    }
-
-    /// Token buckets for one kind of key, in an LRU table.
-    struct BucketTable {
-        let rate: Rate
-        let capacity: Int
-        var table = LRUTable<String, Bucket>()
-
-        /// Takes a token for `key` if it has one.
-        mutating func take(_ key: String, now: TimeInterval) -> Bool {
-            forgetFull(now: now)
-            if let position = table.position(of: key) {
-                table.touch(at: position)
-                return table.modify(at: position) { bucket in
-                    bucket.tokens = Self.refilled(bucket, rate: rate, now: now)
-                    bucket.updated = now
-                    guard bucket.tokens >= 1 else { return false }
-                    bucket.tokens -= 1
-                    return true
-                }
-            }
-            if table.count >= capacity { table.removeOldest() }
-            table.insert(key, Bucket(tokens: rate.burst - 1, updated: now))
-            return true
-        }
-
-        /// Whether `key` has a token now (changes nothing).
-        func hasToken(_ key: String, now: TimeInterval) -> Bool {
-            guard let bucket = table[key] else { return true }
-            return Self.refilled(bucket, rate: rate, now: now) >= 1
-        }
-
-        /// Gives a token back (never above the burst).
-        mutating func giveBack(_ key: String, now: TimeInterval) {
-            guard let position = table.position(of: key) else { return }
-            table.modify(at: position) { bucket in
-                bucket.tokens = min(rate.burst, Self.refilled(bucket, rate: rate, now: now) + 1)
-                bucket.updated = now
-            }
-        }
-
-        /// Drops entries, oldest first, whose bucket has filled up again: they carry no
-        /// information. Stops at the first one still short (newer ones were touched later).
-        private mutating func forgetFull(now: TimeInterval) {
-            while let (_, bucket) = table.oldest, Self.refilled(bucket, rate: rate, now: now) >= rate.burst {
-                table.removeOldest()
-            }
-        }
-
-        static func refilled(_ bucket: Bucket, rate: Rate, now: TimeInterval) -> Double {
-            let elapsed = max(0, now - bucket.updated)
-            return min(rate.burst, bucket.tokens + elapsed * rate.perSecond)
-        }
-    }
-
     private struct State {
         var inProgress = 0
         /// Handshakes in progress per source (entries only while one is: at most
         /// `maximumConcurrent` of them).
         var inProgressBySource: [String: Int] = [:]
-        var addresses: BucketTable
-        var principals: BucketTable
+        var addresses: TokenBucketTable<String>
+        var principals: TokenBucketTable<String>
         var statistics = Statistics()
     }
 
@@ -199,16 +141,16 @@ public final class HandshakeAdmission: Sendable {
         precondition(limits.maximumAddresses > 0 && limits.maximumPrincipals > 0)
         self.limits = limits
         self.now = now
-        state = NIOLockedValueBox(State(addresses: BucketTable(rate: limits.perAddress, capacity: limits.maximumAddresses),
-                                        principals: BucketTable(rate: limits.perPrincipal, capacity: limits.maximumPrincipals)))
+        state = NIOLockedValueBox(State(addresses: TokenBucketTable(perSecond: limits.perAddress.perSecond, burst: limits.perAddress.burst, capacity: limits.maximumAddresses),
+                                        principals: TokenBucketTable(perSecond: limits.perPrincipal.perSecond, burst: limits.perPrincipal.burst, capacity: limits.maximumPrincipals)))
     }
 
     public var statistics: Statistics {
         state.withLockedValue { state in
             var statistics = state.statistics
             statistics.inProgress = state.inProgress
-            statistics.trackedAddresses = state.addresses.table.count
-            statistics.trackedPrincipals = state.principals.table.count
+            statistics.trackedAddresses = state.addresses.count
+            statistics.trackedPrincipals = state.principals.count
             return statistics
         }
     }

@@ -27,6 +27,28 @@ final class ConnectionAdmissionTests: XCTestCase {
         XCTAssertEqual(admission.total, 7)
     }
 
+    func testConnectionRatePerAddress() {
+        var admission = ConnectionAdmission(maximumConnections: 100, maximumPerAddress: 50, maximumPerUID: 50, exemptUIDs: [],
+                                            rate: ConnectionRate(perSecond: 2, burst: 3))
+        let a = ConnectionPeer.ipv4(0x7f00_0002), b = ConnectionPeer.ipv4(0x7f00_0003)
+        // Opened and closed at once, as churn does: the burst, then refused.
+        var outcomes: [ConnectionAdmission.Refusal?] = []
+        for _ in 0..<5 {
+            let refusal = admission.admit(a, now: 1000)
+            if refusal == nil { admission.release(a) }
+            outcomes.append(refusal)
+        }
+        XCTAssertEqual(outcomes, [nil, nil, nil, .peerRate, .peerRate])
+        XCTAssertNil(admission.admit(b, now: 1000), "another address has its own rate")
+        XCTAssertEqual(admission.admit(a, now: 1000.4), .peerRate, "0.8 of a token after 0.4 s")
+        XCTAssertNil(admission.admit(a, now: 1000.5), "one token after 0.5 s at 2 per second")
+        // Local users are capped by count only.
+        for _ in 0..<10 {
+            XCTAssertNil(admission.admit(.uid(1001), now: 1000))
+            admission.release(.uid(1001))
+        }
+    }
+
     func testPeerOfAnAddress() throws {
         XCTAssertEqual(ConnectionPeer(remote: try SocketAddress(ipAddress: "10.1.2.3", port: 99)), .ipv4(0x0a01_0203))
         XCTAssertEqual(ConnectionPeer(remote: try SocketAddress(ipAddress: "::ffff:10.1.2.3", port: 99)), .ipv4(0x0a01_0203),

@@ -101,6 +101,30 @@ final class ConnectionLimitTests: XCTestCase {
         return reply == w(xid) + w(1) + w(0) + w(0) + w(0) + w(0) + CallBytes.string("hi")
     }
 
+    /// Connection churn (issue 13): an address that opens and drops connections past its
+    /// rate has them closed on accept, counted, and another address is served meanwhile.
+    /// Before the rate, every one of them was set up (accepted, given a pipeline, closed).
+    func testAnAddressOpeningConnectionsPastItsRateIsRefusedOnAccept() async throws {
+        var configuration = RPCServer.Configuration()
+        configuration.connectionRatePerAddress = ConnectionRate(perSecond: 0.001, burst: 5)  // no refill within the test
+        let counter = NIOLockedValueBox(0)
+        let server = RPCServer(programs: TestProgram.make(counter: counter), configuration: configuration, logger: quietLogger())
+        let address = try await server.listenTCP(host: "127.0.0.1")
+        var served = 0
+        for xid in 0..<UInt32(20) {
+            let peer = try await RawTCPPeer(to: address, from: try SocketAddress(ipAddress: "127.0.0.2", port: 0))
+            if (try? await echoAnswered(peer, xid: xid)) == true { served += 1 }
+            await peer.close()
+        }
+        XCTAssertEqual(served, 5, "the burst, then refusals")
+        XCTAssertEqual(server.statistics.connectionsRefusedPeerRate, 15)
+        let other = try await RawTCPPeer(to: address, from: try SocketAddress(ipAddress: "127.0.0.3", port: 0))
+        let answered = try await echoAnswered(other, xid: 99)
+        XCTAssertTrue(answered, "another address is served")
+        await other.close()
+        await server.shutdown()
+    }
+
     func testOneAddressHoldingItsCapOfHalfRecordsCannotKeepAnotherAddressOut() async throws {
         var configuration = RPCServer.Configuration()
         configuration.maximumConnections = 16

@@ -6,7 +6,7 @@
 // hold whatever lock guards it: the type itself is a plain value.
 
 /// Entries in least-recently-used order.
-struct LRUTable<Key: Hashable, Value> {
+package struct LRUTable<Key: Hashable, Value> {
     fileprivate struct Node {
         var key: Key?
         var value: Value?
@@ -20,35 +20,35 @@ struct LRUTable<Key: Hashable, Value> {
     private var oldestIndex = -1
     private var newestIndex = -1
 
-    init() {}
+    package init() {}
 
-    var count: Int { index.count }
-    var isEmpty: Bool { index.isEmpty }
+    package var count: Int { index.count }
+    package var isEmpty: Bool { index.isEmpty }
 
     /// The value of `key`, without changing its place.
-    subscript(key: Key) -> Value? {
+    package subscript(key: Key) -> Value? {
         index[key].flatMap { nodes[$0].value }
     }
 
     /// The node holding `key`, for `touch(at:)` and `value(at:)` without a second lookup.
-    func position(of key: Key) -> Int? { index[key] }
+    package func position(of key: Key) -> Int? { index[key] }
 
-    func value(at position: Int) -> Value { nodes[position].value! }
+    package func value(at position: Int) -> Value { nodes[position].value! }
 
     /// Changes the value at `position` in place.
-    mutating func modify<R>(at position: Int, _ body: (inout Value) throws -> R) rethrows -> R {
+    package mutating func modify<R>(at position: Int, _ body: (inout Value) throws -> R) rethrows -> R {
         try body(&nodes[position].value!)
     }
 
     /// Makes the entry at `position` the most recently used.
-    mutating func touch(at position: Int) {
+    package mutating func touch(at position: Int) {
         guard position != newestIndex else { return }
         unlink(position)
         linkNewest(position)
     }
 
     /// Inserts or replaces `key` as the most recently used entry.
-    mutating func insert(_ key: Key, _ value: Value) {
+    package mutating func insert(_ key: Key, _ value: Value) {
         if let position = index[key] {
             nodes[position].value = value
             touch(at: position)
@@ -67,18 +67,18 @@ struct LRUTable<Key: Hashable, Value> {
     }
 
     @discardableResult
-    mutating func remove(_ key: Key) -> Value? {
+    package mutating func remove(_ key: Key) -> Value? {
         guard let position = index.removeValue(forKey: key) else { return nil }
         return release(position)
     }
 
     /// The least recently used entry.
-    var oldest: (key: Key, value: Value)? {
+    package var oldest: (key: Key, value: Value)? {
         oldestIndex < 0 ? nil : (nodes[oldestIndex].key!, nodes[oldestIndex].value!)
     }
 
     @discardableResult
-    mutating func removeOldest() -> (key: Key, value: Value)? {
+    package mutating func removeOldest() -> (key: Key, value: Value)? {
         guard oldestIndex >= 0 else { return nil }
         let position = oldestIndex
         let key = nodes[position].key!
@@ -87,7 +87,7 @@ struct LRUTable<Key: Hashable, Value> {
     }
 
     /// Every entry, oldest first.
-    func forEach(_ body: (Key, Value) throws -> Void) rethrows {
+    package func forEach(_ body: (Key, Value) throws -> Void) rethrows {
         var position = oldestIndex
         while position >= 0 {
             try body(nodes[position].key!, nodes[position].value!)
