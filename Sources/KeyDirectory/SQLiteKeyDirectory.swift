@@ -39,12 +39,14 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
     /// Opens the database at `path`.
     ///
     /// - Parameters:
+    ///   - path: the database file.
     ///   - readOnly: open an existing database without ever writing to it (users' tools such
     ///     as keylogin, which may read the directory but not change it; daemons on a
     ///     read-only mount). Works whether or not the -wal/-shm files exist.
     ///   - create: create the file (and its directory) when missing. Only `keyadmin init`
     ///     asks for this; every other opener gets `DirectoryError.noDirectory` for a
     ///     mistyped path instead of a new empty directory.
+    ///   - busyTimeout: how long a write waits for another process's transaction to end.
     public init(path: String, readOnly: Bool = false, create: Bool = true, busyTimeout: TimeInterval = 10) throws {
         if readOnly {
             guard FileManager.default.fileExists(atPath: path) else { throw DirectoryError.noDirectory(path) }

@@ -36,6 +36,7 @@ public final class StrongKeyStore: Sendable {
     ///   - cacheCapacity: derived values kept in all.
     ///   - perUIDCapacity: derived values kept for one uid (default 1/16 of the whole), so
     ///     one local user cannot flush the others'.
+    ///   - afterComputing: called between computing a value and storing it (tests only).
     public init(cacheCapacity: Int = 4096, perUIDCapacity: Int? = nil, afterComputing: (@Sendable () -> Void)? = nil) {
         self.cacheCapacity = cacheCapacity
         self.afterComputing = afterComputing

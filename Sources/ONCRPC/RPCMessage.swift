@@ -162,7 +162,7 @@ extension RPCCall {
     }
 
     /// The bytes an RPCSEC_GSS header checksum covers: xid through the end of the
-    /// credential, exactly as ``encodeHeader`` writes them.
+    /// credential, exactly as the call's header is encoded.
     public static func headerBytesForChecksum(
         xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, credential: OpaqueAuth
     ) -> ByteBuffer {

@@ -122,7 +122,7 @@ extension RPCClient {
         }
     }
 
-    /// As ``secure(transport:host:port:program:version:auth:environment:configuration:)``,
+    /// As ``secure(transport:host:port:program:version:auth:environment:timeHost:configuration:)``,
     /// with the server's public key from `keys` instead of the environment's directory file:
     /// on a host without keys.db, the site's directory service (`NetworkKeyLookup`), or a
     /// classic site's `/etc/publickey` (`PublicKeyFileSource`, AUTH_DH keys only).

@@ -10,8 +10,11 @@ extension ByteBuffer {
 
     /// Reads a fixed-length array `T[count]`.
     ///
-    /// - Parameter minimumElementSize: the fewest bytes one element occupies on the wire (4
-    ///   for every XDR type except `void` and empty structs), used to reject impossible counts.
+    /// - Parameters:
+    ///   - count: the number of elements the XDR definition fixes.
+    ///   - minimumElementSize: the fewest bytes one element occupies on the wire (4 for every
+    ///     XDR type except `void` and empty structs), used to reject impossible counts.
+    ///   - readElement: reads one element.
     @inlinable
     public mutating func readXDRFixedArray<T>(
         count: Int,

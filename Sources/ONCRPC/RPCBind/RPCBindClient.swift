@@ -108,7 +108,7 @@ public final class RPCBindClient: Sendable {
     /// GETADDR: the universal address of a program version, or nil.
     ///
     /// rpcbind answers for the netid of the transport the query arrives on and ignores the
-    /// `netid` field, so ask over the transport you want the address for (``lookup`` does).
+    /// `netid` field, so ask over the transport you want the address for (`lookup` does).
     public func getAddress(program: UInt32, version: UInt32, netid: String, rpcbindVersion: UInt32 = 4) async throws -> String? {
         let query = RPCBindMapping(program: program, version: version, netid: netid)
         let reply = try await call(version: rpcbindVersion, RPCBindProtocol.Procedure.getAddress.rawValue, query, returning: RPCBindString.self)

@@ -112,6 +112,11 @@ public final class AuthDHServer: RPCServerAuthenticator {
     }
 
     /// - Parameters:
+    ///   - keyserver: this host's keyserver, as the server process's uid.
+    ///   - cacheSize: conversations kept (nickname slots).
+    ///   - localDomain: netnames of this domain are mapped to local uids for handlers.
+    ///   - limits: the window, skew, replay cache and admission bounds.
+    ///   - now: the clock (seconds since 1970), injected by tests.
     ///   - keys: where clients' dh192-des keys come from: a fullname waits for
     ///     `fetchPublicKey`; a conversation's periodic re-check, on the event loop, uses
     ///     `cachedPublicKey` and keeps the conversation when the source cannot answer without

@@ -99,10 +99,16 @@ public final class GSSClient: RPCClientAuthenticator {
     static let sequenceLimit: UInt32 = SRPCDH.maxSequence - 0x10000
 
     /// - Parameters:
+    ///   - clientNetname: the caller's principal, logged in to `keyserver`.
+    ///   - serverNetname: the server's principal.
     ///   - serverPublicKey: the server's long-term key of the group to use (from the directory).
     ///   - refreshServerKey: looks the server's key of this group up again for each new
     ///     context (after a rotation the old one no longer works); nil keeps `serverPublicKey`.
     ///   - keyserver: this host's keyserver, where the client's user is logged in.
+    ///   - service: how each call is protected (none, integrity, privacy); never lowered.
+    ///   - loginCheckInterval: how often the keyserver is asked again whether the user is
+    ///     still logged in.
+    ///   - now: the clock (seconds since 1970), injected by tests.
     public init(clientNetname: String, serverNetname: String, serverPublicKey: DHPublicKey, service: GSSService = .privacy,
                 keyserver: KeyServerClient, loginCheckInterval: TimeInterval = 30,
                 refreshServerKey: (@Sendable () throws -> DHPublicKey?)? = nil,

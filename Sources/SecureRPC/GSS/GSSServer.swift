@@ -173,7 +173,9 @@ public final class GSSServer: RPCServerAuthenticator {
     public let admission: HandshakeAdmission
 
     /// - Parameters:
+    ///   - configuration: the server's netname, groups, limits.
     ///   - keyserver: this host's keyserver, as the server process's uid.
+    ///   - logger: where refusals and context events go.
     ///   - now: the clock (seconds since 1970), injected by tests.
     ///   - publicKey: the directory lookup of a client's public key of a group; also asked
     ///     again for live contexts every `keyRecheckInterval` (nil: revoked or gone).
@@ -188,6 +190,10 @@ public final class GSSServer: RPCServerAuthenticator {
     }
 
     /// - Parameters:
+    ///   - configuration: the server's netname, groups, limits.
+    ///   - keyserver: this host's keyserver, as the server process's uid.
+    ///   - logger: where refusals and context events go.
+    ///   - now: the clock (seconds since 1970), injected by tests.
     ///   - keys: where clients' public keys come from (a local directory file, or the site's
     ///     directory service through `NetworkKeyLookup`). Asked at every INIT and again for
     ///     live contexts every `keyRecheckInterval`; when it reports a changed principal
