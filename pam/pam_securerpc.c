@@ -15,7 +15,8 @@
  * one implementation, reviewed once, and a C module small enough to read in one sitting.
  *
  * Stack it as:
- *   auth     optional  pam_securerpc.so            (before the module that checks the password)
+ *   auth     optional  pam_securerpc.so            (after the module that reads the password:
+ *                                                   it reuses PAM_AUTHTOK, asking only if unset)
  *   session  optional  pam_securerpc.so [options]  (or required: login fails when keylogin does)
  * Options: keylogin=PATH keylogout=PATH socket=PATH db=PATH config=PATH domain=DOMAIN timeout=SECONDS.
  *
