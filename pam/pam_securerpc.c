@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -146,6 +147,16 @@ static void log_output(pam_handle_t *pamh, int priority, const char *program, ch
     }
 }
 
+/* Kernels before 5.9 lack close_range: close one by one up to the descriptor limit. */
+static int close_each(int from)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    rlim_t top = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > 1048576 ? 1048576 : limit.rlim_cur;
+    for (rlim_t fd = (rlim_t)from; fd < top; fd++) (void)close((int)fd);
+    return 0;
+}
+
 /*
  * Runs argv[0] as the user with `input` (may be NULL) on its standard input; its standard
  * output and error are logged. Returns the exit status (0..255), or -1 when it could not run,
@@ -193,7 +204,7 @@ static int run_as_user(pam_handle_t *pamh, const struct passwd *pw, const struct
         /* The child: system calls only. A failure is one fixed line on the output pipe. */
         const char *why = NULL;
         if (dup2(in[1], 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0) why = "cannot set up descriptors\n";
-        else if (close_range(3, ~0U, 0) != 0) why = "cannot close descriptors\n";
+        else if (close_range(3, ~0U, 0) != 0 && close_each(3) != 0) why = "cannot close descriptors\n";
         else if (setgroups((size_t)ngroups, groups) != 0) why = "setgroups failed\n";
         else if (setgid(pw->pw_gid) != 0) why = "setgid failed\n";
         else if (setuid(pw->pw_uid) != 0) why = "setuid failed\n";
