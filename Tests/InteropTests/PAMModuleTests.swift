@@ -107,11 +107,9 @@ final class PAMModuleTests: XCTestCase {
             """.write(toFile: wrapper, atomically: true, encoding: .utf8)
         chmod(wrapper, 0o755)
 
-        let upper = site.path("etc-upper"), devUpper = site.path("dev-upper")
+        let upper = site.path("etc-upper"), scratch = site.path("ns")
         try FileManager.default.createDirectory(atPath: upper + "/pam.d", withIntermediateDirectories: true)
-        for dir in [site.path("etc-work"), devUpper, site.path("dev-work")] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let passwd = try String(contentsOfFile: "/etc/passwd", encoding: .utf8)
         try (passwd + "srpcpam:x:\(uid):\(uid)::/nonexistent:/usr/sbin/nologin\n").write(toFile: upper + "/passwd", atomically: true, encoding: .utf8)
         let group = try String(contentsOfFile: "/etc/group", encoding: .utf8)
@@ -135,8 +133,13 @@ final class PAMModuleTests: XCTestCase {
         let script = site.path("run-pamtester.sh")
         try """
             set -e
-            mount -t overlay overlay -o lowerdir=/etc,upperdir=\(upper),workdir=\(site.path("etc-work")) /etc
-            mount -t overlay overlay -o lowerdir=/dev,upperdir=\(devUpper),workdir=\(site.path("dev-work")) /dev
+            # Upper and work directories on a tmpfs of this namespace: overlayfs refuses an
+            # upper directory on overlayfs (a container's /tmp), and each run starts afresh.
+            mount -t tmpfs tmpfs \(scratch)
+            mkdir \(scratch)/etc \(scratch)/etc-work \(scratch)/dev \(scratch)/dev-work
+            cp -a \(upper)/. \(scratch)/etc/
+            mount -t overlay overlay -o lowerdir=/etc,upperdir=\(scratch)/etc,workdir=\(scratch)/etc-work /etc
+            mount -t overlay overlay -o lowerdir=/dev,upperdir=\(scratch)/dev,workdir=\(scratch)/dev-work /dev
             touch /dev/log
             mount --bind \(logSocket) /dev/log
             exec pamtester -v securerpc-test "$@"
