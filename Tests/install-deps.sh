@@ -17,6 +17,8 @@ packages=(
     tshark            # an independent RPCSEC_GSS dissector for those captures
     systemd           # systemd-analyze: the exposure of the units in deploy/
     man-db            # man, to check the generated man pages render (deploy/install.sh --check)
+    libpam0g-dev      # PAM headers for pam/pam_securerpc.so
+    pamtester         # drives the PAM module in PAMModuleTests
     gcc
 )
 
