@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Secure RPC on this host: the executables, their man pages (generated from their
 # ArgumentParser definitions by swift-argument-parser's generate-manual plugin), the
-# documentation, and with --units the systemd units of deploy/. Run it as root for /usr/local;
+# documentation, the PAM module pam_securerpc.so (pam/), and with --units the systemd units
+# of deploy/. Run it as root for /usr/local;
 # --destdir stages everything under another root instead (packaging, tests).
 #
 #   bash deploy/install.sh                         # release build, /usr/local
@@ -16,6 +17,9 @@ configuration=release
 build=1
 units=0
 check=0
+# Where libpam looks for modules (Debian's multiarch directory, where pam_unix.so lives).
+pamdir=$(dirname "$(find /lib /usr/lib -name pam_unix.so -path '*security*' 2>/dev/null | head -1)" 2>/dev/null || true)
+[[ -n $pamdir && $pamdir != . ]] || pamdir=/lib/security
 usage() {
     cat <<EOF
 usage: deploy/install.sh [--prefix DIR] [--destdir DIR] [--configuration release|debug] [--no-build] [--units] [--check]
@@ -24,6 +28,7 @@ usage: deploy/install.sh [--prefix DIR] [--destdir DIR] [--configuration release
   --configuration C     the build to install (default release)
   --no-build            install what is already built
   --units               also install the systemd units (into DESTDIR/etc/systemd/system)
+  --pam-dir DIR         where the PAM module goes (default: beside pam_unix.so, here $pamdir)
   --check               afterwards, check that every program has its man page and it renders
 EOF
 }
@@ -35,6 +40,7 @@ while (($#)); do
         --no-build) build=0; shift ;;
         --units) units=1; shift ;;
         --check) check=1; shift ;;
+        --pam-dir) pamdir=${2:?--pam-dir needs a directory}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -72,6 +78,11 @@ for program in "${daemons[@]}" "${tools[@]}"; do
 done
 install -m 644 README.md docs/*.md "$root/share/doc/securerpc/"
 install -m 644 keyserver/README.md "$root/share/doc/securerpc/keyserver/README.md"
+pambuild=$(mktemp -d)
+bash pam/build.sh "$pambuild" >/dev/null
+install -d "$destdir$pamdir"
+install -m 644 "$pambuild/pam_securerpc.so" "$destdir$pamdir/pam_securerpc.so"
+rm -rf "$pambuild"
 if ((units)); then
     install -d "$destdir/etc/systemd/system"
     for unit in deploy/*.service; do
@@ -80,7 +91,7 @@ if ((units)); then
         chmod 644 "$destdir/etc/systemd/system/$(basename "$unit")"
     done
 fi
-echo "installed ${#daemons[@]} daemons and ${#tools[@]} tools with their man pages under $root"
+echo "installed ${#daemons[@]} daemons and ${#tools[@]} tools with their man pages under $root, pam_securerpc.so in $destdir$pamdir"
 
 if ((check)); then
     failed=0
@@ -93,6 +104,11 @@ if ((check)); then
         fi
         "$root/$( [[ " ${daemons[*]} " == *" $program "* ]] && echo sbin || echo bin )/$program" --version >/dev/null \
             || { echo "install.sh: the installed $program does not run" >&2; failed=1; }
+    done
+    # The module exports what libpam calls.
+    for symbol in pam_sm_authenticate pam_sm_setcred pam_sm_open_session pam_sm_close_session; do
+        nm -D --defined-only "$destdir$pamdir/pam_securerpc.so" | grep -qw "$symbol" \
+            || { echo "install.sh: pam_securerpc.so does not export $symbol" >&2; failed=1; }
     done
     ((failed == 0)) || exit 1
     echo "checked: every installed program runs and has a man page that renders"
