@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ONCRPC", targets: ["ONCRPC"]),
         .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
         .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
+        .library(name: "KeyDirectoryPostgres", targets: ["KeyDirectoryPostgres"]),
         .library(name: "KeyServer", targets: ["KeyServer"]),
         .library(name: "SecureRPC", targets: ["SecureRPC"]),
         .library(name: "SiteConfig", targets: ["SiteConfig"]),
@@ -42,6 +43,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Already under postgres-nio; named here because the store configures TLS itself.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // MARK: wire encoding and RPC runtime
@@ -100,6 +104,19 @@ let package = Package(
         .target(
             name: "KeyDirectory",
             dependencies: ["KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The PostgreSQL store lives apart so that programs using only SQLite never link postgres-nio.
+        .target(
+            name: "KeyDirectoryPostgres",
+            dependencies: [
+                "KeyDirectory", "KeyCrypto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -302,7 +319,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyDirectoryTests",
-            dependencies: ["KeyDirectory", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["KeyDirectory", "KeyDirectoryPostgres", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Fixtures/typezoo.x is turned into Swift by XDRGenPlugin at build time; CPeers/ holds
