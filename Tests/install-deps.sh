@@ -15,6 +15,7 @@ packages=(
     util-linux        # unshare, setpriv, taskset
     tcpdump           # loopback captures in tests
     tshark            # an independent RPCSEC_GSS dissector for those captures
+    postgresql        # a real server for the PostgreSQL key directory tests (initdb, pg_ctl, psql)
     gcc
 )
 

@@ -1,0 +1,157 @@
+// Runs StoreContract on both stores: the SQLite file and a real PostgreSQL server (one
+// server per class, started in class setUp, one new database per store). Each test method
+// is one line so that both classes list the same names; XCTest on Linux does not run
+// inherited test methods reliably, so the lists are written out.
+
+import Foundation
+@testable import KeyDirectory
+@testable import KeyDirectoryPostgres
+import XCTest
+
+struct SQLiteBackend: StoreBackend {
+    let directory: URL
+
+    func makeStore() throws -> any KeyDirectoryStore {
+        try SQLiteKeyDirectory(path: directory.appendingPathComponent("keys-\(UUID().uuidString.prefix(8)).db").path)
+    }
+
+    func execute(_ sql: String, on store: any KeyDirectoryStore) throws {
+        try (store as! SQLiteKeyDirectory).pool.write { try $0.execute(sql: sql) }
+    }
+}
+
+final class SQLiteStoreContractTests: XCTestCase {
+    private var directory: URL!
+    private var contract: StoreContract { StoreContract(backend: SQLiteBackend(directory: directory)) }
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("contract-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func testNewkeyExportImportExportRoundTrip() throws { try contract.newkeyExportImportExportRoundTrip() }
+    func testAuditIsAppendOnlyAndStateChanges() throws { try contract.auditIsAppendOnlyAndStateChanges() }
+    func testChangesAreAllOrNothing() throws { try contract.changesAreAllOrNothing() }
+    func testImportNeverResurrectsAndAuditsEachPrincipal() throws { try contract.importNeverResurrectsAndAuditsEachPrincipal() }
+    func testAuditRecordsWhoInvoked() throws { try contract.auditRecordsWhoInvoked() }
+    func testRoles() throws { try contract.roles() }
+    func testServicePrincipals() throws { try contract.servicePrincipals() }
+    func testChangeFeed() throws { try contract.changeFeed() }
+    func testConcurrentWritersLoseNothing() throws { try contract.concurrentWritersLoseNothing() }
+}
+
+/// Stores on the class's server; each is closed when the test ends.
+final class PostgresBackend: StoreBackend, @unchecked Sendable {
+    let server: TemporaryPostgres
+    private(set) var opened: [(store: PostgresKeyDirectory, database: String)] = []
+
+    init(server: TemporaryPostgres) { self.server = server }
+
+    func makeStore() throws -> any KeyDirectoryStore {
+        let database = try server.createDatabase()
+        let store = try PostgresKeyDirectory(location: PostgresLocation(url: server.url(database: database)), create: true)
+        opened.append((store, database))
+        return store
+    }
+
+    /// Through psql, a client of its own: what the trigger refuses, it refuses to anyone.
+    func execute(_ sql: String, on store: any KeyDirectoryStore) throws {
+        guard let database = opened.first(where: { $0.store === (store as AnyObject) })?.database else {
+            throw TemporaryPostgres.Failure("not a store of this backend")
+        }
+        let (status, stderr) = try server.psql(database, sql)
+        guard status == 0 else { throw TemporaryPostgres.Failure(stderr) }
+    }
+
+    func closeAll() {
+        for (store, _) in opened { store.close() }
+        opened = []
+    }
+}
+
+final class PostgresStoreContractTests: XCTestCase {
+    nonisolated(unsafe) private static var server: TemporaryPostgres?
+    nonisolated(unsafe) private static var startError: (any Error)?
+    private var backend: PostgresBackend!
+    private var contract: StoreContract { StoreContract(backend: backend) }
+
+    override class func setUp() {
+        super.setUp()
+        do { server = try TemporaryPostgres() } catch { startError = error }
+    }
+
+    override class func tearDown() {
+        server?.stop()
+        server = nil
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if let startError = Self.startError { throw startError }
+        backend = PostgresBackend(server: try XCTUnwrap(Self.server))
+    }
+
+    override func tearDown() {
+        backend?.closeAll()
+        super.tearDown()
+    }
+
+    func testNewkeyExportImportExportRoundTrip() throws { try contract.newkeyExportImportExportRoundTrip() }
+    func testAuditIsAppendOnlyAndStateChanges() throws { try contract.auditIsAppendOnlyAndStateChanges() }
+    func testChangesAreAllOrNothing() throws { try contract.changesAreAllOrNothing() }
+    func testImportNeverResurrectsAndAuditsEachPrincipal() throws { try contract.importNeverResurrectsAndAuditsEachPrincipal() }
+    func testAuditRecordsWhoInvoked() throws { try contract.auditRecordsWhoInvoked() }
+    func testRoles() throws { try contract.roles() }
+    func testServicePrincipals() throws { try contract.servicePrincipals() }
+    func testChangeFeed() throws { try contract.changeFeed() }
+    func testConcurrentWritersLoseNothing() throws { try contract.concurrentWritersLoseNothing() }
+
+    // MARK: PostgreSQL only
+
+    func testAppendOnlyTriggerNamesItself() throws {
+        let store = try backend.makeStore()
+        try store.add(Principal(netname: "unix.1@example.org", kind: .user, name: "1", uid: 1), keys: [], actor: "t")
+        let database = backend.opened[0].database
+        let update = try backend.server.psql(database, "UPDATE audit SET actor = 'mallory'")
+        XCTAssertNotEqual(update.status, 0)
+        XCTAssertTrue(update.stderr.contains("the audit trail is append-only"), update.stderr)
+        XCTAssertNotEqual(try backend.server.psql(database, "TRUNCATE audit").status, 0)
+        XCTAssertEqual(try backend.server.psql(database, "SELECT max(version) FROM schema_version").status, 0)
+    }
+
+    func testReopeningMigratesNothingTwiceAndKeepsRows() throws {
+        let store = try backend.makeStore()
+        try store.add(Principal(netname: "unix.1@example.org", kind: .user, name: "1", uid: 1), keys: [], actor: "t")
+        let url = backend.server.url(database: backend.opened[0].database)
+        let again = try PostgresKeyDirectory(location: PostgresLocation(url: url), create: false)
+        defer { again.close() }
+        XCTAssertEqual(try again.count(), 1)
+        // An empty database is not a directory unless asked to make one.
+        let empty = try backend.server.createDatabase()
+        XCTAssertThrowsError(try PostgresKeyDirectory(location: PostgresLocation(url: backend.server.url(database: empty)), create: false)) {
+            guard case .notADirectory = $0 as? DirectoryError else { return XCTFail("\($0)") }
+        }
+    }
+
+    func testErrorsAreOneLineWithoutThePassword() throws {
+        let missing = "postgres://dirtest:sekrit-pw@/nosuchdb?host=\(backend.server.socketDirectory)&port=\(backend.server.port)"
+        XCTAssertThrowsError(try openKeyDirectory(url: missing)) { error in
+            let text = "\(error)"
+            XCTAssertFalse(text.contains("sekrit-pw"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+            XCTAssertTrue(text.contains("nosuchdb"), text)
+        }
+        // Nothing listens on this socket: refused at once, one line, no password.
+        let nowhere = "postgres://dirtest:sekrit-pw@/x?host=\(backend.server.socketDirectory)&port=1"
+        XCTAssertThrowsError(try openKeyDirectory(url: nowhere)) { error in
+            let text = "\(error)"
+            XCTAssertFalse(text.contains("sekrit-pw"), text)
+            XCTAssertFalse(text.contains("\n"), text)
+            XCTAssertTrue(text.hasSuffix("cannot connect: No such file or directory"), text)
+        }
+    }
+}
