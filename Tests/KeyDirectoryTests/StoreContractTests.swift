@@ -4,6 +4,7 @@
 // inherited test methods reliably, so the lists are written out.
 
 import Foundation
+@testable import KeyCrypto
 @testable import KeyDirectory
 @testable import KeyDirectoryPostgres
 import XCTest
@@ -135,6 +136,22 @@ final class PostgresStoreContractTests: XCTestCase {
         XCTAssertThrowsError(try PostgresKeyDirectory(location: PostgresLocation(url: backend.server.url(database: empty)), create: false)) {
             guard case .notADirectory = $0 as? DirectoryError else { return XCTFail("\($0)") }
         }
+    }
+
+    func testServesPublicKeysToAsyncCallers() async throws {
+        let store = try backend.makeStore() as! PostgresKeyDirectory
+        let key = DHPrivateKey.generate(group: .ffdhe2048)
+        let entry = KeyEntry(netname: "unix.1@example.org", mechanism: .ffdhe2048, publicKey: key.publicKey.hex, sealedSecret: [1])
+        try store.add(Principal(netname: "unix.1@example.org", kind: .user, name: "1", uid: 1), keys: [entry], actor: "t")
+        let source: any PublicKeySource = store
+        // More lookups at once than the concurrency pool has threads: none may wait on another.
+        try await withThrowingTaskGroup(of: DHPublicKey?.self) { group in
+            for _ in 0..<16 { group.addTask { try await source.fetchPublicKey(netname: "unix.1@example.org", mechanism: .ffdhe2048) } }
+            for try await found in group { XCTAssertEqual(found, key.publicKey) }
+        }
+        let other = try await source.fetchPublicKey(netname: "unix.1@example.org", mechanism: .ffdhe3072)
+        XCTAssertNil(other)
+        XCTAssertNil(source.cachedPublicKey(netname: "unix.1@example.org", mechanism: .ffdhe2048) as DHPublicKey??)
     }
 
     func testErrorsAreOneLineWithoutThePassword() throws {
