@@ -115,6 +115,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -122,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "keyadmin",
             dependencies: ["KeyDirectoryService", "KeyServer", "SiteConfig", "Release",
-                "KeyDirectory", "KeyCrypto",
+                "KeyDirectory", "KeyDirectoryPostgres", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -201,7 +202,7 @@ let package = Package(
         .executableTarget(
             name: "keydird",
             dependencies: ["Release",
-                "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
+                "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyDirectoryPostgres", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

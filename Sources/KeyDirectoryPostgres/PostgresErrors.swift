@@ -6,6 +6,7 @@
 import Foundation
 import KeyDirectory
 import NIOCore
+import NIOPosix
 import PostgresNIO
 
 enum PostgresErrors {
@@ -42,6 +43,12 @@ enum PostgresErrors {
     /// A socket error as the system words it ("Connection refused"), not NIO's call site.
     private static func reason(_ error: any Error) -> String {
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        // NIO tries each address of a name; the first failure says enough.
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first { return reason(first.error) }
+            if error.dnsAError != nil || error.dnsAAAAError != nil { return "cannot resolve \(error.host)" }
+        }
+        if let error = error as? ChannelError, case .connectTimeout = error { return "timed out" }
         return oneLine(String(describing: error))
     }
 

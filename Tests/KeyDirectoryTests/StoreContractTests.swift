@@ -154,6 +154,50 @@ final class PostgresStoreContractTests: XCTestCase {
         XCTAssertNil(source.cachedPublicKey(netname: "unix.1@example.org", mechanism: .ffdhe2048) as DHPublicKey??)
     }
 
+    /// keyadmin --db with a URL: init makes the tables, changes land, and a refusal is one
+    /// line that names the server without the password.
+    func testKeyadminTakesAPostgresURL() throws {
+        let database = try backend.server.createDatabase()
+        let url = backend.server.url(database: database).replacingOccurrences(of: "dirtest@", with: "dirtest:sekrit-pw@")
+        let passwordFile = backend.server.directory.appendingPathComponent("pw-\(database)")
+        try "pw\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try keyadmin(["list", "--db", url]).status, 1, "not a directory before init")
+        let initialized = try keyadmin(["init", "--db", url])
+        XCTAssertEqual(initialized.status, 0, initialized.stderr)
+        XCTAssertTrue(initialized.stdout.hasSuffix("ready, 0 principals\n"), initialized.stdout)
+        XCTAssertFalse(initialized.stdout.contains("sekrit-pw"), initialized.stdout)
+        let made = try keyadmin(["newkey", "--db", url, "--user", "1001", "--domain", "example.org",
+                                 "--mechanism", "ffdhe2048", "--password-file", passwordFile.path])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        XCTAssertTrue(try keyadmin(["list", "--db", url]).stdout.contains("unix.1001@example.org"))
+        let verified = try keyadmin(["verify", "--db", url])
+        XCTAssertEqual(verified.status, 0, verified.stdout)
+        XCTAssertTrue(verified.stdout.contains("1 principals, 1 keys, 0 problems"), verified.stdout)
+
+        let refused = try keyadmin(["list", "--db", url.replacingOccurrences(of: "port=\(backend.server.port)", with: "port=1")])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("cannot connect"), refused.stderr)
+        XCTAssertFalse(refused.stderr.contains("sekrit-pw"), refused.stderr)
+    }
+
+    private func keyadmin(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        let products = Bundle.main.bundleURL.path.hasSuffix(".xctest")
+            ? Bundle.main.bundleURL.deletingLastPathComponent() : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        process.executableURL = products.appendingPathComponent("keyadmin")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "SECURERPC_DB" && $0.key != "PGPASSWORD" }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
     func testErrorsAreOneLineWithoutThePassword() throws {
         let missing = "postgres://dirtest:sekrit-pw@/nosuchdb?host=\(backend.server.socketDirectory)&port=\(backend.server.port)"
         XCTAssertThrowsError(try openKeyDirectory(url: missing)) { error in
