@@ -14,6 +14,7 @@ import KeyDirectoryService
 import KeyServer
 import Logging
 import NIOCore
+import NIOPosix
 import ONCRPC
 import SecureRPC
 import ServiceLifecycle
@@ -92,13 +93,19 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
         // What messages call it: a PostgreSQL URL without its password.
         let shownPath = PostgresLocation.isPostgresURL(path)
             ? ((try? PostgresLocation(url: path, environment: [:]).description) ?? "the PostgreSQL directory") : path
-        let store: any KeyDirectoryStore
+        // Stores are synchronous and a PostgreSQL one waits on a task of its own: call it from
+        // the thread pool (as the server does), never from this task, which would hold a
+        // concurrency thread that the store's task may need.
+        let readOnly = primary != nil
+        let (store, ownKeys): (any KeyDirectoryStore, [KeyEntry])
         do {
-            store = try openKeyDirectory(url: path, create: false, readOnly: primary != nil)
+            (store, ownKeys) = try await NIOThreadPool.singleton.runIfActive {
+                let store = try openKeyDirectory(url: path, create: false, readOnly: readOnly)
+                return (store, try store.keys(of: me).filter { $0.mechanism != .dh192des && $0.state == .active })
+            }
         } catch {
             throw Failure("\(error)")
         }
-        let ownKeys = try store.keys(of: me).filter { $0.mechanism != .dh192des && $0.state == .active }
         guard !ownKeys.isEmpty else {
             throw Failure("\(me) has no active ffdhe key in \(shownPath): create the directory host's principal first (keyadmin newkey \(me) --mechanism ffdhe3072) and keylogin -r on this host")
         }
