@@ -286,6 +286,8 @@ let package = Package(
         .plugin(name: "XDRGenPlugin", capability: .buildTool(), dependencies: ["xdrgen"]),
 
         // MARK: tests
+        // A throwaway PostgreSQL server for the tests that need one (not a product).
+        .target(name: "PostgresSupport", path: "Tests/PostgresSupport", swiftSettings: swiftSettings),
         .testTarget(name: "XDRTests", dependencies: ["XDR"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ONCRPCTests",
@@ -299,7 +301,7 @@ let package = Package(
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "ONCRPC", "XDR", "FileService", "KeyServer", "KeyCrypto",
+                "ONCRPC", "XDR", "FileService", "KeyServer", "KeyCrypto", "PostgresSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -321,7 +323,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyDirectoryTests",
-            dependencies: ["KeyDirectory", "KeyDirectoryPostgres", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["KeyDirectory", "KeyDirectoryPostgres", "PostgresSupport", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Fixtures/typezoo.x is turned into Swift by XDRGenPlugin at build time; CPeers/ holds

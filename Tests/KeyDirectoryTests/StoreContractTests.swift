@@ -7,6 +7,7 @@ import Foundation
 @testable import KeyCrypto
 @testable import KeyDirectory
 @testable import KeyDirectoryPostgres
+import PostgresSupport
 import XCTest
 
 struct SQLiteBackend: StoreBackend {

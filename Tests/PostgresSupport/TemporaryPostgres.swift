@@ -1,4 +1,4 @@
-// A real PostgreSQL server for the tests: Debian's binaries, initdb in a temporary directory,
+// A real PostgreSQL server for the tests (KeyDirectoryTests, InteropTests): Debian's binaries, initdb in a temporary directory,
 // listening only on a unix socket there (no TCP port is opened), stopped when done. Runs the
 // server as the `postgres` user when the tests run as root, since postgres refuses root.
 // Without the binaries the tests skip, except under CI, where that is a failure: CI installs
@@ -7,22 +7,22 @@
 import Foundation
 import XCTest
 
-final class TemporaryPostgres: @unchecked Sendable {
-    let directory: URL
-    let port: Int
-    let bin: URL
+public final class TemporaryPostgres: @unchecked Sendable {
+    public let directory: URL
+    public let port: Int
+    public let bin: URL
     /// The bootstrap superuser initdb makes; trust authentication on the socket.
-    let user = "dirtest"
+    public let user = "dirtest"
     private let runAs: String?
     private var databases = 0
 
     /// The socket directory, as a `postgres:///DB?host=DIR&port=PORT` URL names it.
-    var socketDirectory: String { directory.path }
+    public var socketDirectory: String { directory.path }
 
-    func url(database: String) -> String { "postgres://\(user)@/\(database)?host=\(directory.path)&port=\(port)" }
+    public func url(database: String) -> String { "postgres://\(user)@/\(database)?host=\(directory.path)&port=\(port)" }
 
     /// Finds Debian's binaries (the newest major version), or skips — or fails under CI.
-    static func binaries() throws -> URL {
+    public static func binaries() throws -> URL {
         let root = URL(fileURLWithPath: "/usr/lib/postgresql")
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [])
             .compactMap(Int.init).sorted()
@@ -36,7 +36,7 @@ final class TemporaryPostgres: @unchecked Sendable {
         throw XCTSkip(message)
     }
 
-    init() throws {
+    public init() throws {
         bin = try Self.binaries()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("pg-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
@@ -51,7 +51,7 @@ final class TemporaryPostgres: @unchecked Sendable {
     }
 
     /// A new empty database; each test gets its own, so tests never see each other's rows.
-    func createDatabase() throws -> String {
+    public func createDatabase() throws -> String {
         databases += 1
         let name = "dir\(databases)"
         try Self.run(bin.appendingPathComponent("createdb").path, ["-h", directory.path, "-p", "\(port)", "-U", user, name])
@@ -59,12 +59,12 @@ final class TemporaryPostgres: @unchecked Sendable {
     }
 
     /// Runs SQL through psql, another client than the store's: the exit status and stderr.
-    func psql(_ database: String, _ sql: String) throws -> (status: Int32, stderr: String) {
+    public func psql(_ database: String, _ sql: String) throws -> (status: Int32, stderr: String) {
         try Self.capture(bin.appendingPathComponent("psql").path,
                          ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", directory.path, "-p", "\(port)", "-U", user, "-d", database, "-c", sql])
     }
 
-    func stop() {
+    public func stop() {
         let data = directory.appendingPathComponent("data").path
         try? runServerTool("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"])
         try? FileManager.default.removeItem(at: directory)
@@ -128,8 +128,8 @@ final class TemporaryPostgres: @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
     }
 }
