@@ -15,8 +15,8 @@ packages=(
     util-linux        # unshare, setpriv, taskset
     tcpdump           # loopback captures in tests
     tshark            # an independent RPCSEC_GSS dissector for those captures
-    postgresql        # a real server for the PostgreSQL key directory tests (initdb, pg_ctl, psql)
     gcc
+    postgresql        # a real server for the PostgreSQL key directory tests (initdb, pg_ctl, psql)
 )
 
 missing=()
