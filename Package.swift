@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ONCRPC", targets: ["ONCRPC"]),
         .library(name: "KeyCrypto", targets: ["KeyCrypto"]),
         .library(name: "KeyDirectory", targets: ["KeyDirectory"]),
+        .library(name: "KeyDirectoryPostgres", targets: ["KeyDirectoryPostgres"]),
         .library(name: "KeyServer", targets: ["KeyServer"]),
         .library(name: "SecureRPC", targets: ["SecureRPC"]),
         .library(name: "SiteConfig", targets: ["SiteConfig"]),
@@ -45,6 +46,9 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // A command plugin only (swift package generate-documentation): nothing it brings is built or linked.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        // Already under postgres-nio; named here because the store configures TLS itself.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // MARK: wire encoding and RPC runtime
@@ -105,10 +109,24 @@ let package = Package(
             dependencies: ["KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        // The PostgreSQL store lives apart so that programs using only SQLite never link postgres-nio.
+        .target(
+            name: "KeyDirectoryPostgres",
+            dependencies: [
+                "KeyDirectory", "KeyCrypto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "keyadmin",
             dependencies: ["KeyDirectoryService", "KeyServer", "SiteConfig", "Release",
-                "KeyDirectory", "KeyCrypto",
+                "KeyDirectory", "KeyDirectoryPostgres", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -192,10 +210,11 @@ let package = Package(
         .executableTarget(
             name: "keydird",
             dependencies: ["Release",
-                "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
+                "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyDirectoryPostgres", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -275,6 +294,8 @@ let package = Package(
         .plugin(name: "XDRGenPlugin", capability: .buildTool(), dependencies: ["xdrgen"]),
 
         // MARK: tests
+        // A throwaway PostgreSQL server for the tests that need one (not a product).
+        .target(name: "PostgresSupport", path: "Tests/PostgresSupport", swiftSettings: swiftSettings),
         .testTarget(name: "XDRTests", dependencies: ["XDR"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ONCRPCTests",
@@ -288,7 +309,7 @@ let package = Package(
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "ONCRPC", "XDR", "FileService", "KeyServer", "KeyCrypto",
+                "ONCRPC", "XDR", "FileService", "KeyServer", "KeyCrypto", "PostgresSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -310,7 +331,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyDirectoryTests",
-            dependencies: ["KeyDirectory", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["KeyDirectory", "KeyDirectoryPostgres", "PostgresSupport", "KeyCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Fixtures/typezoo.x is turned into Swift by XDRGenPlugin at build time; CPeers/ holds

@@ -20,6 +20,7 @@ packages=(
     libpam0g-dev      # PAM headers for pam/pam_securerpc.so
     pamtester         # drives the PAM module in PAMModuleTests
     gcc
+    postgresql        # a real server for the PostgreSQL key directory tests (initdb, pg_ctl, psql)
 )
 
 missing=()

@@ -3,7 +3,8 @@
 # tests need, builds, and runs the whole suite (unit, end-to-end, interop with rpcbind,
 # rpcinfo, libtirpc's key_* functions and rpcgen C peers). Tests that need daemons start
 # and stop them themselves on loopback, unix sockets in temporary directories, or private
-# network namespaces. Ends with one summary line: "N passed, M failed".
+# network namespaces; the key directory tests start a throwaway PostgreSQL (installed by
+# install-deps.sh) on a unix socket. Ends with one summary line: "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -127,6 +127,12 @@ public struct ImportReport: Sendable, Equatable {
     public struct Kept: Sendable, Equatable {
         public var netname: String
         public var reason: String
+
+        /// Public for stores in other modules (the PostgreSQL one).
+        public init(netname: String, reason: String) {
+            self.netname = netname
+            self.reason = reason
+        }
     }
 
     /// New principals.

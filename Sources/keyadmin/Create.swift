@@ -18,11 +18,11 @@ struct Init: ParsableCommand {
         try database.requireFile("init")
         let directory = try database.open(create: true)
         let problems = directory.integrityProblems()
-        for problem in problems { print("\(database.db): \(problem)") }
+        for problem in problems { print("\(database.shownDB): \(problem)") }
         guard problems.isEmpty else {
-            throw Failure("\(database.db) is damaged (\(problems.count) problems above): restore it from a backup or an export")
+            throw Failure("\(database.shownDB) is damaged (\(problems.count) problems above): restore it from a backup or an export")
         }
-        print("\(database.db): ready, \(try directory.count()) principals")
+        print("\(database.shownDB): ready, \(try directory.count()) principals")
     }
 }
 

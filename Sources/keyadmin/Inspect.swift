@@ -86,7 +86,7 @@ struct Verify: ParsableCommand {
         var problems = 0, warnings = 0, untagged = 0, keys = 0, principals = 0
         for problem in directory.integrityProblems() {
             problems += 1
-            print("\(database.db): \(problem)")
+            print("\(database.shownDB): \(problem)")
         }
         do {
             let entries = try directory.allEntries()
@@ -110,7 +110,7 @@ struct Verify: ParsableCommand {
             }
         } catch {
             problems += 1
-            print("\(database.db): the entries cannot be read: \(ErrorText.describe(error))")
+            print("\(database.shownDB): the entries cannot be read: \(ErrorText.describe(error))")
         }
         print("\(principals) principals, \(keys) keys, \(problems) problems"
               + (warnings > 0 ? ", \(warnings) warnings" : "")

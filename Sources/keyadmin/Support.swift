@@ -7,6 +7,7 @@ import ArgumentParser
 import Foundation
 import KeyCrypto
 import KeyDirectory
+import KeyDirectoryPostgres
 import KeyDirectoryService
 import KeyServer
 import SiteConfig
@@ -15,7 +16,7 @@ import Glibc
 #endif
 
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .customLong("db"), help: ArgumentHelp("The key directory database file (default: $SECURERPC_DB; else, when securerpc.conf names directory servers, those, remotely; else \(SQLiteKeyDirectory.defaultPath)).", valueName: "path"))
+    @Option(name: .customLong("db"), help: ArgumentHelp("The key directory: a SQLite file, or a PostgreSQL server as postgres://USER@HOST:PORT/DB or postgres:///DB?host=/SOCKET/DIR (default: $SECURERPC_DB; else, when securerpc.conf names directory servers, those, remotely; else \(SQLiteKeyDirectory.defaultPath)).", valueName: "path|url"))
     var dbOption: String?
 
     @Option(help: ArgumentHelp("Run the command on this directory server (one of securerpc.conf's, whose pinned key is checked) over RPCSEC_GSS privacy, as --as; it needs the admin role there.", valueName: "host[:port]"))
@@ -33,6 +34,15 @@ struct DatabaseOptions: ParsableArguments {
     /// The database file named or defaulted (for messages and the file-only commands).
     var db: String {
         dbOption ?? ProcessInfo.processInfo.environment["SECURERPC_DB"].flatMap { $0.isEmpty ? nil : $0 } ?? SQLiteKeyDirectory.defaultPath
+    }
+
+    /// Whether --db names a PostgreSQL server rather than a file.
+    var isPostgres: Bool { PostgresLocation.isPostgresURL(db) }
+
+    /// The database as messages name it: a URL's password never reaches the terminal.
+    var shownDB: String {
+        guard isPostgres else { return db }
+        return (try? PostgresLocation(url: db, environment: [:]).description) ?? "the PostgreSQL directory"
     }
 
     /// The directory servers to use instead of a file, when --server is given, or when no
@@ -79,7 +89,8 @@ struct DatabaseOptions: ParsableArguments {
 
     /// For changes. Only `init` passes `create`: a mistyped --db must not make a new
     /// directory that a later command then silently uses.
-    func open(create: Bool = false) throws -> SQLiteKeyDirectory {
+    func open(create: Bool = false) throws -> any CheckedDirectory {
+        if isPostgres { return try openPostgres(create: create) }
         do {
             return try SQLiteKeyDirectory(path: db, create: create)
         } catch DirectoryError.storage(let why) {
@@ -96,11 +107,23 @@ struct DatabaseOptions: ParsableArguments {
 
     /// For commands that only read (list, show, export, verify, audit): works for any user
     /// who may read the file, and never writes it.
-    func openForReading() throws -> SQLiteKeyDirectory {
+    func openForReading() throws -> any CheckedDirectory {
+        // A server decides what this user may read; there is no read-only open to ask for.
+        if isPostgres { return try openPostgres(create: false) }
         do {
             return try SQLiteKeyDirectory(path: db, readOnly: true, create: false)
         } catch DirectoryError.storage(let why) {
             throw Failure("cannot read \(db): \(Self.strip(why, db))")
+        }
+    }
+
+    /// Errors from the store name the server without its password, in one line.
+    private func openPostgres(create: Bool) throws -> PostgresKeyDirectory {
+        do {
+            return try PostgresKeyDirectory(location: PostgresLocation(url: db), create: create)
+        } catch DirectoryError.storage(let why) {
+            // Already one line that names the server (without its password) and the reason.
+            throw Failure(why)
         }
     }
 
@@ -383,3 +406,12 @@ struct PrincipalOptions: ParsableArguments {
 }
 
 extension DHGroupName: ExpressibleByArgument {}
+
+/// What init and verify ask of a directory beyond the store: its backend's own checks.
+protocol CheckedDirectory: KeyDirectoryStore {
+    func integrityProblems() -> [String]
+    func count() throws -> Int
+}
+
+extension SQLiteKeyDirectory: CheckedDirectory {}
+extension PostgresKeyDirectory: CheckedDirectory {}

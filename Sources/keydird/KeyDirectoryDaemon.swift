@@ -9,10 +9,12 @@ import Release
 import Foundation
 import KeyCrypto
 import KeyDirectory
+import KeyDirectoryPostgres
 import KeyDirectoryService
 import KeyServer
 import Logging
 import NIOCore
+import NIOPosix
 import ONCRPC
 import SecureRPC
 import ServiceLifecycle
@@ -39,7 +41,7 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
         version: SecureRPCRelease.versionLine("keydird")
     )
 
-    @Option(help: "The directory database (default: securerpc.conf's database, else \(SQLiteKeyDirectory.defaultPath)).")
+    @Option(help: "The directory database: a SQLite file or a postgres:// URL (default: securerpc.conf's database, else \(SQLiteKeyDirectory.defaultPath)).")
     var db: String?
 
     @Option(help: "This directory host's principal (default unix.HOSTNAME@DOMAIN).")
@@ -88,15 +90,24 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
         }
         let me = netname ?? Netname.host(ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost", domain: domain)
         let path = db ?? site.database ?? SQLiteKeyDirectory.defaultPath
-        let store: SQLiteKeyDirectory
+        // What messages call it: a PostgreSQL URL without its password.
+        let shownPath = PostgresLocation.isPostgresURL(path)
+            ? ((try? PostgresLocation(url: path, environment: [:]).description) ?? "the PostgreSQL directory") : path
+        // Stores are synchronous and a PostgreSQL one waits on a task of its own: call it from
+        // the thread pool (as the server does), never from this task, which would hold a
+        // concurrency thread that the store's task may need.
+        let readOnly = primary != nil
+        let (store, ownKeys): (any KeyDirectoryStore, [KeyEntry])
         do {
-            store = try SQLiteKeyDirectory(path: path, readOnly: primary != nil, create: false)
+            (store, ownKeys) = try await NIOThreadPool.singleton.runIfActive {
+                let store = try openKeyDirectory(url: path, create: false, readOnly: readOnly)
+                return (store, try store.keys(of: me).filter { $0.mechanism != .dh192des && $0.state == .active })
+            }
         } catch {
             throw Failure("\(error)")
         }
-        let ownKeys = try store.keys(of: me).filter { $0.mechanism != .dh192des && $0.state == .active }
         guard !ownKeys.isEmpty else {
-            throw Failure("\(me) has no active ffdhe key in \(path): create the directory host's principal first (keyadmin newkey \(me) --mechanism ffdhe3072) and keylogin -r on this host")
+            throw Failure("\(me) has no active ffdhe key in \(shownPath): create the directory host's principal first (keyadmin newkey \(me) --mechanism ffdhe3072) and keylogin -r on this host")
         }
         let socket = keyserverSocket ?? site.keyserverSocket ?? KeyServerPaths.socket
         let keyserver: KeyServerClient
@@ -108,9 +119,10 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
 
         var gss = GSSServer.Configuration(serverNetname: me)
         gss.localDomain = domain
-        let gssServer = GSSServer(configuration: gss, keyserver: keyserver, logger: logger) { netname, group in
-            try? store.publicKey(netname: netname, mechanism: group.dhGroup)
-        }
+        // A PostgreSQL store answers GSS's async lookups itself; the SQLite file is read in place.
+        let keys: any PublicKeySource = (store as? PostgresKeyDirectory)
+            ?? ClosurePublicKeySource { netname, mechanism in try? store.publicKey(netname: netname, mechanism: mechanism) }
+        let gssServer = GSSServer(configuration: gss, keyserver: keyserver, logger: logger, keys: keys)
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthNoneServer(), gssServer]
         // Whole imports arrive in one call (all or nothing).
@@ -130,7 +142,7 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
                 logger.notice("directory key", metadata: ["netname": "\(me)", "mechanism": "\(key.mechanism.rawValue)", "fingerprint": "\(publicKey.fingerprint)"])
             }
         }
-        logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(path)", "netname": "\(me)",
+        logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(shownPath)", "netname": "\(me)",
                                                   "mode": "\(primary.map { "standby of \($0)" } ?? "primary")"])
         FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

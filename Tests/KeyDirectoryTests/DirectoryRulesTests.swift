@@ -1,7 +1,7 @@
 // The directory's rules below keyadmin: read-only connections that read the main file alone
 // and still follow every writer, password tags and what they show, which password opens
-// which key at login, import's merge rules, the v1 → v2 schema migration, and no database
-// made where none was asked for.
+// which key at login, the v1 → v2 schema migration, and no database made where none was
+// asked for. Import's merge rules, shared by every store, are in StoreContract.
 
 import Foundation
 import GRDB
@@ -136,51 +136,6 @@ final class DirectoryRulesTests: XCTestCase {
         // A principal with the legacy key alone: its password is the one given.
         XCTAssertEqual(try LoginKeys.open([legacy], password: password("legacy")) { XCTFail("not asked"); return nil }.keys.count, 1)
         XCTAssertThrowsError(try LoginKeys.open([legacy], password: password("strong")) { nil })
-    }
-
-    func testImportNeverResurrectsAndAuditsEachPrincipal() throws {
-        let store = try SQLiteKeyDirectory(path: path)
-        let old = Date(timeIntervalSinceNow: -3600)
-        func entry(_ uid: UInt32, _ key: DHPrivateKey, state: KeyState = .active, at: Date = Date()) throws -> KeyEntry {
-            var made = try KeyEntry.sealing(key, netname: "unix.\(uid)@example.org", password: password("p"), parameters: .testing)
-            made.state = state
-            made.createdAt = at
-            return made
-        }
-        let (k1, k2, k3) = (DHPrivateKey.generate(group: .ffdhe2048), DHPrivateKey.generate(group: .ffdhe2048), DHPrivateKey.generate(group: .ffdhe2048))
-        try store.add(user(1), keys: [try entry(1, k1)], actor: "t")
-        try store.add(user(2), keys: [try entry(2, k2)], actor: "t")
-        try store.revoke(netname: "unix.1@example.org", mechanism: nil, actor: "t")
-
-        let newer1 = DHPrivateKey.generate(group: .ffdhe2048)
-        let file: [(Principal, [KeyEntry])] = [
-            (user(1), [try entry(1, newer1)]),                      // a new key for a revoked one
-            (user(2), [try entry(2, DHPrivateKey.generate(group: .ffdhe2048), at: old)]),  // older than the one here
-            (user(3), [try entry(3, k3)]),                          // new principal
-        ]
-        let plain = try store.importEntries(file, actor: "t", source: "f", progress: nil)
-        XCTAssertEqual(plain.added, 1)
-        XCTAssertEqual(plain.keptAsTheyWere.map(\.netname), ["unix.1@example.org", "unix.2@example.org"])
-        XCTAssertEqual(try store.keys(of: "unix.1@example.org").first?.publicKey, k1.publicKey.hex)
-
-        let replaced = try store.importEntries(file, actor: "t", source: "f", replace: true, progress: nil)
-        XCTAssertEqual(replaced.unchanged, 1, "principal 3 is as imported")
-        XCTAssertEqual(replaced.stillRevoked, ["unix.1@example.org ffdhe2048"])
-        XCTAssertEqual(replaced.keptAsTheyWere.map(\.reason), ["has an older ffdhe2048 key than the one here"])
-        let one = try XCTUnwrap(store.keys(of: "unix.1@example.org").first)
-        XCTAssertEqual(one.publicKey, newer1.publicKey.hex, "replaced")
-        XCTAssertEqual(one.state, .revoked, "and still revoked")
-        XCTAssertEqual(try store.keys(of: "unix.2@example.org").first?.publicKey, k2.publicKey.hex)
-        XCTAssertNil(try store.publicKey(netname: "unix.1@example.org", mechanism: .ffdhe2048))
-
-        // A revocation in the file is taken (with --replace); an activation never is.
-        let revoking: [(Principal, [KeyEntry])] = [(user(3), [try entry(3, k3, state: .revoked)])]
-        XCTAssertEqual(try store.importEntries(revoking, actor: "t", source: "g", replace: true, progress: nil).replaced, 1)
-        XCTAssertEqual(try store.keys(of: "unix.3@example.org").first?.state, .revoked)
-
-        let rows = try store.audit(limit: 100).filter { $0.action == "import" }
-        XCTAssertEqual(rows.filter { $0.netname == nil }.count, 3, "a summary per import")
-        XCTAssertEqual(rows.compactMap(\.netname).sorted(), ["unix.1@example.org", "unix.3@example.org", "unix.3@example.org"])
     }
 
     func testVersionOneDatabasesAreReadAndMigrated() throws {
