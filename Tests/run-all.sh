@@ -54,7 +54,7 @@ rm -rf "$stage"
 # The libraries' documentation catalogs build without a single warning.
 docs() {
     local target
-    for target in XDR ONCRPC KeyCrypto KeyDirectory KeyServer SecureRPC KeyDirectoryService; do
+    for target in XDR ONCRPC KeyCrypto KeyDirectory KeyDirectoryPostgres KeyServer SecureRPC KeyDirectoryService; do
         swift package generate-documentation --target "$target" --warnings-as-errors || return 1
     done
 }

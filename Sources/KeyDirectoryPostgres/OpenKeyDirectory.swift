@@ -13,6 +13,7 @@ import KeyDirectory
 /// ```
 ///
 /// - Parameters:
+///   - url: a file path, a `sqlite:` URL or a `postgres://` URL.
 ///   - create: make a missing SQLite file, or the tables in an empty PostgreSQL database.
 ///   - readOnly: SQLite only (keylogin's way of reading a file it may not write); a
 ///     PostgreSQL server enforces read-only through the role in the URL instead.

@@ -46,9 +46,12 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
     /// Connects, checks that the database answers, and brings its schema up to date.
     ///
     /// - Parameters:
+    ///   - location: the server, database and role (from a `postgres://` URL).
     ///   - create: make the tables in an empty database (`keyadmin init`); otherwise a
     ///     database without them is `DirectoryError.notADirectory`, as a mistyped SQLite path is.
     ///   - maximumConnections: the pool's size; keydird's thread pool size is a good value.
+    ///   - timeout: how long one statement (with its wait for a connection) may take.
+    ///   - logger: where the connection pool's events go.
     public init(location: PostgresLocation, create: Bool = true, maximumConnections: Int = 8,
                 timeout: Duration = .seconds(30), logger: Logger = Logger(label: "securerpc.keydirectory.postgres")) throws {
         self.location = location
