@@ -403,64 +403,22 @@ public final class SQLiteKeyDirectory: KeyDirectoryStore {
         }
     }
 
-    /// An imported principal that exists already. Without `replace` nothing of it changes
-    /// (a re-imported old export must not bring back rotated keys); with it, keys that differ
-    /// are replaced unless older than the key here, and a key revoked here stays revoked
-    /// whatever the file says. Revocations in the file are applied.
+    /// An imported principal that exists already: the rules are ImportMerge's.
     private static func merge(_ db: Database, _ principal: Principal, _ imported: [KeyEntry], replace: Bool,
                               actor: AuditActor, source: String, into report: inout ImportReport) throws {
         let existing = try keys(db, of: principal.netname)
         let here = try Row.fetchOne(db, sql: "SELECT password_salt FROM principal WHERE netname = ?", arguments: [principal.netname])
         let saltHere: Data? = here?["password_salt"]
-        var differences: [(KeyEntry, KeyEntry?)] = []
-        for key in imported {
-            let present = existing.first { $0.mechanism == key.mechanism }
-            if let present, present.publicKey == key.publicKey, present.sealedSecret == key.sealedSecret, present.state == key.state { continue }
-            differences.append((key, present))
-        }
-        if differences.isEmpty {
-            report.unchanged += 1
-            return
-        }
-        guard replace else {
-            let what = differences.map { key, present in
-                present == nil ? "adds a \(key.mechanism.rawValue) key" : "has another \(key.mechanism.rawValue) key"
+        let merge = ImportMerge.plan(principal, imported, existing: existing, saltHere: saltHere, replace: replace, into: &report)
+        for write in merge.writes {
+            switch write {
+            case let .insert(key): try insertKey(db, key)
+            case let .upsert(key): try upsert(db, key)
             }
-            report.keptAsTheyWere.append(.init(netname: principal.netname, reason: what.joined(separator: ", ")))
-            return
         }
-        var done: [String] = []
-        for (key, present) in differences {
-            var incoming = key
-            // Tags compare only under one salt: foreign ones would make verify see
-            // different passwords where there may be none.
-            if principal.passwordSalt == nil || principal.passwordSalt != saltHere { incoming.passwordTag = nil }
-            guard let present else {
-                try insertKey(db, incoming)
-                done.append("added \(key.mechanism.rawValue)")
-                continue
-            }
-            if present.state == .revoked {
-                // Never resurrect: a revoked key stays revoked, whatever the file says.
-                report.stillRevoked.append("\(principal.netname) \(key.mechanism.rawValue)")
-                if present.publicKey == key.publicKey { continue }
-                incoming.state = .revoked
-                try upsert(db, incoming)
-                done.append("replaced \(key.mechanism.rawValue) (stays revoked)")
-                continue
-            }
-            let importedTime = key.rotatedAt ?? key.createdAt, hereTime = present.rotatedAt ?? present.createdAt
-            if present.publicKey != key.publicKey || present.sealedSecret != key.sealedSecret, importedTime < hereTime {
-                report.keptAsTheyWere.append(.init(netname: principal.netname,
-                                                   reason: "has an older \(key.mechanism.rawValue) key than the one here"))
-                continue
-            }
-            try upsert(db, incoming)
-            done.append(key.state == .revoked && present.state == .active ? "revoked \(key.mechanism.rawValue)" : "replaced \(key.mechanism.rawValue)")
-        }
-        if !done.isEmpty {
-            try log(db, actor: actor, action: "import", netname: principal.netname, mechanism: differences.map(\.0.mechanism.rawValue).joined(separator: ","),
-                    detail: done.joined(separator: "; ") + " from \(source)")
+        if !merge.done.isEmpty {
+            try log(db, actor: actor, action: "import", netname: principal.netname, mechanism: merge.mechanisms,
+                    detail: merge.done.joined(separator: "; ") + " from \(source)")
             report.replaced += 1
         }
     }

@@ -40,63 +40,22 @@ extension PostgresKeyDirectory {
         }
     }
 
-    /// An imported principal that exists already. Without `replace` nothing of it changes
-    /// (an old export must not bring back rotated keys); with it, keys that differ are
-    /// replaced unless older than the key here, and a key revoked here stays revoked whatever
-    /// the file says. Revocations in the file are applied.
+    /// An imported principal that exists already: the rules are ImportMerge's (shared with
+    /// the SQLite store).
     private static func merge(_ db: PostgresConnection, _ principal: Principal, _ imported: [KeyEntry], replace: Bool,
                               actor: AuditActor, source: String, into report: inout ImportReport, logger: Logger) async throws {
         let existing = try await keys(db, of: principal.netname, logger: logger)
         let saltHere = try await Self.principal(db, principal.netname, logger: logger)?.passwordSalt
-        var differences: [(KeyEntry, KeyEntry?)] = []
-        for key in imported {
-            let present = existing.first { $0.mechanism == key.mechanism }
-            if let present, present.publicKey == key.publicKey, present.sealedSecret == key.sealedSecret, present.state == key.state { continue }
-            differences.append((key, present))
-        }
-        if differences.isEmpty {
-            report.unchanged += 1
-            return
-        }
-        guard replace else {
-            let what = differences.map { key, present in
-                present == nil ? "adds a \(key.mechanism.rawValue) key" : "has another \(key.mechanism.rawValue) key"
+        let merge = ImportMerge.plan(principal, imported, existing: existing, saltHere: saltHere, replace: replace, into: &report)
+        for write in merge.writes {
+            switch write {
+            case let .insert(key): try await insertKey(db, key, logger: logger)
+            case let .upsert(key): try await upsert(db, key, logger: logger)
             }
-            report.keptAsTheyWere.append(.init(netname: principal.netname, reason: what.joined(separator: ", ")))
-            return
         }
-        var done: [String] = []
-        for (key, present) in differences {
-            var incoming = key
-            // Tags compare only under one salt: foreign ones would make verify see
-            // different passwords where there may be none.
-            if principal.passwordSalt == nil || principal.passwordSalt != saltHere { incoming.passwordTag = nil }
-            guard let present else {
-                try await insertKey(db, incoming, logger: logger)
-                done.append("added \(key.mechanism.rawValue)")
-                continue
-            }
-            if present.state == .revoked {
-                report.stillRevoked.append("\(principal.netname) \(key.mechanism.rawValue)")
-                if present.publicKey == key.publicKey { continue }
-                incoming.state = .revoked
-                try await upsert(db, incoming, logger: logger)
-                done.append("replaced \(key.mechanism.rawValue) (stays revoked)")
-                continue
-            }
-            let importedTime = key.rotatedAt ?? key.createdAt, hereTime = present.rotatedAt ?? present.createdAt
-            if present.publicKey != key.publicKey || present.sealedSecret != key.sealedSecret, importedTime < hereTime {
-                report.keptAsTheyWere.append(.init(netname: principal.netname,
-                                                   reason: "has an older \(key.mechanism.rawValue) key than the one here"))
-                continue
-            }
-            try await upsert(db, incoming, logger: logger)
-            done.append(key.state == .revoked && present.state == .active ? "revoked \(key.mechanism.rawValue)" : "replaced \(key.mechanism.rawValue)")
-        }
-        if !done.isEmpty {
-            try await log(db, actor: actor, action: "import", netname: principal.netname,
-                          mechanism: differences.map(\.0.mechanism.rawValue).joined(separator: ","),
-                          detail: done.joined(separator: "; ") + " from \(source)", logger: logger)
+        if !merge.done.isEmpty {
+            try await log(db, actor: actor, action: "import", netname: principal.netname, mechanism: merge.mechanisms,
+                          detail: merge.done.joined(separator: "; ") + " from \(source)", logger: logger)
             report.replaced += 1
         }
     }
