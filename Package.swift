@@ -229,8 +229,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["filesvc.x"],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["XDRGenPlugin"]
         ),
         .executableTarget(
             name: "filesvc-server",

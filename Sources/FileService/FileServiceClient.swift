@@ -1,4 +1,4 @@
-// A typed async client for FILESVC on top of RPCClient: each failure status becomes a
+// A typed async client for FILESVC on top of the generated FilesvcV1Client: each failure status becomes a
 // FileServiceError that names the path and says what went wrong.
 
 import NIOCore
@@ -18,7 +18,8 @@ public struct FileServiceError: Error, Equatable, Sendable, CustomStringConverti
     public var description: String { "\(path): \(status)" }
 }
 
-/// Client for the example file service.
+/// Client for the example file service: the generated `FilesvcV1Client` with each failure
+/// status turned into a `FileServiceError` and whole-file helpers.
 ///
 /// ```swift
 /// let files = try FileServiceClient(host: "127.0.0.1", port: FileServiceProtocol.defaultPort)
@@ -28,9 +29,12 @@ public struct FileServiceError: Error, Equatable, Sendable, CustomStringConverti
 /// ```
 public final class FileServiceClient: Sendable {
     public let rpc: RPCClient
+    /// The typed client generated from filesvc.x.
+    public let generated: FilesvcV1Client
 
     public init(rpc: RPCClient) {
         self.rpc = rpc
+        self.generated = FilesvcV1Client(rpc)
     }
 
     public convenience init(
@@ -47,35 +51,46 @@ public final class FileServiceClient: Sendable {
 
     public func ping() async throws { try await rpc.ping() }
 
-    public func stat(_ path: String) async throws -> FileAttributes {
-        try unwrap(await rpc.call(FileServiceProtocol.Procedure.stat.rawValue, FilePath(path), returning: FileResult<FileAttributes>.self), path)
+    public func stat(_ path: String) async throws -> FsAttr {
+        switch try await generated.stat(path) {
+        case let .fsOk(attributes): return attributes
+        case let .default(status): throw FileServiceError(status: status, path: path)
+        }
     }
 
-    public func read(_ path: String, offset: UInt64, count: UInt32 = FileServiceProtocol.maximumData) async throws -> ReadResult {
-        let args = ReadArguments(path: FilePath(path), offset: offset, count: count)
-        return try unwrap(await rpc.call(FileServiceProtocol.Procedure.read.rawValue, args, returning: FileResult<ReadResult>.self), path)
+    public func read(_ path: String, offset: UInt64, count: UInt32 = FileServiceProtocol.maximumData) async throws -> FsReadOk {
+        switch try await generated.read(FsReadArgs(path: path, offset: offset, count: count)) {
+        case let .fsOk(result): return result
+        case let .default(status): throw FileServiceError(status: status, path: path)
+        }
     }
 
     @discardableResult
     public func write(_ path: String, offset: UInt64, data: ByteBuffer, truncate: Bool = false) async throws -> UInt32 {
-        let args = WriteArguments(path: FilePath(path), offset: offset, data: data, truncate: truncate)
-        return try unwrap(await rpc.call(FileServiceProtocol.Procedure.write.rawValue, args, returning: FileResult<UInt32>.self), path)
+        let args = FsWriteArgs(path: path, offset: offset, data: Array(data.readableBytesView), truncate: truncate)
+        switch try await generated.write(args) {
+        case let .fsOk(count): return count
+        case let .default(status): throw FileServiceError(status: status, path: path)
+        }
     }
 
     public func create(_ path: String, exclusive: Bool = false) async throws {
-        try check(await rpc.call(FileServiceProtocol.Procedure.create.rawValue, CreateArguments(path: FilePath(path), exclusive: exclusive), returning: FileStatus.self), path)
+        try check(await generated.create(FsCreateArgs(path: path, exclusive: exclusive)), path)
     }
 
     public func remove(_ path: String) async throws {
-        try check(await rpc.call(FileServiceProtocol.Procedure.remove.rawValue, FilePath(path), returning: FileStatus.self), path)
+        try check(await generated.remove(path), path)
     }
 
     public func makeDirectory(_ path: String) async throws {
-        try check(await rpc.call(FileServiceProtocol.Procedure.mkdir.rawValue, FilePath(path), returning: FileStatus.self), path)
+        try check(await generated.mkdir(path), path)
     }
 
     public func list(_ path: String) async throws -> [String] {
-        try unwrap(await rpc.call(FileServiceProtocol.Procedure.list.rawValue, FilePath(path), returning: FileResult<DirectoryListing>.self), path).names
+        switch try await generated.list(path) {
+        case let .fsOk(names): return names
+        case let .default(status): throw FileServiceError(status: status, path: path)
+        }
     }
 
     /// Reads a whole file in chunks of the protocol's maximum.
@@ -83,11 +98,10 @@ public final class FileServiceClient: Sendable {
         var contents = ByteBuffer()
         var offset: UInt64 = 0
         while true {
-            var chunk = try await read(path, offset: offset)
-            let count = chunk.data.readableBytes
-            offset += UInt64(count)
-            contents.writeBuffer(&chunk.data)
-            if chunk.eof || count == 0 { break }
+            let chunk = try await read(path, offset: offset)
+            offset += UInt64(chunk.data.count)
+            contents.writeBytes(chunk.data)
+            if chunk.eof || chunk.data.isEmpty { break }
         }
         return contents
     }
@@ -105,14 +119,7 @@ public final class FileServiceClient: Sendable {
         } while remaining.readableBytes > 0
     }
 
-    private func unwrap<Value>(_ result: FileResult<Value>, _ path: String) throws -> Value {
-        switch result {
-        case let .ok(value): return value
-        case let .failed(status): throw FileServiceError(status: status, path: path)
-        }
-    }
-
-    private func check(_ status: FileStatus, _ path: String) throws {
-        if status != .ok { throw FileServiceError(status: status, path: path) }
+    private func check(_ status: FsStatus, _ path: String) throws {
+        if status != .fsOk { throw FileServiceError(status: status, path: path) }
     }
 }

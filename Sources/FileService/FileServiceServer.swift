@@ -1,4 +1,4 @@
-// The FILESVC program: procedures that map onto a FileStore. Handlers run their blocking
+// The FILESVC program (FilesvcV1Service, generated from filesvc.x): procedures that map onto a FileStore. Handlers run their blocking
 // file I/O on NIO's thread pool, never on an event loop. Every call is logged with the
 // caller's identity; `authorize` is the one place where access decisions will be made
 // once callers are proven (AUTH_DH, RPCSEC_GSS).
@@ -15,7 +15,7 @@ import XDR
 /// let files = try FileServiceServer(root: "/srv/files", logger: logger)
 /// let server = RPCServer(programs: [files.program])
 /// ```
-public final class FileServiceServer: Sendable {
+public final class FileServiceServer: FilesvcV1Service {
     /// What a caller is trying to do.
     public enum Operation: String, Sendable {
         case stat, read, write, create, remove, list, mkdir
@@ -57,7 +57,7 @@ public final class FileServiceServer: Sendable {
             logger.notice("refused: not the owner", metadata: [
                 "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(logSafe(path))",
             ])
-            return .accessDenied
+            return .fsAcces
         }
         logger.notice("access by someone other than the owner", metadata: [
             "caller": "\(who)", "owner": "\(owner)", "operation": "\(operation.rawValue)", "path": "\(logSafe(path))",
@@ -66,50 +66,56 @@ public final class FileServiceServer: Sendable {
     }
 
     /// The program to register with an `RPCServer`, open to every flavor the server accepts.
-    public var program: RPCProgram { program(policy: AllowAnyFlavor()) }
+    public var program: RPCProgram { rpcProgram(policy: AllowAnyFlavor()) }
 
     /// The program with an authorization policy, e.g. `RequireFlavors([.dh])`.
-    public func program(policy: any RPCAuthorizationPolicy) -> RPCProgram {
-        var program = RPCProgram(number: FileServiceProtocol.program, version: FileServiceProtocol.version, policy: policy)
-        program.addProcedure(FileServiceProtocol.Procedure.stat.rawValue) { (path: FilePath, request) in
-            try await self.run(.stat, path.value, request) { store in
-                FileResult<FileAttributes>.ok(try store.attributes(path.value))
-            } failed: { FileResult<FileAttributes>.failed($0) }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.read.rawValue) { (args: ReadArguments, request) in
-            try await self.run(.read, args.path.value, request) { store in
-                FileResult<ReadResult>.ok(try store.read(args.path.value, offset: args.offset, count: args.count))
-            } failed: { FileResult<ReadResult>.failed($0) }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.write.rawValue) { (args: WriteArguments, request) in
-            try await self.run(.write, args.path.value, request, detail: "\(args.data.readableBytes) bytes at \(args.offset)") { store in
-                FileResult<UInt32>.ok(try store.write(args.path.value, offset: args.offset, data: args.data, truncate: args.truncate))
-            } failed: { FileResult<UInt32>.failed($0) }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.create.rawValue) { (args: CreateArguments, request) in
-            try await self.run(.create, args.path.value, request) { store in
-                try store.create(args.path.value, exclusive: args.exclusive, owner: Self.identity(of: request.caller))
-                return FileStatus.ok
-            } failed: { $0 }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.remove.rawValue) { (path: FilePath, request) in
-            try await self.run(.remove, path.value, request) { store in
-                try store.remove(path.value)
-                return FileStatus.ok
-            } failed: { $0 }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.list.rawValue) { (path: FilePath, request) in
-            try await self.run(.list, path.value, request) { store in
-                FileResult<DirectoryListing>.ok(DirectoryListing(names: try store.list(path.value)))
-            } failed: { FileResult<DirectoryListing>.failed($0) }
-        }
-        program.addProcedure(FileServiceProtocol.Procedure.mkdir.rawValue) { (path: FilePath, request) in
-            try await self.run(.mkdir, path.value, request) { store in
-                try store.makeDirectory(path.value, owner: Self.identity(of: request.caller))
-                return FileStatus.ok
-            } failed: { $0 }
-        }
-        return program
+    public func program(policy: any RPCAuthorizationPolicy) -> RPCProgram { rpcProgram(policy: policy) }
+
+    // MARK: FilesvcV1Service (generated from filesvc.x)
+
+    public func stat(_ path: FsPath, request: RPCRequest) async throws -> FsStatRes {
+        try await run(.stat, path, request) { store in
+            .fsOk(try store.attributes(path))
+        } failed: { .default(discriminant: $0) }
+    }
+
+    public func read(_ args: FsReadArgs, request: RPCRequest) async throws -> FsReadRes {
+        try await run(.read, args.path, request) { store in
+            .fsOk(try store.read(args.path, offset: args.offset, count: args.count))
+        } failed: { .default(discriminant: $0) }
+    }
+
+    public func write(_ args: FsWriteArgs, request: RPCRequest) async throws -> FsWriteRes {
+        try await run(.write, args.path, request, detail: "\(args.data.count) bytes at \(args.offset)") { store in
+            .fsOk(try store.write(args.path, offset: args.offset, data: args.data, truncate: args.truncate))
+        } failed: { .default(discriminant: $0) }
+    }
+
+    public func create(_ args: FsCreateArgs, request: RPCRequest) async throws -> FsStatus {
+        try await run(.create, args.path, request) { store in
+            try store.create(args.path, exclusive: args.exclusive, owner: Self.identity(of: request.caller))
+            return .fsOk
+        } failed: { $0 }
+    }
+
+    public func remove(_ path: FsPath, request: RPCRequest) async throws -> FsStatus {
+        try await run(.remove, path, request) { store in
+            try store.remove(path)
+            return .fsOk
+        } failed: { $0 }
+    }
+
+    public func list(_ path: FsPath, request: RPCRequest) async throws -> FsListRes {
+        try await run(.list, path, request) { store in
+            .fsOk(try store.list(path))
+        } failed: { .default(discriminant: $0) }
+    }
+
+    public func mkdir(_ path: FsPath, request: RPCRequest) async throws -> FsStatus {
+        try await run(.mkdir, path, request) { store in
+            try store.makeDirectory(path, owner: Self.identity(of: request.caller))
+            return .fsOk
+        } failed: { $0 }
     }
 
     /// Logs the call, checks authorization and runs `body` on the thread pool; store
@@ -120,7 +126,7 @@ public final class FileServiceServer: Sendable {
         _ request: RPCRequest,
         detail: String? = nil,
         _ body: @escaping @Sendable (FileStore) throws -> Result,
-        failed: @escaping @Sendable (FileStatus) -> Result
+        failed: @escaping @Sendable (FsStatus) -> Result
     ) async throws -> Result {
         let store = self.store
         let outcome: Result = try await threadPool.runIfActive {
@@ -133,7 +139,7 @@ public final class FileServiceServer: Sendable {
             } catch let error as FileStoreError {
                 return failed(error.status)
             } catch {
-                return failed(.io)
+                return failed(.fsIo)
             }
         }
         var metadata: Logger.Metadata = [
@@ -142,7 +148,7 @@ public final class FileServiceServer: Sendable {
         ]
         if let detail { metadata["detail"] = "\(detail)" }
         if let mechanism = request.caller.mechanism { metadata["via"] = "\(mechanism)" }
-        if let status = (outcome as? FileStatus) ?? Self.status(of: outcome), status != .ok {
+        if let status = (outcome as? FsStatus) ?? Self.status(of: outcome), status != .fsOk {
             metadata["status"] = "\(status)"
         }
         logger.info("call", metadata: metadata)
@@ -152,6 +158,6 @@ public final class FileServiceServer: Sendable {
     private static func status(of result: some XDREncodable) -> FileStatus? {
         var buffer = ByteBuffer()
         result.encode(into: &buffer)
-        return buffer.readInteger(as: Int32.self).flatMap(FileStatus.init(rawValue:))
+        return buffer.readInteger(as: Int32.self).flatMap(FsStatus.init(rawValue:))
     }
 }

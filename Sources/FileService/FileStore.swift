@@ -6,7 +6,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import NIOCore
 
 /// A failed file operation, as a wire status.
 struct FileStoreError: Error {
@@ -15,16 +14,16 @@ struct FileStoreError: Error {
 
     static func fromErrno(_ code: Int32 = errno) -> FileStoreError {
         switch code {
-        case ENOENT: return .init(.noEntry)
-        case EEXIST: return .init(.exists)
-        case ENOTDIR: return .init(.notDirectory)
-        case EISDIR: return .init(.isDirectory)
-        case EACCES, EPERM, ELOOP: return .init(.accessDenied)
-        case ENOSPC, EDQUOT: return .init(.noSpace)
-        case ENAMETOOLONG: return .init(.nameTooLong)
-        case ENOTEMPTY: return .init(.notEmpty)
-        case EINVAL: return .init(.invalid)
-        default: return .init(.io)
+        case ENOENT: return .init(.fsNoent)
+        case EEXIST: return .init(.fsExist)
+        case ENOTDIR: return .init(.fsNotdir)
+        case EISDIR: return .init(.fsIsdir)
+        case EACCES, EPERM, ELOOP: return .init(.fsAcces)
+        case ENOSPC, EDQUOT: return .init(.fsNospc)
+        case ENAMETOOLONG: return .init(.fsNametoolong)
+        case ENOTEMPTY: return .init(.fsNotempty)
+        case EINVAL: return .init(.fsInval)
+        default: return .init(.fsIo)
         }
     }
 }
@@ -53,15 +52,15 @@ final class FileStore: Sendable {
 
     /// Splits and checks a client path: absolute, no "." or "..", names within bounds.
     static func components(of path: String) throws(FileStoreError) -> [String] {
-        guard path.utf8.count <= Int(FileServiceProtocol.maximumPath) else { throw .init(.nameTooLong) }
-        guard path.hasPrefix("/") else { throw .init(.invalid) }
+        guard path.utf8.count <= Int(FileServiceProtocol.maximumPath) else { throw .init(.fsNametoolong) }
+        guard path.hasPrefix("/") else { throw .init(.fsInval) }
         let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         for part in parts {
-            if part == "." || part == ".." { throw .init(.accessDenied) }
-            if part.utf8.count > Int(FileServiceProtocol.maximumName) { throw .init(.nameTooLong) }
-            if part.utf8.contains(0) { throw .init(.invalid) }
+            if part == "." || part == ".." { throw .init(.fsAcces) }
+            if part.utf8.count > Int(FileServiceProtocol.maximumName) { throw .init(.fsNametoolong) }
+            if part.utf8.contains(0) { throw .init(.fsInval) }
         }
-        if parts.first == metadataName { throw .init(.accessDenied) }
+        if parts.first == metadataName { throw .init(.fsAcces) }
         return parts
     }
 
@@ -78,7 +77,7 @@ final class FileStore: Sendable {
             let isLink = next < 0 && isSymlink(fd, part)
             close(fd)
             guard next >= 0 else {
-                throw isLink ? FileStoreError(.accessDenied) : .fromErrno(code)
+                throw isLink ? FileStoreError(.fsAcces) : .fromErrno(code)
             }
             fd = next
         }
@@ -95,13 +94,13 @@ final class FileStore: Sendable {
     private func statAt(_ fd: Int32, _ name: String) throws(FileStoreError) -> stat {
         var info = stat()
         guard fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { throw .fromErrno() }
-        if (info.st_mode & S_IFMT) == S_IFLNK { throw .init(.accessDenied) }
+        if (info.st_mode & S_IFMT) == S_IFLNK { throw .init(.fsAcces) }
         return info
     }
 
     // MARK: operations
 
-    func attributes(_ path: String) throws(FileStoreError) -> FileAttributes {
+    func attributes(_ path: String) throws(FileStoreError) -> FsAttr {
         let (fd, name) = try parent(of: path)
         defer { close(fd) }
         let info: stat
@@ -113,36 +112,35 @@ final class FileStore: Sendable {
             info = rootInfo
         }
         let isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
-        return FileAttributes(
-            type: isDirectory ? .directory : .regular,
+        return FsAttr(
+            type: isDirectory ? .fsDir : .fsReg,
             size: UInt64(info.st_size),
             mode: UInt32(info.st_mode & 0o7777),
             owner: owner(of: path) ?? "anonymous",
-            modified: Int64(info.st_mtim.tv_sec)
+            mtime: Int64(info.st_mtim.tv_sec)
         )
     }
 
-    func read(_ path: String, offset: UInt64, count: UInt32) throws(FileStoreError) -> ReadResult {
-        guard offset <= UInt64(Int64.max) else { throw .init(.invalid) }
+    func read(_ path: String, offset: UInt64, count: UInt32) throws(FileStoreError) -> FsReadOk {
+        guard offset <= UInt64(Int64.max) else { throw .init(.fsInval) }
         let fd = try openFile(path, flags: O_RDONLY)
         defer { close(fd) }
         let wanted = Int(min(count, FileServiceProtocol.maximumData))
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(wanted)
-        let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) { raw in
-            let n = pread(fd, raw.baseAddress, wanted, off_t(offset))
-            return max(n, 0)
+        var got = 0
+        let data = [UInt8](unsafeUninitializedCapacity: wanted) { raw, initialized in
+            got = max(pread(fd, raw.baseAddress, wanted, off_t(offset)), 0)
+            initialized = got
         }
         var info = stat()
         fstat(fd, &info)
-        return ReadResult(data: buffer, eof: offset + UInt64(got) >= UInt64(info.st_size))
+        return FsReadOk(data: data, eof: offset + UInt64(got) >= UInt64(info.st_size))
     }
 
-    func write(_ path: String, offset: UInt64, data: ByteBuffer, truncate: Bool) throws(FileStoreError) -> UInt32 {
-        guard offset <= UInt64(Int64.max) - UInt64(FileServiceProtocol.maximumData) else { throw .init(.invalid) }
+    func write(_ path: String, offset: UInt64, data: [UInt8], truncate: Bool) throws(FileStoreError) -> UInt32 {
+        guard offset <= UInt64(Int64.max) - UInt64(FileServiceProtocol.maximumData) else { throw .init(.fsInval) }
         let fd = try openFile(path, flags: O_WRONLY)
         defer { close(fd) }
-        let written = data.withUnsafeReadableBytes { raw in pwrite(fd, raw.baseAddress, raw.count, off_t(offset)) }
+        let written = data.withUnsafeBytes { raw in pwrite(fd, raw.baseAddress, raw.count, off_t(offset)) }
         guard written >= 0 else { throw .fromErrno() }
         if truncate {
             guard ftruncate(fd, off_t(offset) + off_t(written)) == 0 else { throw .fromErrno() }
@@ -153,11 +151,11 @@ final class FileStore: Sendable {
     func create(_ path: String, exclusive: Bool, owner: String) throws(FileStoreError) {
         let (dirFD, name) = try parent(of: path)
         defer { close(dirFD) }
-        guard let name else { throw .init(.isDirectory) }
+        guard let name else { throw .init(.fsIsdir) }
         var flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC
         if exclusive { flags |= O_EXCL }
         let fd = openat(dirFD, name, flags, 0o644)
-        guard fd >= 0 else { throw errno == ELOOP ? .init(.accessDenied) : .fromErrno() }
+        guard fd >= 0 else { throw errno == ELOOP ? .init(.fsAcces) : .fromErrno() }
         close(fd)
         if self.owner(of: path) == nil {
             try setOwner(owner, of: path)
@@ -167,7 +165,7 @@ final class FileStore: Sendable {
     func makeDirectory(_ path: String, owner: String) throws(FileStoreError) {
         let (dirFD, name) = try parent(of: path)
         defer { close(dirFD) }
-        guard let name else { throw .init(.exists) }
+        guard let name else { throw .init(.fsExist) }
         guard mkdirat(dirFD, name, 0o755) == 0 else { throw .fromErrno() }
         try setOwner(owner, of: path)
     }
@@ -175,7 +173,7 @@ final class FileStore: Sendable {
     func remove(_ path: String) throws(FileStoreError) {
         let (dirFD, name) = try parent(of: path)
         defer { close(dirFD) }
-        guard let name else { throw .init(.accessDenied) }
+        guard let name else { throw .init(.fsAcces) }
         let info = try statAt(dirFD, name)
         let isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
         guard unlinkat(dirFD, name, isDirectory ? AT_REMOVEDIR : 0) == 0 else { throw .fromErrno() }
@@ -190,7 +188,7 @@ final class FileStore: Sendable {
         let fd = openat(dirFD, name ?? ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            throw name.map { isSymlink(dirFD, $0) } == true ? .init(.accessDenied) : .fromErrno(code)
+            throw name.map { isSymlink(dirFD, $0) } == true ? .init(.fsAcces) : .fromErrno(code)
         }
         guard let dir = fdopendir(fd) else {
             close(fd)
@@ -213,11 +211,11 @@ final class FileStore: Sendable {
     private func openFile(_ path: String, flags: Int32) throws(FileStoreError) -> Int32 {
         let (dirFD, name) = try parent(of: path)
         defer { close(dirFD) }
-        guard let name else { throw .init(.isDirectory) }
+        guard let name else { throw .init(.fsIsdir) }
         let info = try statAt(dirFD, name)
-        if (info.st_mode & S_IFMT) == S_IFDIR { throw .init(.isDirectory) }
+        if (info.st_mode & S_IFMT) == S_IFDIR { throw .init(.fsIsdir) }
         let fd = openat(dirFD, name, flags | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw errno == ELOOP ? .init(.accessDenied) : .fromErrno() }
+        guard fd >= 0 else { throw errno == ELOOP ? .init(.fsAcces) : .fromErrno() }
         return fd
     }
 
@@ -251,7 +249,7 @@ final class FileStore: Sendable {
         close(fd)
         guard ok, renameat(rootFD, temp, rootFD, key) == 0 else {
             unlinkat(rootFD, temp, 0)
-            throw .init(.io)
+            throw .init(.fsIo)
         }
     }
 }

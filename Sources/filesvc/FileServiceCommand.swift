@@ -164,8 +164,8 @@ struct Stat: AsyncParsableCommand {
     func run() async throws {
         try await connection.withClient { client in
             let a = try await client.stat(path)
-            let kind = a.type == .directory ? "directory" : "file"
-            print("\(path): \(kind), \(a.size) bytes, mode \(String(a.mode, radix: 8)), owner \(a.owner), modified \(Date(timeIntervalSince1970: TimeInterval(a.modified)))")
+            let kind = a.type == .fsDir ? "directory" : "file"
+            print("\(path): \(kind), \(a.size) bytes, mode \(String(a.mode, radix: 8)), owner \(a.owner), modified \(Date(timeIntervalSince1970: TimeInterval(a.mtime)))")
         }
     }
 }

@@ -58,23 +58,27 @@ final class FileServiceTests: XCTestCase {
         }
     }
 
+    /// The types XDRGenPlugin generates from filesvc.x put the bytes on the wire that the
+    /// hand-written ones did (and that an rpcgen peer expects), and enforce the .x bounds.
     func testWireFormatGoldenBytes() throws {
-        let args = ReadArguments(path: "/a", offset: 1 << 32, count: 512).xdrEncoded()
+        let args = FsReadArgs(path: "/a", offset: 1 << 32, count: 512).xdrEncoded()
         XCTAssertEqual(hexString(args), "00000002" + "2f610000" + "0000000100000000" + "00000200")
-        let failed = FileResult<FileAttributes>.failed(.noEntry).xdrEncoded()
+        let failed = FsStatRes.default(discriminant: .fsNoent).xdrEncoded()
         XCTAssertEqual(hexString(failed), "00000002")
-        let ok = FileResult<UInt32>.ok(7).xdrEncoded()
+        let ok = FsWriteRes.fsOk(7).xdrEncoded()
         XCTAssertEqual(hexString(ok), "00000000" + "00000007")
         // Bounds from filesvc.x are enforced on decode.
         var tooLong = ByteBuffer()
         tooLong.writeXDR(String(repeating: "x", count: 1025))
-        XCTAssertThrowsError(try tooLong.decodeXDRExactly(FilePath.self))
+        tooLong.writeXDR(UInt64(0))
+        tooLong.writeXDR(UInt32(1))
+        XCTAssertThrowsError(try tooLong.decodeXDRExactly(FsReadArgs.self))
         var bigData = ByteBuffer()
-        FilePath("/a").encode(into: &bigData)
+        bigData.writeXDR("/a")
         bigData.writeXDR(UInt64(0))
         bigData.writeXDROpaque([UInt8](repeating: 1, count: 65537))
         bigData.writeXDR(false)
-        XCTAssertThrowsError(try bigData.decodeXDRExactly(WriteArguments.self))
+        XCTAssertThrowsError(try bigData.decodeXDRExactly(FsWriteArgs.self))
     }
 
     func testFileLifecycleOverTCPAndUDP() async throws {
@@ -82,18 +86,18 @@ final class FileServiceTests: XCTestCase {
             let files = client(transport)
             let path = "/notes-\(transport).txt"
             try await files.create(path, exclusive: true)
-            await assertStatus(.exists) { try await files.create(path, exclusive: true) }
+            await assertStatus(.fsExist) { try await files.create(path, exclusive: true) }
             try await files.writeAll(path, contents: ByteBuffer(string: "hello \(transport)"))
             let text = String(buffer: try await files.readAll(path))
             XCTAssertEqual(text, "hello \(transport)")
             let attributes = try await files.stat(path)
-            XCTAssertEqual(attributes.type, .regular)
+            XCTAssertEqual(attributes.type, .fsReg)
             XCTAssertEqual(attributes.size, UInt64("hello \(transport)".utf8.count))
             XCTAssertEqual(attributes.owner, "unix.1001", "the creator's AUTH_SYS uid is recorded")
             let names = try await files.list("/")
             XCTAssertTrue(names.contains("notes-\(transport).txt"))
             try await files.remove(path)
-            await assertStatus(.noEntry) { _ = try await files.stat(path) }
+            await assertStatus(.fsNoent) { _ = try await files.stat(path) }
             await files.close()
         }
     }
@@ -120,16 +124,16 @@ final class FileServiceTests: XCTestCase {
         let listing = try await files.list("/d")
         XCTAssertEqual(listing, ["f"])
         let type = try await files.stat("/d").type
-        XCTAssertEqual(type, .directory)
-        await assertStatus(.notEmpty) { try await files.remove("/d") }
-        await assertStatus(.isDirectory) { _ = try await files.read("/d", offset: 0) }
-        await assertStatus(.notDirectory) { _ = try await files.list("/d/f") }
-        await assertStatus(.notDirectory) { try await files.create("/d/f/g") }
-        await assertStatus(.noEntry) { _ = try await files.read("/missing", offset: 0) }
-        await assertStatus(.noEntry) { try await files.create("/nodir/x") }
-        await assertStatus(.exists) { try await files.makeDirectory("/d") }
-        await assertStatus(.nameTooLong) { try await files.create("/" + String(repeating: "n", count: 256)) }
-        await assertStatus(.invalid) { try await files.create("relative") }
+        XCTAssertEqual(type, .fsDir)
+        await assertStatus(.fsNotempty) { try await files.remove("/d") }
+        await assertStatus(.fsIsdir) { _ = try await files.read("/d", offset: 0) }
+        await assertStatus(.fsNotdir) { _ = try await files.list("/d/f") }
+        await assertStatus(.fsNotdir) { try await files.create("/d/f/g") }
+        await assertStatus(.fsNoent) { _ = try await files.read("/missing", offset: 0) }
+        await assertStatus(.fsNoent) { try await files.create("/nodir/x") }
+        await assertStatus(.fsExist) { try await files.makeDirectory("/d") }
+        await assertStatus(.fsNametoolong) { try await files.create("/" + String(repeating: "n", count: 256)) }
+        await assertStatus(.fsInval) { try await files.create("relative") }
         try await files.remove("/d/f")
         try await files.remove("/d")
         await files.close()
@@ -142,13 +146,13 @@ final class FileServiceTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("link").path, withDestinationPath: outside.path)
         try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("dirlink").path, withDestinationPath: "/etc")
         let files = client(.tcp)
-        await assertStatus(.accessDenied) { _ = try await files.read("/../\(outside.lastPathComponent)", offset: 0) }
-        await assertStatus(.accessDenied) { _ = try await files.read("/link", offset: 0) }
-        await assertStatus(.accessDenied) { _ = try await files.read("/dirlink/passwd", offset: 0) }
-        await assertStatus(.accessDenied) { try await files.write("/link", offset: 0, data: ByteBuffer(string: "x")) }
-        await assertStatus(.accessDenied) { _ = try await files.list("/dirlink") }
-        await assertStatus(.accessDenied) { _ = try await files.stat("/\(FileStoreReserved.name)") }
-        await assertStatus(.noEntry) { _ = try await files.read("/etc/passwd", offset: 0) }
+        await assertStatus(.fsAcces) { _ = try await files.read("/../\(outside.lastPathComponent)", offset: 0) }
+        await assertStatus(.fsAcces) { _ = try await files.read("/link", offset: 0) }
+        await assertStatus(.fsAcces) { _ = try await files.read("/dirlink/passwd", offset: 0) }
+        await assertStatus(.fsAcces) { try await files.write("/link", offset: 0, data: ByteBuffer(string: "x")) }
+        await assertStatus(.fsAcces) { _ = try await files.list("/dirlink") }
+        await assertStatus(.fsAcces) { _ = try await files.stat("/\(FileStoreReserved.name)") }
+        await assertStatus(.fsNoent) { _ = try await files.read("/etc/passwd", offset: 0) }
         XCTAssertEqual(try String(contentsOf: outside, encoding: .utf8), "secret")
         await files.close()
     }

@@ -75,7 +75,7 @@ final class FileServiceAuthDHTests: XCTestCase {
                     try await attempt()
                     XCTFail("bob reached alice's file over \(transport)")
                 } catch let error as FileServiceError {
-                    XCTAssertEqual(error.status, .accessDenied)
+                    XCTAssertEqual(error.status, .fsAcces)
                 }
             }
             let text = String(buffer: try await alice.readAll(path))
