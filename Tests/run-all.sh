@@ -59,5 +59,8 @@ docs() {
     done
 }
 check "documentation check" docs
+# The examples build as a package of their own (depending on this one by path) and run
+# against a keyserver, rpcbind and a libtirpc server of their own (Examples/run.sh).
+check "examples check" bash Examples/run.sh
 echo "$((total - failed)) passed, $failed failed"
 exit "$status"
