@@ -40,6 +40,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -67,6 +69,21 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The daemons' --metrics endpoint: swift-metrics bootstrapped to Prometheus, served as
+        // text over HTTP on SwiftNIO.
+        .target(
+            name: "MetricsEndpoint",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -136,6 +153,7 @@ let package = Package(
         .target(
             name: "KeyServer",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "KeyCrypto", "ONCRPC", "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -147,7 +165,7 @@ let package = Package(
 
         .executableTarget(
             name: "keyserverd",
-            dependencies: ["SecureRPC", "KeyDirectoryService", "Release",
+            dependencies: ["MetricsEndpoint", "SecureRPC", "KeyDirectoryService", "Release",
                 "KeyServer", "KeyDirectory", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -185,6 +203,7 @@ let package = Package(
         .target(
             name: "SecureRPC",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -198,6 +217,7 @@ let package = Package(
         .target(
             name: "KeyDirectoryService",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "SecureRPC", "KeyDirectory", "KeyServer", "KeyCrypto", "ONCRPC", "XDR", "SiteConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -209,7 +229,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keydird",
-            dependencies: ["Release",
+            dependencies: ["MetricsEndpoint", "Release",
                 "KeyDirectoryService", "SecureRPC", "KeyDirectory", "KeyDirectoryPostgres", "KeyServer", "KeyCrypto", "ONCRPC", "SiteConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -234,7 +254,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "filesvc-server",
-            dependencies: ["KeyDirectoryService", "SiteConfig", "Release",
+            dependencies: ["MetricsEndpoint", "KeyDirectoryService", "SiteConfig", "Release",
                 "FileService", "ONCRPC", "SecureRPC", "KeyDirectory", "KeyServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -72,17 +72,22 @@ public final class NetworkKeyLookup: PublicKeySource {
             if case .fresh = answer { state.statistics.cacheHits += 1 }
             return answer
         }
-        if case let .fresh(key) = cached { return key }
+        if case let .fresh(key) = cached {
+            DirectoryMetrics.cacheHits.increment()
+            return key
+        }
         do {
             let key = try await askDirectory(netname: netname, mechanism: mechanism)
             state.withLockedValue { state in
                 state.cache.store(netname: netname, mechanism: mechanism, key: key, now: self.now())
                 state.statistics.directoryLookups += 1
             }
+            DirectoryMetrics.directoryAnswers.increment()
             return key
         } catch {
             if let outage = error as? DirectoryClientError, case let .stale(key) = cached, Self.isOutage(outage) {
                 state.withLockedValue { $0.statistics.staleAnswers += 1 }
+                DirectoryMetrics.staleAnswers.increment()
                 logger.notice("directory unreachable: serving a cached key", metadata: ["netname": "\(netname)", "error": "\(error)"])
                 return key
             }
@@ -90,6 +95,7 @@ public final class NetworkKeyLookup: PublicKeySource {
             // on the way) as much as a refusal: a forged answer is never served, not even
             // from the stale cache.
             state.withLockedValue { $0.statistics.failures += 1 }
+            DirectoryMetrics.failures.increment()
             if case RPCClientError.replyVerificationFailed = error {
                 logger.warning("a directory reply failed verification: refused", metadata: ["netname": "\(netname)", "error": "\(error)"])
             }
@@ -152,6 +158,7 @@ public final class NetworkKeyLookup: PublicKeySource {
         }
         let (named, everything, observers) = state.withLockedValue { state -> ([String], Bool, [@Sendable (String?) -> Void]) in
             state.statistics.feedPolls += 1
+            DirectoryMetrics.lastFeedPoll.record(self.now())
             let first = state.statistics.serial == 0
             state.statistics.serial = max(state.statistics.serial, answer.serial)
             // The first poll learns where the feed stands. Answers cached before it could

@@ -112,9 +112,11 @@ public final class KeyServerCore: Sendable {
         let found: (SecretBytes?, DHPrivateKey?, UInt64) = state.withLockedValue { state in
             if let cached = state.cache[key] {
                 state.hits += 1
+                KeyServerMetrics.legacyHits.increment()
                 return (cached, nil, 0)
             }
             state.misses += 1
+            KeyServerMetrics.legacyDerives.increment()
             return (nil, state.users[uid]?.legacy, state.cache.generation(of: uid))
         }
         if let cached = found.0 { return cached }

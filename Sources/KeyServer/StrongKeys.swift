@@ -124,9 +124,11 @@ public final class StrongKeyStore: Sendable {
         let found: (SecretBytes?, DHPrivateKey?, UInt64) = state.withLockedValue { state in
             if let shared = state.shared[cacheKey] {
                 state.hits += 1
+                KeyServerMetrics.strongHits.increment()
                 return (shared, nil, 0)
             }
             state.misses += 1
+            KeyServerMetrics.strongDerives.increment()
             return (nil, state.keys[uid]?[group], state.shared.generation(of: uid))
         }
         let shared: SecretBytes

@@ -31,6 +31,8 @@ final class RPCDispatcher: Sendable {
     private let versionRanges: [UInt32: ClosedRange<UInt32>]
     private let authenticators: [AuthFlavor: any RPCServerAuthenticator]
     let logger: Logger
+    /// Calls by program, procedure, flavor and outcome; refused authentications by reason.
+    let metrics = RPCCallMetrics()
 
     init(programs: [RPCProgram], authenticators: [any RPCServerAuthenticator], logger: Logger) {
         var table: [ProgramKey: RPCProgram] = [:]
@@ -66,12 +68,15 @@ final class RPCDispatcher: Sendable {
         do {
             call = try RPCCall.decode(message)
         } catch {
+            metrics.call(program: nil, version: nil, procedure: nil, flavor: nil, .undecodable)
             completion(self.replyToUndecodableCall(error, allocator: allocator, context: context), false)
             return
         }
 
         guard let authenticator = authenticators[call.credential.flavor] else {
             logger.debug("unsupported credential flavor", metadata: ["xid": "\(call.xid)", "flavor": "\(call.credential.flavor)"])
+            record(call, flavorServed: false, .authError)
+            metrics.authenticationFailed(flavor: nil, .badCredential)
             completion(Self.encodeDenied(xid: call.xid, .authError(.badCredential), allocator: allocator), false)
             return
         }
@@ -107,13 +112,17 @@ final class RPCDispatcher: Sendable {
             return
         case .drop:
             logger.debug("call dropped by its authentication flavor", metadata: ["xid": "\(call.xid)"])
+            record(call, .dropped)
             completion(nil, false)
             return
         case let .rejected(status):
             logger.info("call denied", metadata: ["xid": "\(call.xid)", "status": "\(status)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "-")"])
+            record(call, .authError)
+            metrics.authenticationFailed(flavor: call.credential.flavor, status)
             completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
             return
         case let .handled(verifier, status):
+            record(call, Self.outcome(of: status))
             completion(Self.encodeAccepted(xid: call.xid, verifier: verifier, status, allocator: allocator), false)
             return
         case let .accepted(value):
@@ -127,15 +136,19 @@ final class RPCDispatcher: Sendable {
             } else {
                 status = .programUnavailable
             }
+            record(call, Self.outcome(of: status))
             completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, status, allocator: allocator), false)
             return
         }
         guard let handler = program.procedures[call.procedure] else {
+            record(call, .procedureUnavailable)
             completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, .procedureUnavailable, allocator: allocator), false)
             return
         }
         if let status = program.policy.authorize(accepted.caller, procedure: call.procedure) {
             logger.info("call below policy", metadata: ["xid": "\(call.xid)", "caller": "\(accepted.caller)", "status": "\(status)"])
+            record(call, .authError)
+            metrics.authenticationFailed(flavor: call.credential.flavor, status)
             completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
             return
         }
@@ -150,8 +163,9 @@ final class RPCDispatcher: Sendable {
             do {
                 let result = try body(request)
                 reply = try Self.encodeSuccess(xid: call.xid, accepted: accepted, result: result, allocator: allocator)
+                record(call, .success)
             } catch {
-                reply = self.replyForHandlerError(error, xid: call.xid, accepted: accepted, allocator: allocator)
+                reply = self.replyForHandlerError(error, call: call, accepted: accepted, allocator: allocator)
             }
             completion(reply, false)
         case let .async(body):
@@ -160,11 +174,34 @@ final class RPCDispatcher: Sendable {
                 do {
                     let result = try await body(request)
                     reply = try Self.encodeSuccess(xid: call.xid, accepted: accepted, result: result, allocator: allocator)
+                    self.record(call, .success)
                 } catch {
-                    reply = self.replyForHandlerError(error, xid: call.xid, accepted: accepted, allocator: allocator)
+                    reply = self.replyForHandlerError(error, call: call, accepted: accepted, allocator: allocator)
                 }
                 eventLoop.execute { completion(reply, false) }
             }
+        }
+    }
+
+    // MARK: metrics
+
+    /// Counts `call` under labels the server chose: numbers it does not serve become "other".
+    private func record(_ call: RPCCall, flavorServed: Bool = true, _ outcome: RPCCallOutcome) {
+        let served = programs[ProgramKey(program: call.program, version: call.version)]
+        let knownProgram = versionRanges[call.program] != nil
+        let procedure = served?.procedures[call.procedure] != nil || call.procedure == 0 && served != nil ? call.procedure : nil
+        metrics.call(program: knownProgram ? call.program : nil, version: served != nil ? call.version : nil,
+                     procedure: procedure, flavor: flavorServed ? call.credential.flavor : nil, outcome)
+    }
+
+    static func outcome(of status: AcceptedReplyStatus) -> RPCCallOutcome {
+        switch status {
+        case .success: return .success
+        case .programUnavailable: return .programUnavailable
+        case .programMismatch: return .programMismatch
+        case .procedureUnavailable: return .procedureUnavailable
+        case .garbageArguments: return .garbageArguments
+        case .systemError: return .systemError
         }
     }
 
@@ -187,17 +224,22 @@ final class RPCDispatcher: Sendable {
         }
     }
 
-    private func replyForHandlerError(_ error: any Error, xid: UInt32, accepted: RPCAcceptedCall, allocator: ByteBufferAllocator) -> ByteBuffer {
+    private func replyForHandlerError(_ error: any Error, call: RPCCall, accepted: RPCAcceptedCall, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let xid = call.xid
         switch Self.replyStatus(for: error) {
         case let .accepted(_, status)?:
             if case .garbageArguments = status {
                 logger.debug("garbage arguments", metadata: ["xid": "\(xid)", "error": "\(error)"])
             }
+            record(call, Self.outcome(of: status))
             return Self.encodeAccepted(xid: xid, verifier: accepted.replyVerifier, status, allocator: allocator)
         case let .denied(rejected)?:
+            record(call, .authError)
+            if case let .authError(status) = rejected { metrics.authenticationFailed(flavor: call.credential.flavor, status) }
             return Self.encodeDenied(xid: xid, rejected, allocator: allocator)
         case nil:
             logger.error("procedure failed", metadata: ["xid": "\(xid)", "error": "\(String(reflecting: error))"])
+            record(call, .systemError)
             return Self.encodeAccepted(xid: xid, verifier: accepted.replyVerifier, .systemError, allocator: allocator)
         }
     }

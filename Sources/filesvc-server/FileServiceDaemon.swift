@@ -6,6 +6,7 @@ import Release
 import FileService
 import Foundation
 import Logging
+import MetricsEndpoint
 import NIOCore
 import NIOPosix
 import ONCRPC
@@ -79,6 +80,8 @@ struct FileServiceDaemon: AsyncParsableCommand {
         case gss, dh, none
     }
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; use loopback or a management address).", valueName: "host:port"))
+    var metrics: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -111,6 +114,8 @@ struct FileServiceDaemon: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "filesvc-server")
+        // Before the server listens, so that its first calls are counted.
+        let metricsEndpoint = try await MetricsEndpoint.start(metrics, logger: logger)
         let rootPath = try prepareRoot(logger: logger)
         let files = try FileServiceServer(root: rootPath, logger: logger)
         var configuration = RPCServer.Configuration()
@@ -168,6 +173,7 @@ struct FileServiceDaemon: AsyncParsableCommand {
         logger.notice("serving \(rootPath)", metadata: ["listening": "\(addresses.joined(separator: ", "))"])
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        await metricsEndpoint?.close()
     }
 
     /// Who may call, as the flags say. `dh` adds the legacy AUTH_DH *beside* RPCSEC_GSS with

@@ -13,6 +13,7 @@ import KeyDirectoryPostgres
 import KeyDirectoryService
 import KeyServer
 import Logging
+import MetricsEndpoint
 import NIOCore
 import NIOPosix
 import ONCRPC
@@ -68,6 +69,8 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
     @Option(help: "The site configuration file (default $SECURERPC_CONF, else \(SiteConfiguration.defaultPath)).")
     var config: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; use loopback or a management address).", valueName: "host:port"))
+    var metrics: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -79,6 +82,8 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "keydird")
+        // Before the server listens, so that its first calls are counted.
+        let metricsEndpoint = try await MetricsEndpoint.start(metrics, logger: logger)
         let site: SiteConfiguration
         do {
             site = try SiteConfiguration.load(path: config)
@@ -147,6 +152,7 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        await metricsEndpoint?.close()
         await keyserver.close()
     }
 }

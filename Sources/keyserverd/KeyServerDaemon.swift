@@ -16,6 +16,7 @@ import KeyDirectory
 import KeyDirectoryService
 import KeyServer
 import Logging
+import MetricsEndpoint
 import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
@@ -47,6 +48,8 @@ struct KeyServerDaemon: AsyncParsableCommand {
     @Option(help: "The site configuration (default: $SECURERPC_CONF, else \(SiteConfiguration.defaultPath) when present).") var config: String?
     @Option(help: "This host's principal at the site's directory, for keylogin through it (default unix.HOST@DOMAIN).") var netname: String?
     @Flag(help: "Do not register with rpcbind.") var noRpcbind = false
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; use loopback or a management address).", valueName: "host:port"))
+    var metrics: String?
     @Option(help: "Log level (default: log-level of securerpc.conf, else info); trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level?
 
     func run() async throws {
@@ -61,6 +64,8 @@ struct KeyServerDaemon: AsyncParsableCommand {
         let level = NIOLockedValueBox(logLevel ?? site.logLevel.flatMap(Logger.Level.init(rawValue:)) ?? .info)
         LoggingSystem.bootstrap { label in ReloadableLevelLogHandler(label: label, level: level) }
         let logger = Logger(label: "keyserverd")
+        // Before the server listens, so that its first calls are counted.
+        let metricsEndpoint = try await MetricsEndpoint.start(metrics, logger: logger)
 
         // Root's key file is checked before anything is bound: a refused file stops the start.
         var rootSecrets: [UInt8]?
@@ -159,6 +164,7 @@ struct KeyServerDaemon: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        await metricsEndpoint?.close()
         hangup.cancel()
         core.clearAll()
         strong.clearAll()

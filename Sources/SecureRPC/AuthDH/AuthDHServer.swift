@@ -313,6 +313,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
             // last is a replay.
             let known = state.conversations.find(netname: netname, conversationKey: conversationKey)
             if let known, let slot = state.conversations[known], !(slot.lastStamp < opened.timestamp) {
+                SecureRPCMetrics.dhReplays.increment()
                 return .rejected(.rejectedCredential)
             }
             // Whether or not its conversation is still here: each fullname is accepted once
@@ -321,7 +322,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
             let expiry = Self.microseconds(of: opened.timestamp) + Int64(window) * 1_000_000
             switch state.replays.insert(.init(netname: netname, stamp: opened.timestamp), expiresAt: expiry, now: nowMicros) {
             case .fresh: break
-            case .replay: return .rejected(.rejectedCredential)
+            case .replay:
+                SecureRPCMetrics.dhReplays.increment()
+                return .rejected(.rejectedCredential)
             case .full: return .rejected(.failed)
             }
             let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,

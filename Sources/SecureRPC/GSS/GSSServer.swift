@@ -156,6 +156,7 @@ public final class GSSServer: RPCServerAuthenticator {
         @discardableResult
         mutating func remove(_ handle: [UInt8]) -> Slot? {
             guard let slot = contexts.remove(handle) else { return nil }
+            SecureRPCMetrics.gssContexts.record(contexts.count)
             let client = slot.context.client
             if byClient[client]?.remove(handle) != nil, byClient[client]?.isEmpty == true { byClient[client] = nil }
             return slot
@@ -344,6 +345,7 @@ public final class GSSServer: RPCServerAuthenticator {
             }
             guard slot.window.accept(sequence) else {
                 state.statistics.replaysDropped += 1
+                SecureRPCMetrics.gssReplays.increment()
                 return .decided(.drop)
             }
             state.clock += 1
@@ -458,6 +460,8 @@ public final class GSSServer: RPCServerAuthenticator {
             state.statistics.initRefused += 1
             return state.refusalLog.take(now: nowSeconds)
         }
+        SecureRPCMetrics.gssInitRefused(minor)
+        if minor == .replayedToken { SecureRPCMetrics.gssInitReplays.increment() }
         if unlogged > 0 {
             logger.notice("RPCSEC_GSS context refusals not logged (too many)", metadata: [
                 "count": "\(unlogged)", "window": "\(Int(RefusalLog.window)) s",
@@ -588,6 +592,7 @@ public final class GSSServer: RPCServerAuthenticator {
     }
 
     private func initContext(_ call: RPCCall, from callContext: RPCCallContext) async -> RPCAuthDecision {
+        let started = DispatchTime.now().uptimeNanoseconds
         let checked: CheckedInit
         switch checkInit(call) {
         case let .failure(decided): return answer(decided)
@@ -678,6 +683,7 @@ public final class GSSServer: RPCServerAuthenticator {
         let result = RpcGssInitRes(handle: handle, gssMajor: GSSMajorStatus.complete, gssMinor: 0,
                                    seqWindow: configuration.sequenceWindow, gssToken: Array(replyToken.xdrEncoded().readableBytesView))
         let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(keys.serverToClient, .sequenceWindow, sequence: configuration.sequenceWindow)))
+        SecureRPCMetrics.gssHandshakeDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         return .handled(verifier: verifier, .success(result.xdrEncoded()))
     }
 
@@ -699,6 +705,7 @@ public final class GSSServer: RPCServerAuthenticator {
                                                        lastUsed: state.clock, keyCheckedAt: nowSeconds))
             state.byClient[context.client, default: []].insert(context.handle)
             state.statistics.contextsCreated += 1
+            SecureRPCMetrics.gssContextsCreated.increment()
             var evicted = 0
             // The client's share: scan only its own contexts (at most its share + 1).
             while let mine = state.byClient[context.client], mine.count > perClient {
@@ -716,6 +723,7 @@ public final class GSSServer: RPCServerAuthenticator {
                 evicted += 1
             }
             state.statistics.contextsEvicted += evicted
+            SecureRPCMetrics.gssContexts.record(state.contexts.count)
             return evicted
         }
     }
