@@ -32,6 +32,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -47,6 +48,7 @@ let package = Package(
         .target(
             name: "ONCRPC",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -81,6 +83,7 @@ let package = Package(
         .target(
             name: "KeyServer",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "KeyCrypto", "ONCRPC", "XDR",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -94,6 +97,7 @@ let package = Package(
         .target(
             name: "SecureRPC",
             dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 "ONCRPC", "XDR", "KeyCrypto", "KeyServer", "KeyDirectory",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
