@@ -15,11 +15,12 @@ import KeyDirectory
 /// - Parameters:
 ///   - url: a file path, a `sqlite:` URL or a `postgres://` URL.
 ///   - create: make a missing SQLite file, or the tables in an empty PostgreSQL database.
-///   - readOnly: SQLite only (keylogin's way of reading a file it may not write); a
-///     PostgreSQL server enforces read-only through the role in the URL instead.
+///   - readOnly: read, never write: keylogin's way of reading a SQLite file it may not
+///     write; for PostgreSQL, a hot standby (the schema is checked, not migrated). Rights
+///     on a primary are the role's in the URL.
 public func openKeyDirectory(url: String, create: Bool = false, readOnly: Bool = false) throws -> any KeyDirectoryStore {
     if PostgresLocation.isPostgresURL(url) {
-        return try PostgresKeyDirectory(location: PostgresLocation(url: url), create: create)
+        return try PostgresKeyDirectory(location: PostgresLocation(url: url), create: create, readOnly: readOnly)
     }
     return try SQLiteKeyDirectory(path: sqlitePath(url), readOnly: readOnly, create: create)
 }

@@ -49,10 +49,12 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
     ///   - location: the server, database and role (from a `postgres://` URL).
     ///   - create: make the tables in an empty database (`keyadmin init`); otherwise a
     ///     database without them is `DirectoryError.notADirectory`, as a mistyped SQLite path is.
+    ///   - readOnly: a hot standby (PostgreSQL streaming replication): the schema is checked,
+    ///     never migrated, since nothing can be written there until it is promoted.
     ///   - maximumConnections: the pool's size; keydird's thread pool size is a good value.
     ///   - timeout: how long one statement (with its wait for a connection) may take.
     ///   - logger: where the connection pool's events go.
-    public init(location: PostgresLocation, create: Bool = true, maximumConnections: Int = 8,
+    public init(location: PostgresLocation, create: Bool = true, readOnly: Bool = false, maximumConnections: Int = 8,
                 timeout: Duration = .seconds(30), logger: Logger = Logger(label: "securerpc.keydirectory.postgres")) throws {
         self.location = location
         self.logger = logger
@@ -64,10 +66,16 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
             let connection = try await PostgresConnection.connect(
                 configuration: Self.connectionConfiguration(location), id: 0, logger: logger)
             do {
-                if !create, try await !Self.hasSchema(connection, logger: logger) {
+                if !create || readOnly, try await !Self.hasSchema(connection, logger: logger) {
                     throw DirectoryError.notADirectory(location.description)
                 }
-                try await PostgresSchema.migrate(connection, logger: logger)
+                // A hot standby is read-only whatever the caller asked (keyadmin show on it).
+                let standby = try await Self.isInRecovery(connection, logger: logger)
+                if readOnly || standby {
+                    try await PostgresSchema.check(connection, logger: logger)
+                } else {
+                    try await PostgresSchema.migrate(connection, logger: logger)
+                }
             } catch {
                 try? await connection.close()
                 throw error
@@ -130,6 +138,13 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
         }
         configuration.options.connectTimeout = .seconds(10)
         return configuration
+    }
+
+    private static func isInRecovery(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        for try await standby in try await connection.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+            return standby
+        }
+        return false
     }
 
     private static func hasSchema(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {

@@ -85,6 +85,19 @@ enum PostgresSchema {
 
     static var latest: Int { migrations.count }
 
+    /// For a database this program may not write (a hot standby): its schema must be the one
+    /// this program knows, since it cannot be brought up to date from here.
+    static func check(_ connection: PostgresConnection, logger: Logger) async throws {
+        var current = 0
+        for try await version in try await connection.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", logger: logger).decode(Int.self) {
+            current = version
+        }
+        guard current == latest else {
+            throw DirectoryError.storage("the directory's schema is version \(current) and this program needs \(latest); "
+                + "it cannot be migrated read-only: upgrade it on the primary")
+        }
+    }
+
     /// Brings the database to the latest version; a database newer than this program is
     /// refused rather than written with the wrong idea of its tables.
     static func migrate(_ connection: PostgresConnection, logger: Logger) async throws {

@@ -67,7 +67,44 @@ public final class TemporaryPostgres: @unchecked Sendable {
     public func stop() {
         let data = directory.appendingPathComponent("data").path
         try? runServerTool("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"])
+        if standbyPort != nil {
+            try? runServerTool("pg_ctl", ["-D", directory.appendingPathComponent("standby").path, "-m", "fast", "-w", "stop"])
+        }
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    // MARK: a hot standby (streaming replication)
+
+    /// The standby's port once ``startStandby()`` ran (same socket directory).
+    public private(set) var standbyPort: Int?
+
+    public func standbyURL(database: String) -> String? {
+        standbyPort.map { "postgres://\(user)@/\(database)?host=\(directory.path)&port=\($0)" }
+    }
+
+    /// Starts a hot standby of this server, as an operator makes one: a base backup with
+    /// pg_basebackup -R (which writes standby.signal and the primary's address), started on
+    /// a port of its own. It replays the primary's WAL as it streams in and answers reads.
+    @discardableResult
+    public func startStandby() throws -> Int {
+        let data = directory.appendingPathComponent("standby").path
+        try runServerTool("pg_basebackup", ["-D", data, "-R", "-X", "stream", "--checkpoint=fast", "-h", directory.path,
+                                            "-p", "\(port)", "-U", user])
+        let standby = try Self.freePort()
+        let options = "-k \(directory.path) -p \(standby) -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        try runServerTool("pg_ctl", ["-D", data, "-l", directory.appendingPathComponent("standby.log").path, "-w", "-t", "60", "-o", options, "start"])
+        standbyPort = standby
+        return standby
+    }
+
+    /// The primary's loss, as a crash (immediate shutdown: no checkpoint, clients cut off).
+    public func crashPrimary() throws {
+        try runServerTool("pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-m", "immediate", "-w", "stop"])
+    }
+
+    /// Promotes the standby to a primary that accepts writes (pg_ctl promote waits until it does).
+    public func promoteStandby() throws {
+        try runServerTool("pg_ctl", ["-D", directory.appendingPathComponent("standby").path, "-w", "-t", "60", "promote"])
     }
 
     // MARK: processes
