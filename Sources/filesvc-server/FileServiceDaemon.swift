@@ -171,6 +171,9 @@ struct FileServiceDaemon: AsyncParsableCommand {
             }
         }
         logger.notice("serving \(rootPath)", metadata: ["listening": "\(addresses.joined(separator: ", "))"])
+        ServiceNotification.ready(status: "serving \(rootPath)")
+        // systemd (Type=notify) learns of the graceful shutdown as it starts.
+        server.onShutdown { ServiceNotification.stopping() }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await metricsEndpoint?.close()

@@ -150,6 +150,9 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
         logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(shownPath)", "netname": "\(me)",
                                                   "mode": "\(primary.map { "standby of \($0)" } ?? "primary")"])
         FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
+        ServiceNotification.ready(status: "serving \(address)")
+        // systemd (Type=notify) learns of the graceful shutdown as it starts.
+        server.onShutdown { ServiceNotification.stopping() }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await metricsEndpoint?.close()

@@ -162,6 +162,9 @@ struct KeyServerDaemon: AsyncParsableCommand {
         }
         logger.notice("keyserver ready", metadata: ["socket": "\(socket)"])
         FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
+        ServiceNotification.ready(status: "serving \(socket)")
+        // systemd (Type=notify) learns of the graceful shutdown as it starts.
+        server.onShutdown { ServiceNotification.stopping() }
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await metricsEndpoint?.close()
