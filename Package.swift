@@ -288,7 +288,7 @@ let package = Package(
         .executableTarget(
             name: "keybench",
             dependencies: ["Release",
-                "KeyCrypto", "KeyDirectory", "KeyServer", "ONCRPC", "KeyDirectoryService", "SecureRPC", "SiteConfig",
+                "KeyCrypto", "KeyDirectory", "KeyDirectoryPostgres", "KeyServer", "ONCRPC", "KeyDirectoryService", "SecureRPC", "SiteConfig",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

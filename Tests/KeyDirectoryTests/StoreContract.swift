@@ -146,6 +146,36 @@ struct StoreContract {
         XCTAssertEqual(try db.importEntries(fine, actor: "t", source: "fine", progress: nil).added, 10)
     }
 
+    /// An import larger than one batch (the PostgreSQL store sends new principals 500 to a
+    /// statement), naming a principal that exists and one principal twice: the same report,
+    /// keys and audit on every backend as a row-by-row import gives.
+    func largeImportWithExistingAndRepeatedPrincipals() throws {
+        let store = try backend.makeStore()
+        func key(_ uid: UInt32, _ group: DHGroupName = .ffdhe2048, at: Date = Date()) throws -> KeyEntry {
+            var bytes = (0..<(group == .ffdhe2048 ? 256 : 384)).map { _ in UInt8.random(in: 0...255) }
+            bytes[0] = 0x40
+            var made = KeyEntry(netname: "unix.\(uid)@example.org", mechanism: group, publicKey: try DHPublicKey(group: group, bytes: bytes).hex,
+                                sealedSecret: [1])
+            made.createdAt = at
+            return made
+        }
+        let here = try key(7)
+        try store.add(user(7), keys: [here], actor: "t")
+        var file: [(Principal, [KeyEntry])] = []
+        for uid in UInt32(1000)..<1700 { file.append((user(uid), [try key(uid)])) }
+        file.insert((user(7), [try key(7, at: Date(timeIntervalSinceNow: -60))]), at: 300)      // exists, older key: kept
+        file.insert((user(1200), [try key(1200, .ffdhe3072)]), at: 650)                        // again: it exists by then
+        let report = try store.importEntries(file, actor: "t", source: "big", replace: false, progress: nil)
+        XCTAssertEqual(report.added, 700)
+        // Without --replace a principal that exists is kept as it is, also when the file made it.
+        XCTAssertEqual(report.keptAsTheyWere.map(\.netname), ["unix.7@example.org", "unix.1200@example.org"])
+        XCTAssertEqual(try store.keys(of: "unix.7@example.org").map(\.publicKey), [here.publicKey])
+        XCTAssertEqual(try store.keys(of: "unix.1200@example.org").map(\.mechanism), [.ffdhe2048])
+        XCTAssertNotNil(try store.publicKey(netname: "unix.1699@example.org", mechanism: .ffdhe2048))
+        let audited = try store.audit(limit: 2000).filter { $0.action == "import" && $0.netname != nil }
+        XCTAssertEqual(audited.count, 700, "one row per principal added")
+    }
+
     func importNeverResurrectsAndAuditsEachPrincipal() throws {
         let store = try backend.makeStore()
         let old = Date(timeIntervalSinceNow: -3600)

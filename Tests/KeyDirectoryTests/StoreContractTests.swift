@@ -39,6 +39,7 @@ final class SQLiteStoreContractTests: XCTestCase {
     func testAuditIsAppendOnlyAndStateChanges() throws { try contract.auditIsAppendOnlyAndStateChanges() }
     func testChangesAreAllOrNothing() throws { try contract.changesAreAllOrNothing() }
     func testImportNeverResurrectsAndAuditsEachPrincipal() throws { try contract.importNeverResurrectsAndAuditsEachPrincipal() }
+    func testLargeImportWithExistingAndRepeatedPrincipals() throws { try contract.largeImportWithExistingAndRepeatedPrincipals() }
     func testAuditRecordsWhoInvoked() throws { try contract.auditRecordsWhoInvoked() }
     func testRoles() throws { try contract.roles() }
     func testServicePrincipals() throws { try contract.servicePrincipals() }
@@ -106,6 +107,7 @@ final class PostgresStoreContractTests: XCTestCase {
     func testAuditIsAppendOnlyAndStateChanges() throws { try contract.auditIsAppendOnlyAndStateChanges() }
     func testChangesAreAllOrNothing() throws { try contract.changesAreAllOrNothing() }
     func testImportNeverResurrectsAndAuditsEachPrincipal() throws { try contract.importNeverResurrectsAndAuditsEachPrincipal() }
+    func testLargeImportWithExistingAndRepeatedPrincipals() throws { try contract.largeImportWithExistingAndRepeatedPrincipals() }
     func testAuditRecordsWhoInvoked() throws { try contract.auditRecordsWhoInvoked() }
     func testRoles() throws { try contract.roles() }
     func testServicePrincipals() throws { try contract.servicePrincipals() }
