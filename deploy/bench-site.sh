@@ -6,11 +6,13 @@
 #
 #   bash deploy/bench-site.sh                 # 1,000,000 principals
 #   PRINCIPALS=100000 bash deploy/bench-site.sh
+#   SCRATCH_PATH=.build-bench bash deploy/bench-site.sh   # reuse another release build folder
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench-site.sh: run as root (the keyserver acts for several uids; postgres runs as user postgres)" >&2; exit 1; }
 bash Tests/install-deps.sh >/dev/null
-swift build -c release --product keybench >/dev/null
+scratch=${SCRATCH_PATH:-.build}
+swift build -c release --scratch-path "$scratch" --product keybench >/dev/null
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 work=$(mktemp -d)
@@ -27,4 +29,4 @@ as_postgres "$pgbin/initdb" -D "$work/data" -U bench --auth=trust --no-locale -E
 as_postgres "$pgbin/pg_ctl" -D "$work/data" -l "$work/log" -w -o "-k $work -p $port -c listen_addresses=''" start >/dev/null
 as_postgres "$pgbin/createdb" -h "$work" -p "$port" -U bench keys
 echo "PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on a unix socket (fsync on, synchronous_commit on)"
-.build/release/keybench site --principals "${PRINCIPALS:-1000000}" --postgres "postgres://bench@/keys?host=$work&port=$port" "$@"
+"$scratch/release/keybench" site --principals "${PRINCIPALS:-1000000}" --postgres "postgres://bench@/keys?host=$work&port=$port" "$@"

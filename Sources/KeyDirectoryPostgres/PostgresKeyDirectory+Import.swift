@@ -18,7 +18,9 @@ extension PostgresKeyDirectory {
     public func importEntries(_ entries: [(Principal, [KeyEntry])], actor: AuditActor, source: String, replace: Bool,
                               progress: ((Int) -> Void)?) throws -> ImportReport {
         let logger = self.logger, progress = ProgressCallback(call: progress)
-        return try write { db in
+        // The store's timeout is for one statement's worth of waiting; an import is as long as
+        // its file (10^6 principals: minutes), so it gets the timeout plus a millisecond per row.
+        return try write(timeout: timeout + .milliseconds(entries.count)) { db in
             var report = ImportReport()
             var done = 0
             // New principals go in batches: a statement per table per batch, not per row (one

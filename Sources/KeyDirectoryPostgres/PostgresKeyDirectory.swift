@@ -157,8 +157,8 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
 
     /// Runs `body` on the concurrency pool and blocks this thread until it ends or `timeout`
     /// passes; every failure comes back as a one-line `DirectoryError`.
-    func wait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        try Self.bridge(location, timeout: timeout, body)
+    func wait<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable () async throws -> T) throws -> T {
+        try Self.bridge(location, timeout: timeout ?? self.timeout, body)
     }
 
     @discardableResult
@@ -189,9 +189,10 @@ public final class PostgresKeyDirectory: KeyDirectoryStore {
     }
 
     /// One write transaction: the writers' lock, `body`, COMMIT; any error rolls it all back.
-    func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) throws -> T {
+    /// `timeout` replaces the store's for a transaction known to be long (an import).
+    func write<T: Sendable>(timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) throws -> T {
         let logger = self.logger, client = self.client
-        return try wait {
+        return try wait(timeout: timeout) {
             try await client.withConnection { connection in
                 try await Self.transaction(connection, "BEGIN", logger: logger) {
                     _ = try await Self.count($0.query("SELECT pg_advisory_xact_lock(\(Self.writerLock))", logger: logger))

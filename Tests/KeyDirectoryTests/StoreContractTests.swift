@@ -218,4 +218,29 @@ final class PostgresStoreContractTests: XCTestCase {
             XCTAssertTrue(text.hasSuffix("cannot connect: No such file or directory"), text)
         }
     }
+
+    /// The store's timeout bounds one statement's wait (a lost server must not hang keydird),
+    /// not an import, which is as long as its file: with 1 s, an import of 20,000 principals
+    /// (several seconds in a debug build) failed with "no answer within 1 s" and rolled back;
+    /// 10^6 principals failed so with the default 30 s.
+    func testAnImportLongerThanTheStatementTimeoutCompletes() throws {
+        let server = try XCTUnwrap(Self.server)
+        let database = try server.createDatabase()
+        let store = try PostgresKeyDirectory(location: PostgresLocation(url: server.url(database: database)), create: true,
+                                             timeout: .seconds(1))
+        defer { store.close() }
+        var bytes = [UInt8](repeating: 0x5a, count: 256)
+        bytes[0] = 0x40
+        let key = try DHPublicKey(group: .ffdhe2048, bytes: bytes).hex
+        let file: [(Principal, [KeyEntry])] = (0..<20_000).map { index in
+            let netname = "unix.\(100_000 + index)@example.org"
+            return (Principal(netname: netname, kind: .user, name: "\(100_000 + index)", uid: UInt32(100_000 + index)),
+                    [KeyEntry(netname: netname, mechanism: .ffdhe2048, publicKey: key, sealedSecret: [1])])
+        }
+        let started = ContinuousClock.now
+        let report = try store.importEntries(file, actor: "t", source: "big", replace: false, progress: nil)
+        XCTAssertEqual(report.added, 20_000)
+        XCTAssertNotNil(try store.publicKey(netname: "unix.119999@example.org", mechanism: .ffdhe2048))
+        print("20,000 principals imported into PostgreSQL in \(ContinuousClock.now - started)")
+    }
 }
