@@ -10,9 +10,7 @@ extension PostgresKeyDirectory: PublicKeySource {
     public func fetchPublicKey(netname: String, mechanism: DHGroupName) async throws -> DHPublicKey? {
         let hex: String?
         do {
-            hex = try await Self.first(client.query("""
-                SELECT public_key FROM key_entry WHERE netname = \(netname) AND mechanism = \(mechanism.rawValue) AND state = 'active'
-                """, logger: logger).decode(String.self))
+            hex = try await Self.first(client.execute(ActiveKeyStatement(netname: netname, mechanism: mechanism.rawValue), logger: logger))
         } catch {
             throw PostgresErrors.directoryError(error, location: location)
         }

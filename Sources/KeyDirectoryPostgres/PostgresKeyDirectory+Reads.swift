@@ -18,9 +18,7 @@ extension PostgresKeyDirectory {
     public func publicKeyHex(netname: String, mechanism: DHGroupName) throws -> String? {
         let logger = self.logger
         return try read { connection in
-            try await Self.first(connection.query("""
-                SELECT public_key FROM key_entry WHERE netname = \(netname) AND mechanism = \(mechanism.rawValue) AND state = 'active'
-                """, logger: logger).decode(String.self))
+            try await Self.first(connection.execute(ActiveKeyStatement(netname: netname, mechanism: mechanism.rawValue), logger: logger))
         }
     }
 
