@@ -147,12 +147,23 @@ public final class RPCServer: Sendable {
         let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in Self.addAcceptBackoff(to: channel, monitor: monitor) }
+            .serverChannelInitializer { [weak self] channel in
+                // Admission runs on the listener, ahead of NIO's accept handler: a refused
+                // connection is closed before it gets options, a pipeline or a loop.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ListenerBackoffHandler(monitor: monitor),
+                        ConnectionAdmissionHandler { [weak self] accepted in
+                            self?.admit(accepted, peer: ConnectionPeer(remote: accepted.remoteAddress), requiringPeer: true) ?? false
+                        },
+                    ])
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                return self.initializeConnection(channel, peer: nil)
+                return self.addConnectionHandlers(to: channel, peer: nil)
             }
             .bind(host: host, port: port)
         }.get()
@@ -277,12 +288,19 @@ public final class RPCServer: Sendable {
         }
     }
 
-    /// Admits a new connection and builds its pipeline, or closes it at once.
+    /// Admits a new unix-domain connection and builds its pipeline, or closes it at once.
+    /// (The uid comes from the socket, read on the connection's own loop, so unix admission
+    /// runs here; TCP connections were admitted on the listener.)
     private func initializeConnection(_ channel: any Channel, peer credentials: PeerCredentials?) -> EventLoopFuture<Void> {
         let peer = credentials.map { ConnectionPeer.uid($0.uid) } ?? ConnectionPeer(remote: channel.remoteAddress)
         guard admit(channel, peer: peer) else {
             return channel.close()
         }
+        return addConnectionHandlers(to: channel, peer: credentials)
+    }
+
+    /// Builds an admitted connection's pipeline.
+    private func addConnectionHandlers(to channel: any Channel, peer credentials: PeerCredentials?) -> EventLoopFuture<Void> {
         let configuration = self.configuration
         let handler = RPCServerTCPHandler(
             dispatcher: dispatcher, monitor: monitor, maximumInFlight: configuration.maximumCallsInFlightPerConnection,
@@ -297,8 +315,11 @@ public final class RPCServer: Sendable {
     }
 
     /// Counts a new connection in, or refuses it when shutting down, full, or when its peer
-    /// holds as many connections as one peer may.
-    private func admit(_ channel: any Channel, peer: ConnectionPeer?) -> Bool {
+    /// holds as many connections as one peer may. With `requiringPeer`, a connection whose
+    /// peer address is gone (reset before it was accepted) is refused too: it is dead, and
+    /// without an address it would escape the per-address bounds.
+    private func admit(_ channel: any Channel, peer: ConnectionPeer?, requiringPeer: Bool = false) -> Bool {
+        if requiringPeer && peer == nil { return false }
         let id = ObjectIdentifier(channel)
         let now = Date().timeIntervalSince1970
         let (shuttingDown, refusal) = state.withLockedValue { state -> (Bool, ConnectionAdmission.Refusal?) in
