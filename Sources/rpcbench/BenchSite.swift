@@ -146,15 +146,15 @@ final class BenchChild: @unchecked Sendable {  // `process` and the pipes are se
 
     /// - Parameter nice: started through nice(1) at this niceness when not 0 (every thread of
     ///   the child then has it; setpriority in the child would set only its calling thread's).
-    init(_ arguments: [String], nice: Int32 = 0) throws {
+    /// - Parameter cpus: started through taskset(1) on these CPUs (a list such as "1" or
+    ///   "2-3") when given; every thread of the child inherits the mask.
+    init(_ arguments: [String], nice: Int32 = 0, cpus: String? = nil) throws {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        if nice == 0 {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/nice")
-            process.arguments = ["-n", "\(nice)", executable] + arguments
-        }
+        var command = [executable] + arguments
+        if nice != 0 { command = ["/usr/bin/nice", "-n", "\(nice)"] + command }
+        if let cpus { command = ["/usr/bin/taskset", "-c", cpus] + command }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.standardError

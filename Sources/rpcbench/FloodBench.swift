@@ -60,12 +60,17 @@ struct FloodBench: AsyncParsableCommand {
     @Option(help: "Event loop threads of the server started here.") var serverThreads = System.coreCount
     @Option(help: "Run the flood processes at this niceness (0 to 19). A diagnostic, not a flood: a niced flooder only gets the CPU nobody else wants, as one on another host would, but it also floods less when the machine is busy.")
     var flooderNice: Int32 = 0
+    @Option(name: .customLong("flooder-cpus"), help: "Run the flood processes on these CPUs only (a taskset list, e.g. 1). Holds a flooder to the CPU an attacker on another host would bring: unpinned, the connection churn takes more than one of two vCPUs for itself. The server and the legitimate client stay unpinned.")
+    var flooderCPUs: String?
     @Option(help: "Rounds of all phases (a shared machine drifts); with more than one, a table of medians follows.") var rounds = 1
 
     func validate() throws {
         guard seconds > 0, inFlight > 0, halfRecordAddresses > 0, principals > 0, initConnections > 0, initWindow > 0, churnParallel > 0,
               rounds > 0 else {
             throw ValidationError("--seconds, --in-flight, --rounds and the flood sizes must be positive")
+        }
+        if let flooderCPUs, flooderCPUs.isEmpty || !flooderCPUs.allSatisfy({ $0.isNumber || $0 == "," || $0 == "-" }) {
+            throw ValidationError("--flooder-cpus takes a CPU list such as 1 or 0,2-3, not '\(flooderCPUs)'")
         }
         guard Self.isLoopback(source), source != "127.0.0.1" else {
             throw ValidationError("--source must be a loopback address other than 127.0.0.1 (the legitimate client's)")
@@ -112,7 +117,8 @@ struct FloodBench: AsyncParsableCommand {
         for _ in 0..<200 { _ = try await legitimate.call(procedure: TestEcho.echo, arguments: argument) }  // makes the context, warms the caches
         print("rpcbench flood: legitimate client \(auth.rawValue), \(size)-byte ECHO, \(inFlight) in flight, one connection from 127.0.0.1; "
               + "floods from \(source); \(Self.format(seconds)) s per phase; server \(pid.map { "pid \($0)" } ?? "pid unknown")"
-              + (child == nil ? "" : " (child process, \(serverThreads) threads)") + (flooderNice == 0 ? "" : "; flooders at nice \(flooderNice)"))
+              + (child == nil ? "" : " (child process, \(serverThreads) threads)") + (flooderNice == 0 ? "" : "; flooders at nice \(flooderNice)")
+              + (flooderCPUs.map { "; flooders on CPU \($0)" } ?? ""))
 
         var phases: [Kind?] = [nil]
         for kind in kinds {
@@ -229,7 +235,7 @@ struct FloodBench: AsyncParsableCommand {
         var worker: BenchChild?
         if let arguments {
             do {
-                let flooder = try BenchChild(arguments, nice: flooderNice)
+                let flooder = try BenchChild(arguments, nice: flooderNice, cpus: flooderCPUs)
                 worker = flooder
                 let line = await flooder.line(startingWith: "result ", timeout: .seconds(seconds + 60))
                 workerCPU = ProcessReading.cpuSeconds(flooder.pid)
