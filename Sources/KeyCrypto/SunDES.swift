@@ -62,6 +62,43 @@ public enum SunDES {
         return SecretBytes(copying: plain)
     }
 
+    /// A conversation key expanded once for the DES rounds. AUTH_DH seals and opens two
+    /// timestamps per call under the same key; expanding it each time cost more than the
+    /// block operations. The schedule is key material: it lives in a SecretBytes.
+    public struct Schedule: Sendable {
+        fileprivate let expanded: SecretBytes
+
+        public init(key: SecretBytes) throws(KeyCryptoError) {
+            guard key.count == 8 else { throw .invalidLength("a DES key is 8 bytes, got \(key.count)") }
+            expanded = SecretBytes(count: srpc_des_schedule_size()) { schedule in
+                key.withUnsafeBytes { k in
+                    srpc_des_make_schedule(k.baseAddress!.assumingMemoryBound(to: UInt8.self), schedule.baseAddress)
+                }
+            }
+        }
+    }
+
+    public static func ecbEncrypt(schedule: Schedule, _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try ecb(schedule: schedule, data, encrypt: true)
+    }
+
+    public static func ecbDecrypt(schedule: Schedule, _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try ecb(schedule: schedule, data, encrypt: false)
+    }
+
+    private static func ecb(schedule: Schedule, _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
+        guard data.count % 8 == 0 else { throw .invalidLength("DES data must be a multiple of 8 bytes, got \(data.count)") }
+        var out = [UInt8](repeating: 0, count: data.count)
+        schedule.expanded.withUnsafeBytes { s in
+            data.withUnsafeBufferPointer { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    srpc_des_ecb_scheduled(s.baseAddress, input.baseAddress, output.baseAddress, data.count, encrypt ? 1 : 0)
+                }
+            }
+        }
+        return out
+    }
+
     private static func check(key: SecretBytes, _ data: [UInt8]) throws(KeyCryptoError) {
         guard key.count == 8 else { throw .invalidLength("a DES key is 8 bytes, got \(key.count)") }
         guard data.count % 8 == 0 else { throw .invalidLength("DES data must be a multiple of 8 bytes, got \(data.count)") }

@@ -24,6 +24,22 @@ final class DESVectorTests: XCTestCase {
         XCTAssertThrowsError(try SunDES.ecbEncrypt(key: secret("0123"), bytes("0123456789abcdef")))
     }
 
+    // vectors.md §1 again, through a schedule kept for a conversation (AUTH_DH nicknames).
+    func testAKeptScheduleGivesTheSameBlocks() throws {
+        let plain = bytes("4e6f772069732074 68652074696d6520 666f7220616c6c20")
+        let schedule = try SunDES.Schedule(key: secret("0123456789abcdef"))
+        XCTAssertEqual(hex(try SunDES.ecbEncrypt(schedule: schedule, plain)), "3fa40e8a984d48156a271787ab8883f9893d51ec4b563b53")
+        XCTAssertEqual(try SunDES.ecbDecrypt(schedule: schedule, bytes("3fa40e8a984d48156a271787ab8883f9893d51ec4b563b53")), plain)
+        // Used many times, it stays the same schedule.
+        for _ in 0..<3 {
+            XCTAssertEqual(hex(try SunDES.ecbEncrypt(schedule: schedule, bytes("0123456789abcdef"))),
+                           hex(try SunDES.ecbEncrypt(key: secret("0123456789abcdef"), bytes("0123456789abcdef"))))
+        }
+        XCTAssertThrowsError(try SunDES.ecbEncrypt(schedule: schedule, [1, 2, 3]))
+        XCTAssertThrowsError(try SunDES.Schedule(key: secret("0123")))
+        XCTAssertFalse("\(schedule)".contains("0123456789"), "a schedule never prints key bytes")
+    }
+
     // vectors.md §2
     func testSunParity() {
         XCTAssertEqual(hex(SunDES.setParity(bytes("00ff80817f9cfe3a"))), "017f01017f1c7f3b")

@@ -28,6 +28,8 @@ public final class AuthDHClient: RPCClientAuthenticator {
 
     private struct State {
         var conversationKey: SecretBytes?
+        /// `conversationKey` expanded for DES once, not twice per call.
+        var schedule: SunDES.Schedule?
         var wrappedKey: [UInt8]?
         var nickname: [UInt8]?
         /// Seconds to add to the local clock (server time − local time).
@@ -135,11 +137,12 @@ public final class AuthDHClient: RPCClientAuthenticator {
             state.keyRefused = false
             state.nickname = nil
             state.conversationKey = nil
+            state.schedule = nil
             state.wrappedKey = nil
             return true
         }
         if refused { throw SecureRPCError.keyChangedOrRevoked(clientNetname) }
-        let (conversationKey, wrapped) = try await session()
+        let (conversationKey, schedule, wrapped) = try await session()
         let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, [UInt8]?) in
             let now = Date().timeIntervalSince1970 + Double(state.clockOffset)
             var stamp = AuthDHTimestamp(seconds: UInt32(clamping: Int64(now)), microseconds: UInt32(now.truncatingRemainder(dividingBy: 1) * 1_000_000))
@@ -157,7 +160,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
         let verifier: [UInt8]
         if let nickname {
             credential = .nickname(nickname)
-            verifier = try AuthDHSeal.nickname(conversationKey: conversationKey, timestamp: stamp)
+            verifier = try AuthDHSeal.nickname(schedule: schedule, timestamp: stamp)
         } else {
             let sealed = try AuthDHSeal.fullname(conversationKey: conversationKey, timestamp: stamp, window: window)
             credential = .fullname(netname: clientNetname, wrappedKey: wrapped, encryptedWindow: sealed.encryptedWindow)
@@ -170,7 +173,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
             arguments: arguments,
             validateReply: { replyVerifier, results in
                 guard replyVerifier.flavor == .dh,
-                      let nickname = AuthDHSeal.checkReply(conversationKey: conversationKey, verifier: Array(replyVerifier.body.readableBytesView), sent: stamp)
+                      let nickname = AuthDHSeal.checkReply(schedule: schedule, verifier: Array(replyVerifier.body.readableBytesView), sent: stamp)
                 else {
                     throw RPCClientError.authError(.invalidResponse)
                 }
@@ -207,6 +210,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
             state.withLockedValue { state in
                 state.nickname = nil
                 state.conversationKey = nil
+                state.schedule = nil
                 state.wrappedKey = nil
                 state.pendingFullname = nil
             }
@@ -228,10 +232,10 @@ public final class AuthDHClient: RPCClientAuthenticator {
         }
     }
 
-    private func session() async throws -> (SecretBytes, [UInt8]) {
-        if let existing = state.withLockedValue({ state -> (SecretBytes, [UInt8])? in
-            guard let key = state.conversationKey, let wrapped = state.wrappedKey else { return nil }
-            return (key, wrapped)
+    private func session() async throws -> (SecretBytes, SunDES.Schedule, [UInt8]) {
+        if let existing = state.withLockedValue({ state -> (SecretBytes, SunDES.Schedule, [UInt8])? in
+            guard let key = state.conversationKey, let schedule = state.schedule, let wrapped = state.wrappedKey else { return nil }
+            return (key, schedule, wrapped)
         }) {
             return existing
         }
@@ -253,11 +257,13 @@ public final class AuthDHClient: RPCClientAuthenticator {
             throw SecureRPCError.keyserverRefused("\(result)")
         }
         let key = SecretBytes(copying: generated)
+        let schedule = try SunDES.Schedule(key: key)
         state.withLockedValue { state in
             state.conversationKey = key
+            state.schedule = schedule
             state.wrappedKey = wrapped
         }
-        return (key, wrapped)
+        return (key, schedule, wrapped)
     }
 }
 

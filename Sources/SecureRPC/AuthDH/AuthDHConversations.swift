@@ -12,6 +12,8 @@ struct AuthDHConversationTable {
     struct Conversation {
         let netname: String
         let conversationKey: SecretBytes
+        /// The conversation key expanded for DES, so nickname calls skip the key schedule.
+        let schedule: SunDES.Schedule
         /// The client's public key the conversation was made with (issue 12 item 5).
         let clientKey: DHPublicKey
         /// The client's window, cut to the server's maximum.
@@ -70,8 +72,8 @@ struct AuthDHConversationTable {
 
     /// Makes (or renews, when `existing` is its slot) a conversation and returns it. A new
     /// one takes a free slot or the least recently used one, and a fresh random handle.
-    mutating func admit(existing: Int?, netname: String, conversationKey: SecretBytes, clientKey: DHPublicKey,
-                        window: UInt32, stamp: AuthDHTimestamp, now: Int64) -> Conversation {
+    mutating func admit(existing: Int?, netname: String, conversationKey: SecretBytes, schedule: SunDES.Schedule,
+                        clientKey: DHPublicKey, window: UInt32, stamp: AuthDHTimestamp, now: Int64) -> Conversation {
         let index: Int
         let handle: UInt32
         if let existing, let slot = slots[existing] {
@@ -88,7 +90,7 @@ struct AuthDHConversationTable {
         }
         clock += 1
         serials += 1
-        let conversation = Conversation(netname: netname, conversationKey: conversationKey, clientKey: clientKey, window: window,
+        let conversation = Conversation(netname: netname, conversationKey: conversationKey, schedule: schedule, clientKey: clientKey, window: window,
                                         handle: handle, serial: serials, lastStamp: stamp, lastUsed: clock, keyCheckedAt: now)
         slots[index] = conversation
         return conversation

@@ -238,7 +238,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
             state.conversations.keyChecked(index, at: now)
             return .recheckKey(netname: slot.netname, key: slot.clientKey, serial: slot.serial)
         }
-        guard let stamp = try? AuthDHSeal.openNickname(conversationKey: slot.conversationKey, verifier: verifier) else {
+        guard let stamp = try? AuthDHSeal.openNickname(schedule: slot.schedule, verifier: verifier) else {
             return .decided(.rejected(.failed))
         }
         if stamp.microseconds >= 1_000_000 { return .decided(.rejected(.rejectedVerifier)) }
@@ -247,7 +247,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
         // request cache answers it first).
         if !(slot.lastStamp < stamp) { return .decided(.rejected(.rejectedVerifier)) }
         if !isTimely(stamp, window: slot.window, now: now) { return .decided(.rejected(.rejectedVerifier)) }
-        guard let reply = try? AuthDHSeal.reply(conversationKey: slot.conversationKey, timestamp: stamp, nickname: nickname) else {
+        guard let reply = try? AuthDHSeal.reply(schedule: slot.schedule, timestamp: stamp, nickname: nickname) else {
             return .decided(.rejected(.failed))
         }
         state.conversations.accepted(index, stamp: stamp)
@@ -304,6 +304,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
         }
         // The window verifier is what shows the key was right.
         guard opened.windowVerifier == opened.window &- 1 else { return .rejected(.badCredential) }
+        // Expanded once here, outside the lock, for every nickname call of the conversation.
+        guard let schedule = try? SunDES.Schedule(key: conversationKey) else { return .rejected(.badCredential) }
         if opened.timestamp.microseconds >= 1_000_000 { return .rejected(.badVerifier) }
         let window = min(opened.window, limits.maximumWindow)
         let nowMicros = Self.microseconds(now())
@@ -328,9 +330,10 @@ public final class AuthDHServer: RPCServerAuthenticator {
             case .full: return .rejected(.failed)
             }
             let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
-                                                         clientKey: clientKey, window: window, stamp: opened.timestamp, now: nowMicros)
+                                                         schedule: schedule, clientKey: clientKey, window: window,
+                                                         stamp: opened.timestamp, now: nowMicros)
             let nickname = withUnsafeBytes(of: conversation.handle.bigEndian, Array.init)
-            guard let reply = try? AuthDHSeal.reply(conversationKey: conversationKey, timestamp: opened.timestamp, nickname: nickname) else {
+            guard let reply = try? AuthDHSeal.reply(schedule: schedule, timestamp: opened.timestamp, nickname: nickname) else {
                 return .rejected(.failed)
             }
             proven = true

@@ -110,24 +110,41 @@ public enum AuthDHSeal {
 
     /// Nickname call: ECB of sec | usec, then 4 unencrypted zero bytes.
     public static func nickname(conversationKey: SecretBytes, timestamp: AuthDHTimestamp) throws(KeyCryptoError) -> [UInt8] {
-        try SunDES.ecbEncrypt(key: conversationKey, timestamp.bytes) + [0, 0, 0, 0]
+        try nickname(schedule: SunDES.Schedule(key: conversationKey), timestamp: timestamp)
+    }
+
+    public static func nickname(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp) throws(KeyCryptoError) -> [UInt8] {
+        try SunDES.ecbEncrypt(schedule: schedule, timestamp.bytes) + [0, 0, 0, 0]
     }
 
     public static func openNickname(conversationKey: SecretBytes, verifier: [UInt8]) throws(KeyCryptoError) -> AuthDHTimestamp {
+        try openNickname(schedule: SunDES.Schedule(key: conversationKey), verifier: verifier)
+    }
+
+    public static func openNickname(schedule: SunDES.Schedule, verifier: [UInt8]) throws(KeyCryptoError) -> AuthDHTimestamp {
         guard verifier.count == 12 else { throw .invalidLength("AUTH_DH nickname verifier") }
-        return AuthDHTimestamp(bytes: try SunDES.ecbDecrypt(key: conversationKey, Array(verifier[0..<8]))[0..<8])
+        return AuthDHTimestamp(bytes: try SunDES.ecbDecrypt(schedule: schedule, Array(verifier[0..<8]))[0..<8])
     }
 
     /// The server's reply verifier: ECB(sec-1 | usec) ‖ nickname.
     public static func reply(conversationKey: SecretBytes, timestamp: AuthDHTimestamp, nickname: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        try reply(schedule: SunDES.Schedule(key: conversationKey), timestamp: timestamp, nickname: nickname)
+    }
+
+    public static func reply(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp, nickname: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
         let earlier = AuthDHTimestamp(seconds: timestamp.seconds &- 1, microseconds: timestamp.microseconds)
-        return try SunDES.ecbEncrypt(key: conversationKey, earlier.bytes) + nickname
+        return try SunDES.ecbEncrypt(schedule: schedule, earlier.bytes) + nickname
     }
 
     /// The client's check of a reply verifier: decrypt, add one second, compare with what it
     /// sent. Returns the nickname to use from now on, or nil when the verifier is wrong.
     public static func checkReply(conversationKey: SecretBytes, verifier: [UInt8], sent: AuthDHTimestamp) -> [UInt8]? {
-        guard verifier.count == 12, let plain = try? SunDES.ecbDecrypt(key: conversationKey, Array(verifier[0..<8])) else { return nil }
+        guard let schedule = try? SunDES.Schedule(key: conversationKey) else { return nil }
+        return checkReply(schedule: schedule, verifier: verifier, sent: sent)
+    }
+
+    public static func checkReply(schedule: SunDES.Schedule, verifier: [UInt8], sent: AuthDHTimestamp) -> [UInt8]? {
+        guard verifier.count == 12, let plain = try? SunDES.ecbDecrypt(schedule: schedule, Array(verifier[0..<8])) else { return nil }
         let echoed = AuthDHTimestamp(bytes: plain[0..<8])
         guard echoed.seconds &+ 1 == sent.seconds, echoed.microseconds == sent.microseconds else { return nil }
         return Array(verifier[8..<12])
