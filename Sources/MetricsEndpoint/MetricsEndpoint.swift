@@ -94,12 +94,25 @@ public final class MetricsEndpoint: Sendable {
         return MetricsEndpoint(address: address, channel: channel)
     }
 
+    /// Connections served at once; more are closed on accept. A scraper needs one; the cap
+    /// keeps anyone who can reach the port from holding the daemon's descriptors (each
+    /// connection is one, until the 30 s idle timeout).
+    public static let maximumConnections = 32
+
     private static func listen(host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup) async throws -> any Channel {
-        try await ServerBootstrap(group: group)
+        let open = NIOLockedValueBox(0)
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let admitted = open.withLockedValue { count -> Bool in
+                    guard count < maximumConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(30)))
                     try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))

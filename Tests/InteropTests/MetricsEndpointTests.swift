@@ -79,6 +79,57 @@ final class MetricsEndpointTests: XCTestCase {
         XCTAssertTrue(keyserverText.contains("securerpc_calls_total{"), keyserverText)
     }
 
+    /// Anyone who can reach the metrics port could hold a descriptor of the daemon per
+    /// connection (until the 30 s idle timeout); held connections past the cap are closed on
+    /// accept, and scraping works again once they go.
+    func testHeldMetricsConnectionsCannotUseUpTheDaemonsDescriptors() async throws {
+        let site = try SiteSandbox(prefix: "metrics-held")
+        defer { site.remove() }
+        let daemon = try BackgroundProcess([Peers.productPath("keyserverd"), "--socket", site.socket, "--root-key", site.path("rootkey"),
+                                            "--no-rpcbind", "--metrics", "127.0.0.1:0"], readyMarker: "ready")
+        defer { daemon.stop(signal: SIGTERM) }
+        guard let range = daemon.log.range(of: #"127\.0\.0\.1:[0-9]+/metrics"#, options: .regularExpression),
+              let port = UInt16(daemon.log[range].dropFirst("127.0.0.1:".count).dropLast("/metrics".count)) else {
+            return XCTFail(daemon.log)
+        }
+        let fdDirectory = "/proc/\(daemon.process.processIdentifier)/fd"
+        func descriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: fdDirectory).count) ?? -1 }
+        let before = descriptors()
+
+        var held: [Int32] = []
+        defer { held.forEach { close($0) } }
+        for _ in 0..<200 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            XCTAssertEqual(connected, 0)
+            held.append(fd)
+        }
+        // Let the daemon accept (and close) all of them; bounded wait, not a timing assertion.
+        var during = descriptors()
+        for _ in 0..<50 {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = descriptors()
+            if now == during { break }
+            during = now
+        }
+        XCTAssertLessThanOrEqual(during - before, 32 + 2, "200 held connections took \(during - before) descriptors")
+
+        held.forEach { close($0) }
+        held = []
+        var scraped = false
+        for _ in 0..<50 where !scraped {
+            try await Task.sleep(for: .milliseconds(100))
+            scraped = (try? await scrape(daemon.log)) != nil
+        }
+        XCTAssertTrue(scraped, "scraping works again once the held connections are gone")
+    }
+
     func testABadMetricsAddressIsAClearError() throws {
         let bin = { Peers.productPath($0) }
         let site = try SiteSandbox(prefix: "metrics-bad")
