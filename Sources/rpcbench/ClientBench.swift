@@ -21,11 +21,25 @@ struct ClientBench: AsyncParsableCommand {
     @Option(help: "Procedure: null or echo.") var procedure: Procedure = .echo
     @Option(help: "Echo payload size in bytes.") var size = 16
     @Option(help: "Event loop threads.") var threads = 1
+    @Flag(help: "Run Swift tasks on the client's event loops (NIO's singleton group installed as Swift's global executor) instead of Swift's cooperative pool.")
+    var nioExecutor = false
 
     enum Procedure: String, ExpressibleByArgument { case null, echo }
 
     func run() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let group: MultiThreadedEventLoopGroup
+        if nioExecutor {
+            // Swift's global executor becomes NIO's singleton group of `threads` loops, and
+            // the connection lives on it: a call's task resumes on the loop that read the
+            // reply instead of waking a thread of Swift's own pool (issue 18).
+            NIOSingletons.groupLoopCountSuggestion = threads
+            guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else {
+                throw ValidationError("could not make NIO's event loops Swift's global executor")
+            }
+            group = .singleton
+        } else {
+            group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        }
         let client = RPCClient(
             transport: .tcp, address: try SocketAddress.makeAddressResolvingHost(host, port: port),
             program: TestEcho.program, version: TestEcho.version, group: group
@@ -62,7 +76,7 @@ struct ClientBench: AsyncParsableCommand {
         let total = sorted.count
         print(String(format: "calls=%d seconds=%.6f p50_us=%.1f p99_us=%.1f", total, seconds, sorted[total / 2], sorted[min(total - 1, Int(Double(total) * 0.99))]))
         await client.close()
-        try await group.shutdownGracefully()
+        if group !== MultiThreadedEventLoopGroup.singleton { try await group.shutdownGracefully() }
     }
 }
 
