@@ -11,7 +11,7 @@ struct RPCBench: AsyncParsableCommand {
         abstract: "Benchmark ONC RPC calls: this Swift runtime against rpcgen/libtirpc C peers.",
         version: SecureRPCRelease.versionLine("rpcbench"),
         subcommands: [Run.self, Serve.self, ClientBench.self, AuthBench.self, GSSBench.self, GSSPartsBench.self,
-                      SoakBench.self, FloodBench.self, SecureServe.self, FloodWorker.self],
+                      SoakBench.self, FloodBench.self, SecureServe.self, FloodWorker.self, AllocBench.self],
         defaultSubcommand: Run.self
     )
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C peers (echo_server, echo_client from echo.x; keyclient on libtirpc key_*) with the system
-# libtirpc into OUTDIR. Generated sources stay in OUTDIR, never in the tree.
+# libtirpc into OUTDIR, and libmalloc_count.so (the LD_PRELOAD counter for `rpcbench allocs`).
+# Generated sources stay in OUTDIR, never in the tree.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build.sh OUTDIR}
@@ -22,3 +23,4 @@ cflags=(-O2 -Wall -Wno-unused-variable -Wno-unused-function -I"$out" -I/usr/incl
 cc "${cflags[@]}" -o echo_server "$here/echo_server.c" echo_svc.c echo_xdr.c -ltirpc
 cc "${cflags[@]}" -o echo_client "$here/echo_client.c" echo_clnt.c echo_xdr.c -ltirpc
 cc "${cflags[@]}" -o keyclient "$here/keyclient.c" -ltirpc
+cc -O2 -Wall -shared -fPIC -o libmalloc_count.so "$here/malloc_count.c" -ldl

@@ -1,6 +1,9 @@
 /*
  * A TESTECHO client on rpcgen's client stubs and the system libtirpc: checks answers in
  * interop tests, and times sequential calls for rpcbench (CLOCK_MONOTONIC per call).
+ * With -w (bench modes only) it connects and warms up, prints "connected", and waits for a
+ * line on stdin before timing, so that rpcbench can start many clients together and time
+ * their calls without process start-up. EOF on stdin (the launcher died) ends it.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -26,14 +29,16 @@ static int compare_double(const void *a, const void *b) {
 static void usage(void) {
     fprintf(stderr,
         "usage: echo_client -h HOST -p PORT|0 -t tcp|udp [-a none|sys] -m check|bench|benchnull|whoami\n"
-        "                   [-n N] [-s SIZE] [-x TEXT]\n");
+        "                   [-n N] [-s SIZE] [-x TEXT] [-w]\n"
+        "  -w  (bench, benchnull) after connecting and warming up, print \"connected\" and\n"
+        "      wait for a line on stdin before the timed calls\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *transport = "tcp", *auth = "none", *mode = "check", *text = "hello";
-    int port = -1, n = 10000, size = 16, c;
-    while ((c = getopt(argc, argv, "h:p:t:a:m:n:s:x:")) != -1) {
+    int port = -1, n = 10000, size = 16, wait_for_start = 0, c;
+    while ((c = getopt(argc, argv, "h:p:t:a:m:n:s:x:w")) != -1) {
         switch (c) {
         case 'h': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -43,6 +48,7 @@ int main(int argc, char **argv) {
         case 'n': n = atoi(optarg); break;
         case 's': size = atoi(optarg); break;
         case 'x': text = optarg; break;
+        case 'w': wait_for_start = 1; break;
         default: usage();
         }
     }
@@ -107,6 +113,13 @@ int main(int argc, char **argv) {
     double *lat = malloc(sizeof(double) * (size_t)n);
     for (int i = 0; i < 100; i++) {
         if (!echoproc_echo_1(&payload, clnt)) { clnt_perror(clnt, "echo_client: warm-up"); return 1; }
+    }
+    if (wait_for_start) {
+        /* stdout is a pipe (fully buffered): flush, or the launcher never sees the line. */
+        printf("connected\n");
+        fflush(stdout);
+        char line[64];
+        if (!fgets(line, sizeof line, stdin)) { fprintf(stderr, "echo_client: no start line on stdin\n"); return 1; }
     }
     double start = now_us();
     for (int i = 0; i < n; i++) {

@@ -1,4 +1,4 @@
-// Smoke runs of `rpcbench soak` and `rpcbench flood` (issue 13 item 4) as processes, the way
+// Smoke runs of `rpcbench soak` and `rpcbench flood` (issue 13 item 4) and `rpcbench allocs` (issue 18) as processes, the way
 // docs/RELIABILITY.md runs them, only short: they start, their server child comes up, they
 // print the lines the document quotes, and they exit 0 (no failed call). Shape only: the
 // numbers belong to the release-build runs in the document, never to a test's assertions.
@@ -68,6 +68,35 @@ final class RPCBenchSoakTests: XCTestCase {
             XCTAssertNotNil(row.range(of: numbers, options: .regularExpression), row)
         }
         XCTAssertTrue(lines.contains { $0.hasPrefix("gss-init: ") && $0.contains("INITs naming 200 principals") }, run.stdout)
+    }
+
+    /// `rpcbench allocs` under the counter build.sh makes (issue 18): a line per hot path,
+    /// and the raw client it uses to isolate the server allocates nothing per call (checked
+    /// against the C server). Counts are not asserted: they belong to release builds.
+    func testAllocsPrintsALinePerHotPathUnderTheCounter() throws {
+        let peers = try Peers.cPeers()
+        let counter = peers.appendingPathComponent("libmalloc_count.so").path
+        let unpreloaded = try Command.run([rpcbench, "allocs", "--quick"], timeout: 120)
+        XCTAssertNotEqual(unpreloaded.status, 0)
+        XCTAssertTrue((unpreloaded.stdout + unpreloaded.stderr).contains("LD_PRELOAD"), unpreloaded.stderr)
+
+        let run = try Command.run(["/usr/bin/env", "LD_PRELOAD=" + counter, rpcbench, "allocs", "--quick"], timeout: 300)
+        XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
+        let figures = run.stdout.split(separator: "\n").filter { $0.contains("allocations/call") }
+        XCTAssertEqual(figures.count, 8, run.stdout)
+        for line in figures {
+            let value = line.range(of: #"[0-9.]+(?= allocations/call)"#, options: .regularExpression).flatMap { Double(line[$0]) }
+            XCTAssertNotNil(value, String(line))
+            XCTAssertGreaterThan(value ?? 0, 0, "the Swift runtime allocates per call: \(line)")
+        }
+
+        let port = try freePort()
+        let server = try BackgroundProcess([peers.appendingPathComponent("echo_server").path, "-p", "\(port)"], readyMarker: "ready")
+        defer { server.stop(signal: SIGTERM) }
+        let check = try Command.run(["/usr/bin/env", "LD_PRELOAD=" + counter, rpcbench, "allocs", "--quick", "--check-raw-client", "\(port)"],
+                                    timeout: 120)
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stdout.contains("raw client alone, ECHO 16 B, AUTH_NONE: 0.00 allocations/call"), check.stdout)
     }
 
     func testFloodRefusesANonLoopbackTarget() throws {
