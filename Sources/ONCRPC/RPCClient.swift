@@ -266,18 +266,19 @@ public final class RPCClient: Sendable {
             // sequence number, or the server would drop it as a replay).
             if attempt > 1, let rebuild { message = try await rebuild() }
             let channel = try await activeChannel()
-            let reply = PendingReply(promise: channel.eventLoop.makePromise(of: RPCReply.self))
-            let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
-            // Not awaited: one suspension per call (for the reply) instead of two. A failed
-            // write completes the reply with `RPCCallNotSent` (on the event loop, like every
-            // other completion).
-            channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
-                reply.finish(.failure(RPCCallNotSent()))
-            }
-            // The write is queued on the channel's event loop in order: the next call may go.
-            written?.release()
             do {
-                return try await reply.futureResult.get()
+                return try await withUnsafeThrowingContinuation { continuation in
+                    let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
+                    let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
+                    // Not awaited: one suspension per call (for the reply) instead of two. A
+                    // failed write completes the reply with `RPCCallNotSent` (on the event
+                    // loop, like every other completion).
+                    channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
+                        reply.finish(.failure(RPCCallNotSent()))
+                    }
+                    // The write is queued on the channel's event loop in order: the next call may go.
+                    written?.release()
+                }
             } catch is RPCCallNotSent {
                 // The server cannot have seen it: connect again and send it once more.
                 forget(channel)

@@ -8,20 +8,26 @@ import NIOCore
 /// The reply side of one call. Completed exactly once, always on the channel's event loop
 /// (by the handler, or by the client when the write itself failed), so the flag needs no lock.
 final class PendingReply: @unchecked Sendable {
-    let promise: EventLoopPromise<RPCReply>
-    private var completed = false
+    // The awaiting task's continuation, resumed once, on the event loop. (A promise and its
+    // future's `get()` cost three allocations per call more: issue 18.)
+    private let eventLoop: any EventLoop
+    private var continuation: UnsafeContinuation<RPCReply, any Error>?
 
-    init(promise: EventLoopPromise<RPCReply>) {
-        self.promise = promise
+    init(eventLoop: any EventLoop, continuation: UnsafeContinuation<RPCReply, any Error>) {
+        self.eventLoop = eventLoop
+        self.continuation = continuation
     }
 
-    var futureResult: EventLoopFuture<RPCReply> { promise.futureResult }
+    deinit {
+        // Dropped unanswered (a pipeline torn down under it): never leave the caller waiting.
+        continuation?.resume(throwing: RPCClientError.connectionClosed)
+    }
 
     func finish(_ result: Result<RPCReply, any Error>) {
-        promise.futureResult.eventLoop.preconditionInEventLoop()
-        guard !completed else { return }
-        completed = true
-        promise.completeWith(result)
+        eventLoop.preconditionInEventLoop()
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(with: result)
     }
 }
 
@@ -64,7 +70,8 @@ final class RPCClientHandler: ChannelDuplexHandler {
 
     private struct Pending {
         var reply: PendingReply
-        var timeoutTask: Scheduled<Void>
+        var deadline: NIODeadline
+        var timeout: TimeAmount
         var retransmitTask: Scheduled<Void>?
         var message: ByteBuffer
         var interval: TimeAmount
@@ -76,6 +83,10 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private var flushScheduled = false
     private var pending: [UInt32: Pending] = [:]
     private var context: ChannelHandlerContext?
+    /// One timer for every call's timeout, armed for the earliest deadline: a timer per call
+    /// cost three allocations and a cancel on each call (issue 18).
+    private var timeoutTimer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     init(isDatagram: Bool, retransmit: RetransmitPolicy?) {
         self.isDatagram = isDatagram
@@ -104,11 +115,10 @@ final class RPCClientHandler: ChannelDuplexHandler {
                 return
             }
             let xid = call.xid
-            let timeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: call.timeout) {
-                self.complete(xid: xid, with: .failure(RPCClientError.timedOut(milliseconds: call.timeout.nanoseconds / 1_000_000)))
-            }
+            let deadline = NIODeadline.now() + call.timeout
+            armTimeoutTimer(for: deadline, context: context)
             var entry = Pending(
-                reply: call.reply, timeoutTask: timeoutTask, retransmitTask: nil,
+                reply: call.reply, deadline: deadline, timeout: call.timeout, retransmitTask: nil,
                 message: call.message, interval: retransmit?.initial ?? .zero, rebuild: call.rebuild
             )
             if retransmit != nil {
@@ -188,9 +198,38 @@ final class RPCClientHandler: ChannelDuplexHandler {
 
     private func complete(xid: UInt32, with result: Result<RPCReply, any Error>) {
         guard let entry = pending.removeValue(forKey: xid) else { return }  // late or unknown reply
-        entry.timeoutTask.cancel()
         entry.retransmitTask?.cancel()
         entry.reply.finish(result)
+    }
+
+    private func armTimeoutTimer(for deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let armed = timerDeadline, armed <= deadline { return }
+        timeoutTimer?.cancel()
+        timerDeadline = deadline
+        timeoutTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.expireCalls(context: context)
+        }
+    }
+
+    /// Fails every call past its deadline and re-arms for the earliest one left. Runs about
+    /// once per timeout period when calls are answered in time.
+    private func expireCalls(context: ChannelHandlerContext) {
+        timeoutTimer = nil
+        timerDeadline = nil
+        let now = NIODeadline.now()
+        var expired: [(UInt32, TimeAmount)] = []
+        var next: NIODeadline?
+        for (xid, entry) in pending {
+            if entry.deadline <= now {
+                expired.append((xid, entry.timeout))
+            } else if next.map({ entry.deadline < $0 }) ?? true {
+                next = entry.deadline
+            }
+        }
+        for (xid, timeout) in expired {
+            complete(xid: xid, with: .failure(RPCClientError.timedOut(milliseconds: timeout.nanoseconds / 1_000_000)))
+        }
+        if let next, self.context != nil { armTimeoutTimer(for: next, context: context) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -211,8 +250,10 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private func failAll(_ error: any Error) {
         let entries = pending
         pending = [:]
+        timeoutTimer?.cancel()
+        timeoutTimer = nil
+        timerDeadline = nil
         for (_, entry) in entries {
-            entry.timeoutTask.cancel()
             entry.retransmitTask?.cancel()
             entry.reply.finish(.failure(error))
         }

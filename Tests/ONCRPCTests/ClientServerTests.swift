@@ -1,6 +1,7 @@
 // End-to-end calls between our client and server over loopback TCP and UDP.
 
 import NIOCore
+import NIOConcurrencyHelpers
 import XCTest
 import XDR
 @testable import ONCRPC
@@ -58,6 +59,40 @@ final class ClientServerTests: XCTestCase {
             for c in [unknownProgram, unknownVersion, client] { await c.close() }
         }
         await running.server.shutdown()
+    }
+
+    /// Calls' timeouts share one timer armed for the earliest deadline (issue 18): a short
+    /// timeout made after a long one must still fire at its own deadline, and the long one
+    /// at its own, against a server that reads and never answers.
+    func testAShortTimeoutAfterALongOneFiresFirst() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        XCTAssertTrue(bound)
+        XCTAssertEqual(listen(listener, 8), 0)  // the kernel accepts; nobody ever answers
+        let client = RPCClient(transport: .tcp, address: try SocketAddress(ipAddress: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port))),
+                               program: TestProgram.number, version: 1)
+        let longDone = NIOLockedValueBox(false)
+        let long = Task {
+            defer { longDone.withLockedValue { $0 = true } }
+            try await client.ping(timeout: .milliseconds(1500))
+        }
+        try await Task.sleep(for: .milliseconds(50))  // the long call is written first
+        await XCTAssertThrowsRPCError(try await client.ping(timeout: .milliseconds(100)), .timedOut(milliseconds: 100))
+        XCTAssertFalse(longDone.withLockedValue { $0 }, "the long call outlives the short one")
+        do {
+            try await long.value
+            XCTFail("the long call cannot succeed")
+        } catch let error as RPCClientError {
+            XCTAssertEqual(error, .timedOut(milliseconds: 1500))
+        }
+        await client.close()
     }
 
     func testTimeoutAndCannotConnect() async throws {
