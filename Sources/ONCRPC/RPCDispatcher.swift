@@ -62,7 +62,7 @@ final class RPCDispatcher: Sendable {
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (_ reply: ByteBuffer?, _ disconnect: Bool) -> Void
+        completion: @escaping @Sendable (_ reply: consuming ByteBuffer?, _ disconnect: Bool) -> Void
     ) {
         let call: RPCCall
         do {
@@ -101,7 +101,7 @@ final class RPCDispatcher: Sendable {
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (_ reply: ByteBuffer?, _ disconnect: Bool) -> Void
+        completion: @escaping @Sendable (_ reply: consuming ByteBuffer?, _ disconnect: Bool) -> Void
     ) {
         let accepted: RPCAcceptedCall
         switch decision {
@@ -167,7 +167,7 @@ final class RPCDispatcher: Sendable {
             } catch {
                 reply = self.replyForHandlerError(error, call: call, accepted: accepted, allocator: allocator)
             }
-            completion(reply, false)
+            completion(consume reply, false)  // the only reference: the transport frames it in place
         case let .async(body):
             Task {
                 let reply: ByteBuffer

@@ -185,9 +185,11 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         }
     }
 
-    private func finished(reply: ByteBuffer?, disconnect: Bool, context: ChannelHandlerContext) {
+    private func finished(reply: consuming ByteBuffer?, disconnect: Bool, context: ChannelHandlerContext) {
         inFlight -= 1
-        if var reply, context.channel.isActive {
+        // Owned, not borrowed, all the way from the dispatcher: writing the record mark into
+        // the reserved 4 bytes then mutates the only reference instead of copying the reply.
+        if var reply = consume reply, context.channel.isActive {
             RPCFraming.finishRecord(&reply)
             if insideRead {
                 // Answered without suspending: batch the flush with the rest of this read.
