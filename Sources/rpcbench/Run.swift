@@ -50,7 +50,7 @@ struct Run: AsyncParsableCommand {
             var command = kind == "C"
                 ? [cClient, "-p", "\(port)", "-t", "tcp", "-m", procedure == "null" ? "benchnull" : "bench", "-n", "\(calls)"]
                 : [swift, "client", "-p", "\(port)", "--procedure", procedure, "--calls", "\(calls)", "--concurrency", "\(concurrency)",
-                   "--threads", "1"]
+                   "--threads", "1"] + (kind == swiftOnLoop ? ["--nio-executor"] : [])
             if let cpu { command = ["taskset", "-c", cpu] + command }
             return command
         }
@@ -59,7 +59,7 @@ struct Run: AsyncParsableCommand {
         for (pinning, serverCPU, clientCPU) in [("same CPU", "0", "0"), ("cross CPU", "0", "1")] {
             for serverKind in ["C", "Swift"] {
                 let server = try startServer(serverKind, cpu: serverCPU)
-                for clientKind in ["C", "Swift"] {
+                for clientKind in ["C", "Swift", swiftOnLoop] {
                     for procedure in ["null", "echo"] {
                         let result = try Measurement.parse(try runToEnd(clientCommand(clientKind, port: server.port, cpu: clientCPU, procedure: procedure, calls: calls)))
                         rows.append(Row(scenario: "sequential \(procedure)", server: serverKind, client: clientKind, pinning: pinning, result: result))
@@ -98,6 +98,8 @@ struct Run: AsyncParsableCommand {
         printAllocations(peers: peers, swift: swift, quick: quick)
     }
 
+    /// The Swift client with its tasks on its event loop (`rpcbench client --nio-executor`).
+    private var swiftOnLoop: String { "Swift, NIO executor" }
     private var cPersistent: String { "C ×32 processes" }
     private var cWithStartUp: String { "C ×32 processes, start-up incl." }
 
@@ -126,7 +128,8 @@ struct Run: AsyncParsableCommand {
                     print(String(format: "  %@, %@: Swift server vs C server, same C client: %.2f×", scenario, pinning, swiftServer / cServer))
                 }
                 if let swiftBoth = rate(scenario, "Swift", "Swift", pinning), let cBoth = rate(scenario, "C", "C", pinning) {
-                    print(String(format: "  %@, %@: Swift client+server vs C client+server: %.2f×", scenario, pinning, swiftBoth / cBoth))
+                    print(String(format: "  %@, %@: Swift client+server vs C client+server: %.2f×", scenario, pinning, swiftBoth / cBoth)
+                          + (rate(scenario, "Swift", swiftOnLoop, pinning).map { String(format: "; client tasks on its event loop: %.2f×", $0 / cBoth) } ?? ""))
                 }
             }
         }
