@@ -9,21 +9,6 @@
 #include <stddef.h>
 #include <string.h>
 
-/// DES-ECB over `length` bytes (a multiple of 8). `encrypt`: 1 encrypt, 0 decrypt.
-static inline void srpc_des_ecb(const unsigned char *key, const unsigned char *in, unsigned char *out,
-                                size_t length, int encrypt) {
-    DES_cblock k;
-    DES_key_schedule schedule;
-    memcpy(k, key, 8);
-    DES_set_key_unchecked(&k, &schedule);
-    for (size_t i = 0; i + 8 <= length; i += 8) {
-        DES_ecb_encrypt((const_DES_cblock *)(in + i), (DES_cblock *)(out + i), &schedule,
-                        encrypt ? DES_ENCRYPT : DES_DECRYPT);
-    }
-    OPENSSL_cleanse(&schedule, sizeof schedule);
-    OPENSSL_cleanse(k, sizeof k);
-}
-
 /// DES-CBC over `length` bytes (a multiple of 8), no padding.
 static inline void srpc_des_cbc(const unsigned char *key, const unsigned char *iv, const unsigned char *in,
                                 unsigned char *out, size_t length, int encrypt) {
@@ -49,6 +34,7 @@ static inline void srpc_des_make_schedule(const unsigned char *key, void *schedu
 }
 
 /// DES-ECB over `length` bytes (a multiple of 8) with a schedule made by srpc_des_make_schedule.
+/// `encrypt`: 1 encrypt, 0 decrypt.
 static inline void srpc_des_ecb_scheduled(const void *schedule, const unsigned char *in, unsigned char *out,
                                           size_t length, int encrypt) {
     for (size_t i = 0; i + 8 <= length; i += 8) {

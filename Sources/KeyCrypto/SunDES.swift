@@ -69,7 +69,7 @@ public enum SunDES {
         fileprivate let expanded: SecretBytes
 
         public init(key: SecretBytes) throws(KeyCryptoError) {
-            guard key.count == 8 else { throw .invalidLength("a DES key is 8 bytes, got \(key.count)") }
+            try SunDES.check(key: key)
             expanded = SecretBytes(count: srpc_des_schedule_size()) { schedule in
                 key.withUnsafeBytes { k in
                     srpc_des_make_schedule(k.baseAddress!.assumingMemoryBound(to: UInt8.self), schedule.baseAddress)
@@ -87,7 +87,7 @@ public enum SunDES {
     }
 
     private static func ecb(schedule: Schedule, _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
-        guard data.count % 8 == 0 else { throw .invalidLength("DES data must be a multiple of 8 bytes, got \(data.count)") }
+        try check(blocks: data)
         var out = [UInt8](repeating: 0, count: data.count)
         schedule.expanded.withUnsafeBytes { s in
             data.withUnsafeBufferPointer { input in
@@ -99,26 +99,23 @@ public enum SunDES {
         return out
     }
 
-    private static func check(key: SecretBytes, _ data: [UInt8]) throws(KeyCryptoError) {
+    private static func check(key: SecretBytes) throws(KeyCryptoError) {
         guard key.count == 8 else { throw .invalidLength("a DES key is 8 bytes, got \(key.count)") }
+    }
+
+    private static func check(blocks data: [UInt8]) throws(KeyCryptoError) {
         guard data.count % 8 == 0 else { throw .invalidLength("DES data must be a multiple of 8 bytes, got \(data.count)") }
     }
 
+    /// One ECB implementation: a one-off schedule (the key is checked there, the data in
+    /// the scheduled path), wiped when it goes.
     private static func ecb(key: SecretBytes, _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
-        try check(key: key, data)
-        var out = [UInt8](repeating: 0, count: data.count)
-        key.withUnsafeBytes { k in
-            data.withUnsafeBufferPointer { input in
-                out.withUnsafeMutableBufferPointer { output in
-                    srpc_des_ecb(k.baseAddress!.assumingMemoryBound(to: UInt8.self), input.baseAddress, output.baseAddress, data.count, encrypt ? 1 : 0)
-                }
-            }
-        }
-        return out
+        try ecb(schedule: Schedule(key: key), data, encrypt: encrypt)
     }
 
     private static func cbc(key: SecretBytes, iv: [UInt8], _ data: [UInt8], encrypt: Bool) throws(KeyCryptoError) -> [UInt8] {
-        try check(key: key, data)
+        try check(key: key)
+        try check(blocks: data)
         guard iv.count == 8 else { throw .invalidLength("a DES IV is 8 bytes, got \(iv.count)") }
         var out = [UInt8](repeating: 0, count: data.count)
         key.withUnsafeBytes { k in
