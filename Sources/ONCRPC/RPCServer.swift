@@ -150,14 +150,9 @@ public final class RPCServer: Sendable {
             .serverChannelInitializer { [weak self] channel in
                 // Admission runs on the listener, ahead of NIO's accept handler: a refused
                 // connection is closed before it gets options, a pipeline or a loop.
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ListenerBackoffHandler(monitor: monitor),
-                        ConnectionAdmissionHandler { [weak self] accepted in
-                            self?.admit(accepted, peer: ConnectionPeer(remote: accepted.remoteAddress), requiringPeer: true) ?? false
-                        },
-                    ])
-                }
+                Self.addListenerHandlers(to: channel, monitor: monitor, admission: ConnectionAdmissionHandler { [weak self] accepted in
+                    self?.admitAccepted(accepted) ?? false
+                })
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
@@ -182,7 +177,7 @@ public final class RPCServer: Sendable {
         let monitor = self.monitor
         let channel = try await loop.flatSubmit { ServerBootstrap(group: loop, childGroup: childGroup)
             .serverChannelOption(.backlog, value: 256)
-            .serverChannelInitializer { channel in Self.addAcceptBackoff(to: channel, monitor: monitor) }
+            .serverChannelInitializer { channel in Self.addListenerHandlers(to: channel, monitor: monitor) }
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
@@ -292,8 +287,7 @@ public final class RPCServer: Sendable {
     /// (The uid comes from the socket, read on the connection's own loop, so unix admission
     /// runs here; TCP connections were admitted on the listener.)
     private func initializeConnection(_ channel: any Channel, peer credentials: PeerCredentials?) -> EventLoopFuture<Void> {
-        let peer = credentials.map { ConnectionPeer.uid($0.uid) } ?? ConnectionPeer(remote: channel.remoteAddress)
-        guard admit(channel, peer: peer) else {
+        guard admit(channel, peer: credentials.map { ConnectionPeer.uid($0.uid) }) else {
             return channel.close()
         }
         return addConnectionHandlers(to: channel, peer: credentials)
@@ -314,12 +308,17 @@ public final class RPCServer: Sendable {
         }
     }
 
+    /// A TCP connection, on the listener. One whose peer address is already gone (reset
+    /// before it was accepted) is refused: it is dead, and without an address it would
+    /// escape the per-address bounds.
+    private func admitAccepted(_ channel: any Channel) -> Bool {
+        guard let peer = ConnectionPeer(remote: channel.remoteAddress) else { return false }
+        return admit(channel, peer: peer)
+    }
+
     /// Counts a new connection in, or refuses it when shutting down, full, or when its peer
-    /// holds as many connections as one peer may. With `requiringPeer`, a connection whose
-    /// peer address is gone (reset before it was accepted) is refused too: it is dead, and
-    /// without an address it would escape the per-address bounds.
-    private func admit(_ channel: any Channel, peer: ConnectionPeer?, requiringPeer: Bool = false) -> Bool {
-        if requiringPeer && peer == nil { return false }
+    /// holds as many connections as one peer may.
+    private func admit(_ channel: any Channel, peer: ConnectionPeer?) -> Bool {
         let id = ObjectIdentifier(channel)
         let now = Date().timeIntervalSince1970
         let (shuttingDown, refusal) = state.withLockedValue { state -> (Bool, ConnectionAdmission.Refusal?) in
@@ -356,11 +355,15 @@ public final class RPCServer: Sendable {
         return false
     }
 
-    /// Makes a listener pause accepting for a moment when accept() fails for want of file
-    /// descriptors or memory, instead of spinning (ATTACKS.md #6; see `ListenerBackoffHandler`).
-    private static func addAcceptBackoff(to channel: any Channel, monitor: RPCServerMonitor) -> EventLoopFuture<Void> {
+    /// A listener's handlers: a pause in accepting when accept() fails for want of file
+    /// descriptors or memory, instead of spinning (ATTACKS.md #6; see `ListenerBackoffHandler`),
+    /// and, for TCP, admission of each accepted connection.
+    private static func addListenerHandlers(to channel: any Channel, monitor: RPCServerMonitor,
+                                            admission: ConnectionAdmissionHandler? = nil) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ListenerBackoffHandler(monitor: monitor))
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(ListenerBackoffHandler(monitor: monitor))
+            if let admission { try sync.addHandler(admission) }
         }
     }
 }
