@@ -43,11 +43,9 @@ struct AllocBench: AsyncParsableCommand {
         let calls = quick ? 2_000 : self.calls
         guard calls > 0, size >= 0 else { throw ValidationError("--calls must be positive and --size not negative") }
         let count = try allocationCounter()
+        let echoArguments = echoArgument(size: size)
         if let port = checkRawClient {
-            var echo = ByteBuffer(), record = ByteBuffer()
-            echo.writeXDR(String(repeating: "x", count: size))
-            RPCCall(xid: 0, program: TestEcho.program, version: TestEcho.version, procedure: TestEcho.echo, arguments: echo).encode(into: &record)
-            let bytes = Array(record.readableBytesView)
+            let bytes = Self.encodedCall(procedure: TestEcho.echo, credential: .none, arguments: echoArguments)
             let own = try await onOwnThread { try RawClient(port: port, call: bytes).allocationsPerCall(calls: calls, count: count) }
             print(String(format: "raw client alone, ECHO %d B, AUTH_NONE: %.2f allocations/call", size, own))
             return
@@ -62,8 +60,6 @@ struct AllocBench: AsyncParsableCommand {
         let address = try await server.listenTCP()
         guard let port = address.port else { throw AllocBenchError("the server has no TCP port") }
 
-        var echoArguments = ByteBuffer()
-        echoArguments.writeXDR(String(repeating: "x", count: size))
         // Fixed parameters (not the process's), so every run sends the same credential.
         let sys = AuthSysParameters(stamp: 1, machineName: "rpcbench", uid: 1000, gid: 1000, gids: [1000])
         let auths: [(String, OpaqueAuth, any RPCClientAuthenticator)] = [
@@ -81,10 +77,7 @@ struct AllocBench: AsyncParsableCommand {
             let client = RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
                                    authenticator: authenticator, group: clientGroup)
             for (procedureName, procedure, arguments) in procedures {
-                var record = ByteBuffer()
-                RPCCall(xid: 0, program: TestEcho.program, version: TestEcho.version, procedure: procedure,
-                        credential: credential, arguments: arguments).encode(into: &record)
-                let bytes = Array(record.readableBytesView)
+                let bytes = Self.encodedCall(procedure: procedure, credential: credential, arguments: arguments)
                 let serverOnly = try await onOwnThread {
                     try RawClient(port: port, call: bytes).allocationsPerCall(calls: calls, count: count)
                 }
@@ -101,6 +94,14 @@ struct AllocBench: AsyncParsableCommand {
         await server.shutdown()
         try await clientGroup.shutdownGracefully()
         try await serverGroup.shutdownGracefully()
+    }
+
+    /// A TESTECHO call message, for RawClient to send again and again.
+    private static func encodedCall(procedure: UInt32, credential: OpaqueAuth, arguments: ByteBuffer) -> [UInt8] {
+        var record = ByteBuffer()
+        RPCCall(xid: 0, program: TestEcho.program, version: TestEcho.version, procedure: procedure,
+                credential: credential, arguments: arguments).encode(into: &record)
+        return Array(record.readableBytesView)
     }
 
     /// The counter's read function, found in the running process (the preloaded library).
