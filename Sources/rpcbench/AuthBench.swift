@@ -105,8 +105,8 @@ struct AuthBench: AsyncParsableCommand {
     }
 
     /// The DES work of one nickname call, both sides (client seals, server opens and seals
-    /// its reply, client checks it), with the conversation key's schedule kept and with the
-    /// key expanded for each block operation (how it was done before issue 18).
+    /// its reply, client checks it), with the conversation key's schedule kept and with a
+    /// one-off schedule made for each block operation (the key-based AuthDHSeal functions).
     private func printDESWorkPerCall() throws {
         let key = SunDES.randomKey(), schedule = try SunDES.Schedule(key: key)
         let nickname: [UInt8] = [0, 0, 0, 7], rounds = 200_000
