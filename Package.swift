@@ -273,9 +273,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The C/OpenSSL baselines the benchmarks print beside their own figures.
+        .target(name: "BenchBaselines", swiftSettings: swiftSettings),
         .executableTarget(
             name: "rpcbench",
-            dependencies: ["Release",
+            dependencies: ["Release", "BenchBaselines",
                 "XDR", "ONCRPC", "SecureRPC", "KeyServer", "KeyCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -287,7 +289,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "keybench",
-            dependencies: ["Release",
+            dependencies: ["Release", "BenchBaselines",
                 "KeyCrypto", "KeyDirectory", "KeyDirectoryPostgres", "KeyServer", "ONCRPC", "KeyDirectoryService", "SecureRPC", "SiteConfig",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -3,6 +3,7 @@
 // the ratio. Key generation uses our fixed-base comb; shared secrets use mpz_powm_sec.
 
 import ArgumentParser
+import BenchBaselines
 import Release
 import Foundation
 import KeyCrypto
@@ -39,7 +40,7 @@ struct DHBench: ParsableCommand {
             let a = DHPrivateKey.generate(group: name), b = DHPrivateKey.generate(group: name)
             let derive = measure { _ = try? a.sharedSecret(with: b.publicKey) }
             let bits = DHGroup.named(name).byteLength * 8
-            let openssl = (noOpenssl || name == .dh192des) ? nil : try opensslFFDH(bits: bits)
+            let openssl = (noOpenssl || name == .dh192des) ? nil : OpenSSLSpeed.ffdhDerivesPerSecond(bits: bits, seconds: Int(seconds.rounded(.up)))
             let ratio = { (x: Double) in openssl.map { String(format: "%.2f×", x / $0) } ?? "—" }
             print(pad(name.rawValue, 11) + pad("\(DHGroup.named(name).exponentBits)", 9, right: true)
                   + pad(String(format: "%.0f", keygen), 11, right: true) + pad(String(format: "%.0f", derive), 11, right: true)
@@ -63,25 +64,6 @@ struct DHBench: ParsableCommand {
             count += 4
         }
         return Double(count) / Date().timeIntervalSince(start)
-    }
-
-    /// Runs `openssl speed` for one group and returns its op/s.
-    private func opensslFFDH(bits: Int) throws -> Double? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        // timeout(1) unblocks SIGALRM (which openssl speed needs to stop) and bounds the run.
-        process.arguments = ["timeout", "-s", "KILL", "60", "openssl", "speed", "-elapsed", "-seconds", "\(Int(seconds.rounded(.up)))", "ffdh\(bits)"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.contains("bits ffdh") {
-            if let last = line.split(separator: " ").last, let value = Double(last) { return value }
-        }
-        return nil
     }
 
     private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {

@@ -10,6 +10,7 @@
 //      flight, as calls/s and as ratios to AUTH_SYS.
 
 import ArgumentParser
+import BenchBaselines
 import Foundation
 import KeyCrypto
 import KeyServer
@@ -35,6 +36,7 @@ struct GSSBench: AsyncParsableCommand {
     @Flag(help: "Skip the `openssl speed` baseline.") var noOpenssl = false
     @Option(help: "Only these steady-state rows (e.g. \"RPCSEC_GSS privacy\"), for profiling; repeatable.") var only: [String] = []
     @Flag(help: "Skip the context set-ups.") var noSetups = false
+    @Flag(help: "After each group's set-up rate, time each step of a set-up alone (key generation, derivation, keyserver round trip, connection).") var steps = false
 
     func run() async throws {
         var logger = Logger(label: "rpcbench.gss")
@@ -88,6 +90,47 @@ struct GSSBench: AsyncParsableCommand {
                           service: service, keyserver: clientKeyserver)
         }
 
+        /// Where one set-up's time goes: each step alone, median of `setups` repetitions.
+        func printSteps(_ gssGroup: GSSGroup, setupMicroseconds: Double) async throws {
+            func median(_ body: () async throws -> Void) async throws -> Double {
+                var samples: [Double] = []
+                for _ in 0..<max(setups, 5) {
+                    let start = ContinuousClock.now
+                    try await body()
+                    samples.append(microseconds(ContinuousClock.now - start))
+                }
+                return samples.sorted()[samples.count / 2]
+            }
+            let dhGroup = gssGroup.dhGroup
+            let peer = DHPrivateKey.generate(group: dhGroup).publicKey
+            let keygen = try await median { _ = DHPrivateKey.generate(group: dhGroup) }
+            let mine = DHPrivateKey.generate(group: dhGroup)
+            let derive = try await median { _ = try mine.sharedSecret(with: peer) }
+            let serverKey = serverStrong[gssGroup]!.publicKey.bytes
+            let info = SRPCDH.kssInfo(group: gssGroup, client: clientName, server: serverName)
+            let kss = try await median {
+                _ = try await clientKeyserver.performStrong {
+                    try await $0.keyxDerive(KeyxDeriveArg(mechanism: gssGroup.keyserverMechanism, peer: serverKey, info: info))
+                }
+            }
+            let connection = try await median {
+                let fresh = client(AuthSysClient())
+                try await fresh.ping()
+                await fresh.close()
+            }
+            let compute = 2 * keygen + 2 * derive
+            let rows: [(String, Double, Double)] = [
+                ("ephemeral key generation", keygen, 2), ("derivation (sec_powm)", derive, 2),
+                ("keyserver K_ss, cached", kss, 2), ("connect + AUTH_SYS NULL + close", connection, 1),
+            ]
+            for (name, each, times) in rows {
+                print("      " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f µs × %.0f", each, times))
+            }
+            let accounted = compute + 2 * kss + connection
+            print("      " + "rest (INIT + DESTROY, tokens, hops)".padding(toLength: 34, withPad: " ", startingAt: 0)
+                  + String(format: "%8.1f µs     (set-up %.1f µs; arithmetic %.0f %%)", setupMicroseconds - accounted, setupMicroseconds, compute / setupMicroseconds * 100))
+        }
+
         // 1. Context set-ups.
         print("rpcbench gss: one process, loopback TCP, \(threads) event loop thread(s), release build expected\n")
         print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group:")
@@ -106,11 +149,12 @@ struct GSSBench: AsyncParsableCommand {
             }
             let rate = Double(setups) / microseconds(ContinuousClock.now - start) * 1e6
             var line = "  " + "\(gssGroup)".padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f set-ups/s", rate)
-            if !noOpenssl, let derive = try Self.opensslFFDH(bits: gssGroup.bits) {
+            if !noOpenssl, let derive = OpenSSLSpeed.ffdhDerivesPerSecond(bits: gssGroup.bits) {
                 let bound = derive / 4
                 line += String(format: "   openssl ffdh%d derive %7.1f/s → C bound %6.1f set-ups/s   %5.2f×", gssGroup.bits, derive, bound, rate / bound)
             }
             print(line)
+            if steps { try await printSteps(gssGroup, setupMicroseconds: 1e6 / rate) }
         }
 
         // 2. Steady state with `size`-byte arguments.
@@ -167,14 +211,5 @@ struct GSSBench: AsyncParsableCommand {
         await server.shutdown()
         await keyserver.shutdown()
         try await group.shutdownGracefully()
-    }
-
-    /// `openssl speed -elapsed -seconds 1 ffdhNNNN`: OpenSSL's derive op/s.
-    static func opensslFFDH(bits: Int) throws -> Double? {
-        guard let output = runWithSignalsUnblocked(["openssl", "speed", "-elapsed", "-seconds", "1", "ffdh\(bits)"]) else { return nil }
-        for line in output.split(separator: "\n") where line.contains("bits ffdh") {
-            if let last = line.split(separator: " ").last, let value = Double(last) { return value }
-        }
-        return nil
     }
 }

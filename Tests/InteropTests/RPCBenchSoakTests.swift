@@ -1,4 +1,5 @@
-// Smoke runs of `rpcbench soak` and `rpcbench flood` (issue 13 item 4) and `rpcbench allocs` (issue 18) as processes, the way
+// Smoke runs of `rpcbench soak` and `rpcbench flood` (issue 13 item 4), `rpcbench allocs` and
+// `rpcbench gss --steps` and `keybench dh` (issue 18) as processes, the way
 // docs/RELIABILITY.md runs them, only short: they start, their server child comes up, they
 // print the lines the document quotes, and they exit 0 (no failed call). Shape only: the
 // numbers belong to the release-build runs in the document, never to a test's assertions.
@@ -97,6 +98,33 @@ final class RPCBenchSoakTests: XCTestCase {
                                     timeout: 120)
         XCTAssertEqual(check.status, 0, check.stderr)
         XCTAssertTrue(check.stdout.contains("raw client alone, ECHO 16 B, AUTH_NONE: 0.00 allocations/call"), check.stdout)
+    }
+
+    /// keybench dh prints OpenSSL's figure beside each strong group. It used to start
+    /// openssl speed under timeout(1) with SIGALRM still blocked (inherited from a Swift
+    /// concurrency thread): each group spun until the 60 s kill and printed "—".
+    func testKeybenchDHPrintsTheOpenSSLBaseline() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else { throw XCTSkip("no openssl") }
+        let run = try Command.run([Peers.productPath("keybench"), "dh", "--seconds", "0.1"], timeout: 90)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for group in ["ffdhe2048", "ffdhe3072", "ffdhe4096"] {
+            guard let row = run.stdout.split(separator: "\n").first(where: { $0.hasPrefix(group) }) else {
+                XCTFail("no \(group) row: \(run.stdout)"); continue
+            }
+            let columns = row.split(separator: " ")
+            XCTAssertEqual(columns.count, 7, String(row))
+            XCTAssertNotNil(columns.count > 4 ? Double(columns[4]) : nil, "no OpenSSL figure: \(row)")
+        }
+    }
+
+    /// `rpcbench gss --steps`: a line per step of a set-up under each group's rate.
+    func testGSSStepsPrintsEachStepOfASetUp() throws {
+        let run = try Command.run([rpcbench, "gss", "--setups", "5", "--steps", "--no-openssl", "--calls", "20", "--rounds", "1"],
+                                  timeout: 300)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for step in ["ephemeral key generation", "derivation", "keyserver K_ss", "connect + AUTH_SYS NULL + close", "rest (INIT"] {
+            XCTAssertEqual(run.stdout.components(separatedBy: step).count - 1, 3, "\(step): \(run.stdout)")
+        }
     }
 
     func testFloodRefusesANonLoopbackTarget() throws {

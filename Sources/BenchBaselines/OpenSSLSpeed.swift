@@ -1,7 +1,8 @@
-// Runs a baseline tool (openssl speed) with every signal unblocked. A process started from a
-// NIO or Swift-concurrency thread inherits that thread's blocked signals, and openssl speed
-// ends its timed runs on SIGALRM: blocked, it would spin forever. posix_spawn can hand the
-// child an empty signal mask.
+// The OpenSSL baseline of rpcbench and keybench: `openssl speed` run now, on this machine.
+// A process started from a NIO or Swift-concurrency thread inherits that thread's blocked
+// signals, and openssl speed ends its timed runs on SIGALRM: blocked, it would spin forever
+// (keybench once ran it under timeout(1), which does not change the mask: each group took
+// the whole 60 s and gave no figure). posix_spawn hands the child an empty signal mask.
 
 import Foundation
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Glibc
 
 /// Runs `arguments` (looked up in PATH) with an empty signal mask and stdin from /dev/null;
 /// returns its standard output, or nil when it could not be started or failed.
-func runWithSignalsUnblocked(_ arguments: [String]) -> String? {
+public func runWithSignalsUnblocked(_ arguments: [String]) -> String? {
     var pipe: [Int32] = [0, 0]
     guard Glibc.pipe(&pipe) == 0 else { return nil }
     var actions = posix_spawn_file_actions_t()
@@ -42,4 +43,18 @@ func runWithSignalsUnblocked(_ arguments: [String]) -> String? {
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return status == 0 ? String(decoding: output, as: UTF8.self) : nil
+}
+
+public enum OpenSSLSpeed {
+    /// `openssl speed -elapsed -seconds N ffdhBITS`: OpenSSL's Diffie-Hellman derive op/s,
+    /// or nil when openssl is missing or printed no figure.
+    public static func ffdhDerivesPerSecond(bits: Int, seconds: Int = 1) -> Double? {
+        guard let output = runWithSignalsUnblocked(["openssl", "speed", "-elapsed", "-seconds", "\(max(seconds, 1))", "ffdh\(bits)"]) else {
+            return nil
+        }
+        for line in output.split(separator: "\n") where line.contains("bits ffdh") {
+            if let last = line.split(separator: " ").last, let value = Double(last) { return value }
+        }
+        return nil
+    }
 }
