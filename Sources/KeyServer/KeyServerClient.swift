@@ -3,8 +3,10 @@
 // person can act on ("the keyserver is not running").
 
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,9 +40,18 @@ public final class KeyServerClient: Sendable {
     public let client: KeyVers2Client
     /// The strong-mechanism extension on the same connection.
     public let strong: SrpcKeyxV1Client
+    /// K_ss answers kept while the keyserver's lease lasts (`kss(_:)`).
+    let leases = NIOLockedValueBox(KssLeases(capacity: 4096))
+    /// Cleared once the keyserver answers KEYX_DERIVE_LEASED with PROC_UNAVAIL.
+    let keyserverGrantsLeases = Atomic<Bool>(true)
+    /// Seconds on a clock that only moves forward (tests pass their own).
+    let leaseClock: @Sendable () -> Double
 
-    public init(socketPath: String = KeyServerPaths.socket, uid: UInt32 = getuid()) throws {
+    /// - Parameter leaseClock: for tests; the default is the monotonic uptime clock.
+    public init(socketPath: String = KeyServerPaths.socket, uid: UInt32 = getuid(),
+                leaseClock: (@Sendable () -> Double)? = nil) throws {
         self.socketPath = socketPath
+        self.leaseClock = leaseClock ?? { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
         // libtirpc's key_call sends AUTH_SYS with an empty machine name, gid 0, no groups.
         let credentials = AuthSysParameters(machineName: "", uid: uid, gid: 0, gids: [])
         var configuration = RPCClient.Configuration()

@@ -158,13 +158,18 @@ public struct StrongKeyService: SrpcKeyxV1Service {
     let fetchSealed: (@Sendable (String) async -> KeyxFetchRes)?
     /// The key files keyserverd loads, which KEYX_STATUS shows root.
     let keyFiles: KeyServerKeyFiles
+    /// How long a caller may keep a K_ss from KEYX_DERIVE_LEASED and use it again (0: not
+    /// at all). While it lasts, keylogout or a new key does not reach that caller's new
+    /// contexts: the lease is the keyserver's consent to that delay.
+    public let kssLeaseSeconds: UInt32
 
     public init(store: StrongKeyStore, identity: KeyServerService, fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil,
-                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles()) {
+                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles(), kssLeaseSeconds: UInt32 = 0) {
         self.store = store
         self.identity = identity
         self.fetchSealed = fetchSealed
         self.keyFiles = keyFiles
+        self.kssLeaseSeconds = kssLeaseSeconds
     }
 
     /// Only for the uid the netname names (`unix.UID@…`), or for root (host principals and
@@ -206,6 +211,14 @@ public struct StrongKeyService: SrpcKeyxV1Service {
     public func keyxDerive(_ argument: KeyxDeriveArg, request: RPCRequest) async throws -> KeyxDeriveRes {
         store.derive(uid: try identity.actingUID(request), mechanism: argument.mechanism, peer: argument.peer, info: argument.info)
     }
+
+    /// KEYX_DERIVE with the lease this keyserver grants on the result.
+    public func keyxDeriveLeased(_ argument: KeyxDeriveArg, request: RPCRequest) async throws -> KeyxLeaseRes {
+        switch try await keyxDerive(argument, request: request) {
+        case let .keySuccess(key): return .keySuccess(KeyxLease(key: key, seconds: min(kssLeaseSeconds, KeyServerService.longestKssLease)))
+        case let .default(status): return .default(discriminant: status)
+        }
+    }
 }
 
 import ONCRPC
@@ -213,10 +226,17 @@ import ONCRPC
 extension KeyServerService {
     /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
     /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
+    /// The longest lease a keyserver grants and a client honours.
+    public static let longestKssLease: UInt32 = 3600
+
+    /// `kssLeaseSeconds`: KEYX_DERIVE_LEASED's lease (keyserverd's `--kss-lease`, default
+    /// 30 s there; 0 here, so an embedded keyserver grants none unless asked to).
     public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger,
                                 fetchSealed: (@Sendable (String) async -> KeyxFetchRes)? = nil,
-                                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles()) -> [RPCProgram] {
+                                keyFiles: KeyServerKeyFiles = KeyServerKeyFiles(), kssLeaseSeconds: UInt32 = 0) -> [RPCProgram] {
         let legacy = KeyServerService(core: core, logger: logger)
-        return legacy.programs + [StrongKeyService(store: strong, identity: legacy, fetchSealed: fetchSealed, keyFiles: keyFiles).rpcProgram()]
+        let strongService = StrongKeyService(store: strong, identity: legacy, fetchSealed: fetchSealed, keyFiles: keyFiles,
+                                             kssLeaseSeconds: kssLeaseSeconds)
+        return legacy.programs + [strongService.rpcProgram()]
     }
 }

@@ -51,6 +51,14 @@ struct KeyServerDaemon: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; use loopback or a management address).", valueName: "host:port"))
     var metrics: String?
     @Option(help: "Log level (default: log-level of securerpc.conf, else info); trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level?
+    @Option(help: ArgumentHelp("How long an RPCSEC_GSS client or server may keep a K_ss this keyserver derived and use it again without asking (0-3600; 0: ask every time). Within it, keylogout or a new key reaches that process's new contexts only when the lease ends.", valueName: "seconds"))
+    var kssLease: UInt32 = 30
+
+    func validate() throws {
+        guard kssLease <= KeyServerService.longestKssLease else {
+            throw ValidationError("--kss-lease \(kssLease): at most \(KeyServerService.longestKssLease) seconds (0 turns leases off)")
+        }
+    }
 
     func run() async throws {
         ProcessSignals.unblockShutdownSignals()
@@ -114,7 +122,7 @@ struct KeyServerDaemon: AsyncParsableCommand {
         // keylist shows root which of these files are there and what is held for their uids.
         let keyFiles = KeyServerKeyFiles(rootKey: rootKey, services: services.map { (uid: UInt32($0.uid), path: $0.path) })
         let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger, fetchSealed: fetchSealed,
-                                                                   keyFiles: keyFiles),
+                                                                   keyFiles: keyFiles, kssLeaseSeconds: kssLease),
                                configuration: configuration, logger: logger)
         do {
             try await server.listenUnix(path: socket, mode: 0o666)

@@ -181,6 +181,31 @@ final class KeyServerInteropTests: XCTestCase {
         }
     }
 
+    /// KEYX_DERIVE_LEASED answers with keyserverd's --kss-lease (30 s unless told), the same
+    /// K_ss as KEYX_DERIVE; a lease past the longest is refused at start, in words.
+    func testKeyserverdGrantsTheKssLeaseItWasGiven() async throws {
+        let refused = try Command.run([Peers.productPath("keyserverd"), "--kss-lease", "4000", "--no-rpcbind"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--kss-lease 4000: at most 3600 seconds (0 turns leases off)"), refused.stderr)
+        let group = DHGroupName.ffdhe2048, mechanism = StrongKeyStore.mechanism(.ffdhe2048)!
+        let mine = DHPrivateKey.generate(group: group), peer = DHPrivateKey.generate(group: group)
+        for (flags, expected) in [([String](), UInt32(30)), (["--kss-lease", "0"], 0), (["--kss-lease", "5"], 5)] {
+            let socket = work.appendingPathComponent("keyservsock").path
+            let daemon = try BackgroundProcess([Peers.productPath("keyserverd"), "--socket", socket, "--root-key", work.appendingPathComponent("none").path,
+                                                "--no-rpcbind", "--log-level", "critical"] + flags, readyMarker: "ready")
+            defer { daemon.stop(signal: SIGTERM) }
+            let client = try KeyServerClient(socketPath: socket, uid: 5001)
+            _ = try await client.performStrong { try await $0.keyxSet(KeyxSetArg(mechanism: mechanism, secret: mine.secret.copyBytes(), netname: "x")) }
+            let argument = KeyxDeriveArg(mechanism: mechanism, peer: peer.publicKey.bytes, info: Array("lease".utf8))
+            let leased = try await client.performStrong { try await $0.keyxDeriveLeased(argument) }
+            let plain = try await client.performStrong { try await $0.keyxDerive(argument) }
+            guard case let .keySuccess(lease) = leased, case let .keySuccess(key) = plain else { return XCTFail("\(leased) \(plain)") }
+            XCTAssertEqual(lease.seconds, expected, "\(flags)")
+            XCTAssertEqual(lease.key, key)
+            await client.close()
+        }
+    }
+
     func testBadInputLeavesTheKeyserverServing() async throws {
         let socket = work.appendingPathComponent("keyservsock").path
         let daemon = try BackgroundProcess([Peers.productPath("keyserverd"), "--socket", socket, "--root-key", work.appendingPathComponent("none").path,

@@ -8,7 +8,7 @@
 import Foundation
 @_spi(Testing) import KeyCrypto
 import KeyDirectory
-import KeyServer
+@_spi(Testing) import KeyServer
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -260,16 +260,16 @@ final class GSSHardeningTests: XCTestCase {
 
     func testKssFromTheKeyserverIsZeroedWhereItLies() async throws {
         let (server, _, tcp, _) = try await fixture.startServer()
-        GSSWipeTracking.start()
-        defer { GSSWipeTracking.stop() }
+        KssWipeTracking.start()
+        defer { KssWipeTracking.stop() }
         for i in 0..<3 {
             let client = fixture.client(.tcp, tcp, try fixture.authenticator(group: .ffdhe2048))
             _ = try await client.call(1, GSSBlob([UInt8(i)]), returning: GSSBlob.self)
             await client.close()
         }
         // Client and server side of each handshake: K_ss zeroed in its own storage.
-        XCTAssertEqual(GSSWipeTracking.inPlace, 6)
-        XCTAssertEqual(GSSWipeTracking.ofACopy, 0, "a wipe zeroed a copy-on-write copy and left K_ss where it was")
+        XCTAssertEqual(KssWipeTracking.inPlace, 6)
+        XCTAssertEqual(KssWipeTracking.ofACopy, 0, "a wipe zeroed a copy-on-write copy and left K_ss where it was")
         await server.shutdown()
     }
 

@@ -40,12 +40,12 @@ final class GSSFixture: @unchecked Sendable {
     let lastCaller = NIOLockedValueBox<RPCCaller?>(nil)
     var logger: Logger
 
-    init() async throws {
+    init(kssLeaseSeconds: UInt32 = 0) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("gss-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         logger = Logger(label: "gss-test")
         logger.logLevel = .critical
-        keyserver = try await TestKeyserver.start(socket: directory.appendingPathComponent("keyservsock").path)
+        keyserver = try await TestKeyserver.start(socket: directory.appendingPathComponent("keyservsock").path, kssLeaseSeconds: kssLeaseSeconds)
         logIn()
     }
 

@@ -11,15 +11,17 @@ struct TestKeyserver {
     let core: KeyServerCore
     let strong: StrongKeyStore
 
-    static func start(socket: String) async throws -> TestKeyserver {
+    /// `kssLeaseSeconds`: KEYX_DERIVE_LEASED's lease (keyserverd grants 30 s by default; 0
+    /// here, so that a test sees every key change at once unless it asks for leases).
+    static func start(socket: String, kssLeaseSeconds: UInt32 = 0, programs: (([RPCProgram]) -> [RPCProgram])? = nil) async throws -> TestKeyserver {
         var logger = Logger(label: "test-keyserver")
         logger.logLevel = .critical
         let core = KeyServerCore()
         let strong = StrongKeyStore()
         var configuration = RPCServer.Configuration()
         configuration.authenticators = [AuthSysServer()]
-        let server = RPCServer(programs: KeyServerService.programs(core: core, strong: strong, logger: logger),
-                               configuration: configuration, logger: logger)
+        let served = KeyServerService.programs(core: core, strong: strong, logger: logger, kssLeaseSeconds: kssLeaseSeconds)
+        let server = RPCServer(programs: programs?(served) ?? served, configuration: configuration, logger: logger)
         try await server.listenUnix(path: socket)
         return TestKeyserver(server: server, core: core, strong: strong)
     }

@@ -299,29 +299,42 @@ public final class GSSClient: RPCClientAuthenticator {
 
     private func establish(_ client: RPCClient) async throws -> Context {
         var attempt = 0
+        var leaseAllowed = true
         while true {
             do {
-                return try await establishOnce(client)
+                return try await establishOnce(client, leaseAllowed: leaseAllowed)
             } catch let GSSClientError.contextRefused(_, minor) where minor == GSSMinorStatus.busy.rawValue && attempt < Self.busyRetries {
                 let wait = 25 << attempt
                 attempt += 1
                 try await Task.sleep(for: .milliseconds(wait + Int.random(in: 0...wait)))
+            } catch is LeasedKssRefused where leaseAllowed {
+                // Our key changed while the keyserver's lease on the old K_ss lasted: once
+                // more with K_ss fresh from the keyserver.
+                leaseAllowed = false
             }
         }
     }
 
-    private func establishOnce(_ client: RPCClient) async throws -> Context {
+    /// The server did not accept the INIT's authenticator made with a leased K_ss.
+    private struct LeasedKssRefused: Error {}
+
+    private func establishOnce(_ client: RPCClient, leaseAllowed: Bool) async throws -> Context {
         // K_ss from our keyserver: proves the INIT comes from the holder of our secret key.
         guard let serverPublicKey = try serverKey(), serverPublicKey.group == group.dhGroup else {
             throw SecureRPCSetupError.unknownServer(serverNetname, mechanism: group.rawValue)
         }
-        let info = SRPCDH.kssInfo(group: group, client: clientNetname, server: serverNetname)
-        var derived = try await keyserver.performStrong {
-            try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: serverPublicKey.bytes, info: info))
+        let kssArgument = KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: serverPublicKey.bytes,
+                                        info: SRPCDH.kssInfo(group: group, client: clientNetname, server: serverNetname))
+        if !leaseAllowed { keyserver.forgetKss(kssArgument) }
+        let kss: SecretBytes, kssFromLease: Bool
+        switch try await keyserver.kss(kssArgument) {
+        case let .key(key, fromLease):
+            (kss, kssFromLease) = (key, fromLease)
+        case .refused(.keyNosecret):
+            throw SecureRPCError.notLoggedIn(clientNetname)
+        case let .refused(status):
+            throw SecureRPCError.keyserverRefused("\(status)")
         }
-        if case .default(discriminant: .keyNosecret) = derived { throw SecureRPCError.notLoggedIn(clientNetname) }
-        // Not success (takeKss leaves a failure as it was): only a status to show.
-        guard let kss = SRPCDH.takeKss(from: &derived) else { throw SecureRPCError.keyserverRefused("\(derived)") }
 
         let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
         let body = SrpcDhInitBody(
@@ -347,6 +360,7 @@ public final class GSSClient: RPCClientAuthenticator {
             // us, or another one (the authenticator, made with the key our keyserver holds,
             // fails): it was revoked or replaced since. Say so, in words that tell what to do.
             let minor = GSSMinorStatus(rawValue: result.gssMinor)
+            if minor == .badAuthenticator, kssFromLease { throw LeasedKssRefused() }
             if minor == .unknownClient || minor == .badAuthenticator, state.withLockedValue({ $0.hadContext }) {
                 throw SecureRPCError.keyChangedOrRevoked(clientNetname)
             }

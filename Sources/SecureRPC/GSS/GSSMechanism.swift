@@ -218,27 +218,6 @@ public enum SRPCDH {
         return SrpcDhInitToken(body: body, authNonce: aeadNonce, authenticator: sealed)
     }
 
-    /// K_ss out of the keyserver's answer, into SecretBytes; nil unless the answer is
-    /// success. The array the key came in is zeroed in its own storage: the answer is
-    /// overwritten first, so that array has no other owner and the wipe cannot land on a
-    /// copy-on-write copy (`var copy = kss; wipe(&copy)` did, leaving the original intact).
-    static func takeKss(from derived: inout KeyxDeriveRes) -> SecretBytes? {
-        guard case .keySuccess(var bytes) = derived else { return nil }
-        derived = .default(discriminant: .keySystemerr)
-        let kss = SecretBytes(copying: bytes)
-        wipeInPlace(&bytes)
-        return kss
-    }
-
-    /// Zeroes `bytes` where it lies. The caller makes sure it is the only reference.
-    static func wipeInPlace(_ bytes: inout [UInt8]) {
-        let before = bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
-        bytes.withUnsafeMutableBytes { SecretBytes.wipe($0) }
-        if GSSWipeTracking.enabled.load(ordering: .relaxed) {
-            let after = bytes.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
-            GSSWipeTracking.record(inPlace: before == after && bytes.allSatisfy { $0 == 0 })
-        }
-    }
 
     /// Checks the authenticator; false for any failure.
     public static func openAuthenticator(kss: SecretBytes, token: SrpcDhInitToken) -> Bool {
@@ -500,26 +479,3 @@ public struct GSSSequenceWindow: Sendable {
     }
 }
 
-/// Test hook: counts the wipes of K_ss arrays from the keyserver, and whether each zeroed the
-/// storage the array had (in place) or a copy-on-write copy of it (the original left intact).
-@_spi(Testing)
-public enum GSSWipeTracking {
-    static let enabled = Atomic<Bool>(false)
-    private static let counts = Mutex<(inPlace: Int, ofACopy: Int)>((0, 0))
-
-    public static func start() {
-        counts.withLock { $0 = (0, 0) }
-        enabled.store(true, ordering: .relaxed)
-    }
-
-    public static func stop() { enabled.store(false, ordering: .relaxed) }
-
-    /// Wipes that zeroed the key's own storage.
-    public static var inPlace: Int { counts.withLock { $0.inPlace } }
-    /// Wipes that zeroed a copy and left the key where it was (must stay 0).
-    public static var ofACopy: Int { counts.withLock { $0.ofACopy } }
-
-    static func record(inPlace: Bool) {
-        counts.withLock { if inPlace { $0.inPlace += 1 } else { $0.ofACopy += 1 } }
-    }
-}

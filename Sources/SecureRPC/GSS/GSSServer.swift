@@ -621,18 +621,22 @@ public final class GSSServer: RPCServerAuthenticator {
         } catch {
             return refuse(GSSMajorStatus.failure, .unknownClient, detail: "\(body.client) \(group): the key directory did not answer (\(error))")
         }
-        let info = SRPCDH.kssInfo(group: group, client: body.client, server: configuration.serverNetname)
-        var derived: KeyxDeriveRes
-        do {
-            derived = try await keyserver.performStrong {
-                try await $0.keyxDerive(KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: clientStatic.bytes, info: info))
+        let kssArgument = KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: clientStatic.bytes,
+                                        info: SRPCDH.kssInfo(group: group, client: body.client, server: configuration.serverNetname))
+        var kss: SecretBytes
+        switch await serverKss(kssArgument, group: group) {
+        case let .failure(refusal): return answer(refusal)
+        case let .success((key, fromLease)):
+            kss = key
+            if fromLease, !SRPCDH.openAuthenticator(kss: kss, token: token) {
+                // Our key may have changed while the keyserver's lease on the old K_ss
+                // lasted: the authenticator decides with K_ss fresh from the keyserver.
+                keyserver.forgetKss(kssArgument)
+                switch await serverKss(kssArgument, group: group) {
+                case let .failure(refusal): return answer(refusal)
+                case let .success((fresh, _)): kss = fresh
+                }
             }
-        } catch {
-            logger.error("keyserver unavailable for RPCSEC_GSS", metadata: ["error": "\(error)"])
-            return refuse(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(error)")
-        }
-        guard let kss = SRPCDH.takeKss(from: &derived) else {
-            return refuse(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(configuration.serverNetname) \(group)")
         }
         guard SRPCDH.openAuthenticator(kss: kss, token: token) else {
             return refuse(GSSMajorStatus.badSig, .badAuthenticator, detail: "from \(body.client)")
@@ -685,6 +689,21 @@ public final class GSSServer: RPCServerAuthenticator {
         let verifier = OpaqueAuth(flavor: .rpcsecGSS, body: ByteBuffer(bytes: SRPCDH.mic(keys.serverToClient, .sequenceWindow, sequence: configuration.sequenceWindow)))
         SecureRPCMetrics.gssHandshakeDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         return .handled(verifier: verifier, .success(result.xdrEncoded()))
+    }
+
+    /// K_ss between this server and the client key in `argument`, from the keyserver or a
+    /// lease on its earlier answer (`fromLease`).
+    private func serverKss(_ argument: KeyxDeriveArg, group: GSSGroup) async -> Result<(SecretBytes, fromLease: Bool), DecidedInit> {
+        do {
+            switch try await keyserver.kss(argument) {
+            case let .key(key, fromLease): return .success((key, fromLease))
+            case .refused:
+                return .failure(.refused(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(configuration.serverNetname) \(group)"))
+            }
+        } catch {
+            logger.error("keyserver unavailable for RPCSEC_GSS", metadata: ["error": "\(error)"])
+            return .failure(.refused(GSSMajorStatus.noCred, .serverNotLoggedIn, detail: "\(error)"))
+        }
     }
 
     /// The replay-cache step of INIT, for a verified token (tests drive it with a clock).
