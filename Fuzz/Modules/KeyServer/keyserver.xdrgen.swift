@@ -763,6 +763,55 @@ public struct KeyxDeriveArg: XDRCodable, Sendable, Hashable {
     }
 }
 
+/// `struct keyx_lease`
+public struct KeyxLease: XDRCodable, Sendable, Hashable {
+    /// `opaque key[32]`
+    public var key: [UInt8]
+    /// `unsigned int seconds`
+    public var seconds: UInt32
+
+    public init(key: [UInt8], seconds: UInt32) {
+        self.key = key
+        self.seconds = seconds
+    }
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        self.key = try buffer.readXDRFixedOpaqueBytes(count: 32)
+        self.seconds = try buffer.readXDRUInt32()
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        precondition(self.key.count == 32, "fixed-length opaque must be 32 bytes"); buffer.writeXDRFixedOpaque(self.key)
+        buffer.writeXDR(self.seconds)
+    }
+}
+
+/// `union keyx_lease_res switch (keystatus status)`
+public enum KeyxLeaseRes: XDRCodable, Sendable, Hashable {
+    /// `case KEY_SUCCESS:` `keyx_lease lease`
+    case keySuccess(KeyxLease)
+    /// `default:` void, with the discriminant that selected it
+    case `default`(discriminant: Keystatus)
+
+    public init(xdr buffer: inout ByteBuffer) throws(XDRError) {
+        let discriminant = try Keystatus(xdr: &buffer)
+        switch discriminant {
+        case .keySuccess: self = .keySuccess(try KeyxLease(xdr: &buffer))
+        default: self = .default(discriminant: discriminant)
+        }
+    }
+
+    public func encode(into buffer: inout ByteBuffer) {
+        switch self {
+        case let .keySuccess(value):
+            Keystatus.keySuccess.encode(into: &buffer)
+            value.encode(into: &buffer)
+        case let .default(discriminant):
+            discriminant.encode(into: &buffer)
+        }
+    }
+}
+
 /// `union keyx_public_res switch (keystatus status)`
 public enum KeyxPublicRes: XDRCodable, Sendable, Hashable {
     /// `case KEY_SUCCESS:` `opaque publickey<KEYX_MAXKEY>`
@@ -1091,6 +1140,20 @@ public struct SrpcKeyxV1Client: Sendable {
             throw RPCClientError.badResults(error)
         }
     }
+
+    /// `keyx_lease_res KEYX_DERIVE_LEASED(keyx_derive_arg) = 7`
+    public func keyxDeriveLeased(_ argument: KeyxDeriveArg, timeout: TimeAmount? = nil) async throws -> KeyxLeaseRes {
+        var arguments = ByteBuffer()
+        argument.encode(into: &arguments)
+        var results = try await rpcClient.call(procedure: 7, arguments: arguments, timeout: timeout)
+        do throws(XDRError) {
+            let value = try KeyxLeaseRes(xdr: &results)
+            if results.readableBytes != 0 { throw XDRError.trailingBytes(count: results.readableBytes) }
+            return value
+        } catch {
+            throw RPCClientError.badResults(error)
+        }
+    }
 }
 
 /// The server side of program `SRPC_KEYX` (0x20000c01) version `SRPC_KEYX_V1` (1).
@@ -1112,6 +1175,8 @@ public protocol SrpcKeyxV1Service: Sendable {
     func keyxFetchSealed(_ argument: Netnamestr, request: RPCRequest) async throws -> KeyxFetchRes
     /// `keyx_status_res KEYX_STATUS(void) = 6`
     func keyxStatus(request: RPCRequest) async throws -> KeyxStatusRes
+    /// `keyx_lease_res KEYX_DERIVE_LEASED(keyx_derive_arg) = 7`
+    func keyxDeriveLeased(_ argument: KeyxDeriveArg, request: RPCRequest) async throws -> KeyxLeaseRes
 }
 
 extension SrpcKeyxV1Service {
@@ -1156,6 +1221,12 @@ extension SrpcKeyxV1Service {
         program.setProcedure(6, .async { request in
             if request.arguments.readableBytes != 0 { throw XDRError.trailingBytes(count: request.arguments.readableBytes) }
             return try await self.keyxStatus(request: request)
+        })
+        program.setProcedure(7, .async { request in
+            var buffer = request.arguments
+            let argument = try KeyxDeriveArg(xdr: &buffer)
+            if buffer.readableBytes != 0 { throw XDRError.trailingBytes(count: buffer.readableBytes) }
+            return try await self.keyxDeriveLeased(argument, request: request)
         })
         return program
     }
