@@ -137,7 +137,7 @@ struct GSSBench: AsyncParsableCommand {
 
         // 1. Context set-ups.
         print("rpcbench gss: one process, loopback TCP, \(threads) event loop thread(s), release build expected\n")
-        print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group, K_ss lease \(kssLease) s:")
+        if !noSetups { print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group, K_ss lease \(kssLease) s:") }
         for gssGroup in GSSGroup.allCases where !noSetups {
             // Warm the keyserver's K_ss cache and the code paths.
             for _ in 0..<3 {
