@@ -224,11 +224,11 @@ public struct StrongKeyService: SrpcKeyxV1Service {
 import ONCRPC
 
 extension KeyServerService {
-    /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
-    /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
     /// The longest lease a keyserver grants and a client honours.
     public static let longestKssLease: UInt32 = 3600
 
+    /// Everything a keyserver serves on its socket: KEY_PROG versions 1 and 2 for libtirpc
+    /// clients and SRPC_KEYX version 1 for the strong groups, with one caller check for all.
     /// `kssLeaseSeconds`: KEYX_DERIVE_LEASED's lease (keyserverd's `--kss-lease`, default
     /// 30 s there; 0 here, so an embedded keyserver grants none unless asked to).
     public static func programs(core: KeyServerCore, strong: StrongKeyStore, logger: Logger,

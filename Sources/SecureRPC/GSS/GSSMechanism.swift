@@ -9,7 +9,6 @@ import KeyCrypto
 import KeyServer
 import NIOCore
 import ONCRPC
-import Synchronization
 import XDR
 
 /// The Diffie-Hellman group an RPCSEC_GSS context is made with.
@@ -217,7 +216,6 @@ public enum SRPCDH {
                                            plaintext: authenticatorPlaintext(body), authenticating: Array(body.xdrEncoded().readableBytesView))
         return SrpcDhInitToken(body: body, authNonce: aeadNonce, authenticator: sealed)
     }
-
 
     /// Checks the authenticator; false for any failure.
     public static func openAuthenticator(kss: SecretBytes, token: SrpcDhInitToken) -> Bool {
@@ -478,4 +476,3 @@ public struct GSSSequenceWindow: Sendable {
         return true
     }
 }
-

@@ -624,21 +624,25 @@ public final class GSSServer: RPCServerAuthenticator {
         let kssArgument = KeyxDeriveArg(mechanism: group.keyserverMechanism, peer: clientStatic.bytes,
                                         info: SRPCDH.kssInfo(group: group, client: body.client, server: configuration.serverNetname))
         var kss: SecretBytes
+        var opened: Bool
         switch await serverKss(kssArgument, group: group) {
         case let .failure(refusal): return answer(refusal)
         case let .success((key, fromLease)):
             kss = key
-            if fromLease, !SRPCDH.openAuthenticator(kss: kss, token: token) {
+            opened = SRPCDH.openAuthenticator(kss: kss, token: token)
+            if fromLease, !opened {
                 // Our key may have changed while the keyserver's lease on the old K_ss
                 // lasted: the authenticator decides with K_ss fresh from the keyserver.
                 keyserver.forgetKss(kssArgument)
                 switch await serverKss(kssArgument, group: group) {
                 case let .failure(refusal): return answer(refusal)
-                case let .success((fresh, _)): kss = fresh
+                case let .success((fresh, _)):
+                    kss = fresh
+                    opened = SRPCDH.openAuthenticator(kss: kss, token: token)
                 }
             }
         }
-        guard SRPCDH.openAuthenticator(kss: kss, token: token) else {
+        guard opened else {
             return refuse(GSSMajorStatus.badSig, .badAuthenticator, detail: "from \(body.client)")
         }
         // Only a verified token enters the replay cache, so nobody can block another
