@@ -68,6 +68,10 @@ struct KssLeases {
     mutating func forget(_ key: Key) {
         entries[key] = nil
     }
+
+    mutating func forgetAll() {
+        entries.removeAll()
+    }
 }
 
 extension KeyServerClient {
@@ -114,6 +118,12 @@ extension KeyServerClient {
     /// changed since the lease was granted), so that the next `kss` asks the keyserver.
     public func forgetKss(_ argument: KeyxDeriveArg) {
         leases.withLockedValue { $0.forget(KssLeases.Key(mechanism: argument.mechanism, peer: argument.peer, info: argument.info)) }
+    }
+
+    /// Drops every leased K_ss (the keyserver says the user is no longer logged in: what it
+    /// leased before must not make new contexts).
+    public func forgetAllKss() {
+        leases.withLockedValue { $0.forgetAll() }
     }
 
     /// K_ss keys held under a lease now (expired ones are counted until next looked up).

@@ -129,6 +129,39 @@ final class KssLeaseTests: XCTestCase {
         await old.shutdown()
     }
 
+    /// Once the client has seen its user logged out (the login check of a live context), its
+    /// leases go too: a lease granted before keylogout must not make the next context.
+    func testALoggedOutUsersLeasesGoWithTheLoginCheck() async throws {
+        let fixture = try await GSSFixture(kssLeaseSeconds: 30)
+        let (server, gss, tcp, _) = try await fixture.startServer()
+        let clock = Clock()
+        let keyserver = try KeyServerClient(socketPath: fixture.socket, uid: 6001, leaseClock: { clock.now })
+        let callerClock = NIOLockedValueBox(Date().timeIntervalSince1970)
+        let authenticator = try GSSClient(clientNetname: gssClientNetname, serverNetname: gssServerNetname,
+                                          serverPublicKey: gssLongTermKeys[.ffdhe3072]!.server.publicKey, service: .privacy,
+                                          keyserver: keyserver, now: { callerClock.withLockedValue { $0 } })
+        let client = fixture.client(.tcp, tcp, authenticator)
+        _ = try await client.call(1, GSSBlob([1]), returning: GSSBlob.self)
+        XCTAssertEqual(keyserver.leasedKssCount, 1)
+
+        fixture.store.clear(uid: 6001)
+        callerClock.withLockedValue { $0 += 31 }     // the login check is due; the lease (its own clock) is not over
+        for attempt in 0..<2 {
+            do {
+                _ = try await client.call(1, GSSBlob([2]), returning: GSSBlob.self)
+                XCTFail("attempt \(attempt): a logged-out user's call must fail")
+            } catch let error as SecureRPCError {
+                XCTAssertEqual(error, .notLoggedIn(gssClientNetname), "attempt \(attempt)")
+            }
+        }
+        XCTAssertEqual(gss.statistics.contextsCreated, 1, "no new context from a lease after the logout was seen")
+        XCTAssertEqual(keyserver.leasedKssCount, 0)
+        await client.close()
+        await keyserver.close()
+        await server.shutdown()
+        await fixture.shutdown()
+    }
+
     /// The cache is bounded: when full, expired leases go first, then the one ending soonest;
     /// a lease of 0 keeps nothing and a lease past an hour is cut to an hour.
     func testTheLeaseCacheIsBounded() {

@@ -283,6 +283,8 @@ public final class GSSClient: RPCClientAuthenticator {
             context.loginSeen.withLockedValue { $0 = now() }
             return
         }
+        // Logged out (or refused): K_ss leased before must not make the next context.
+        keyserver.forgetAllKss()
         let current = state.withLockedValue { state -> Bool in
             guard state.context === context else { return false }
             state.context = nil
