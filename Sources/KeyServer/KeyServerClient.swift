@@ -47,7 +47,11 @@ public final class KeyServerClient: Sendable {
     /// Seconds on a clock that only moves forward (tests pass their own).
     let leaseClock: @Sendable () -> Double
 
-    /// - Parameter leaseClock: for tests; the default is the monotonic uptime clock.
+    /// - Parameters:
+    ///   - socketPath: the keyserver's unix socket.
+    ///   - uid: the uid to act as (AUTH_SYS; the keyserver lets only root name another).
+    ///   - leaseClock: seconds for K_ss leases, for tests; the default is the monotonic
+    ///     uptime clock.
     public init(socketPath: String = KeyServerPaths.socket, uid: UInt32 = getuid(),
                 leaseClock: (@Sendable () -> Double)? = nil) throws {
         self.socketPath = socketPath
