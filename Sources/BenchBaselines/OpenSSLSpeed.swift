@@ -11,7 +11,7 @@ import Glibc
 
 /// Runs `arguments` (looked up in PATH) with an empty signal mask and stdin from /dev/null;
 /// returns its standard output, or nil when it could not be started or failed.
-public func runWithSignalsUnblocked(_ arguments: [String]) -> String? {
+func runWithSignalsUnblocked(_ arguments: [String]) -> String? {
     var pipe: [Int32] = [0, 0]
     guard Glibc.pipe(&pipe) == 0 else { return nil }
     var actions = posix_spawn_file_actions_t()

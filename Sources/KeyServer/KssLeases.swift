@@ -26,13 +26,15 @@ struct KssLeases {
         var info: [UInt8]
     }
 
+    /// What a lease answers for: the whole KEYX_DERIVE argument.
+    static func key(for argument: KeyxDeriveArg) -> Key {
+        Key(mechanism: argument.mechanism, peer: argument.peer, info: argument.info)
+    }
+
     private struct Entry {
         var key: SecretBytes
         var expires: Double
     }
-
-    /// A lease longer than this (from a keyserver of another build) is cut to it.
-    static let longestLease = KeyServerService.longestKssLease
 
     let capacity: Int
     private var entries: [Key: Entry] = [:]
@@ -62,7 +64,8 @@ struct KssLeases {
                 entries[soonest] = nil
             }
         }
-        entries[key] = Entry(key: secret, expires: now + Double(min(seconds, Self.longestLease)))
+        // A lease longer than the longest (from a keyserver of another build) is cut to it.
+        entries[key] = Entry(key: secret, expires: now + Double(min(seconds, KeyServerService.longestKssLease)))
     }
 
     mutating func forget(_ key: Key) {
@@ -79,7 +82,7 @@ extension KeyServerClient {
     /// earlier answer lasts, else from the keyserver (KEYX_DERIVE_LEASED; KEYX_DERIVE from a
     /// keyserver without it, and nothing kept).
     public func kss(_ argument: KeyxDeriveArg) async throws -> KssAnswer {
-        let key = KssLeases.Key(mechanism: argument.mechanism, peer: argument.peer, info: argument.info)
+        let key = KssLeases.key(for: argument)
         let asked = leaseClock()
         if let leased = leases.withLockedValue({ $0.key(for: key, now: asked) }) {
             return .key(leased, fromLease: true)
@@ -117,7 +120,7 @@ extension KeyServerClient {
     /// Drops the leased K_ss for `argument` (the peer did not accept it: the key behind it
     /// changed since the lease was granted), so that the next `kss` asks the keyserver.
     public func forgetKss(_ argument: KeyxDeriveArg) {
-        leases.withLockedValue { $0.forget(KssLeases.Key(mechanism: argument.mechanism, peer: argument.peer, info: argument.info)) }
+        leases.withLockedValue { $0.forget(KssLeases.key(for: argument)) }
     }
 
     /// Drops every leased K_ss (the keyserver says the user is no longer logged in: what it

@@ -1,6 +1,6 @@
 // keybench: Diffie-Hellman operations per second for each group, side by side in the same
 // run with `openssl speed -elapsed ffdhNNNN` (OpenSSL's libcrypto, same exponent sizes), and
-// the ratio. Key generation uses our fixed-base comb; shared secrets use mpz_powm_sec.
+// the ratio. Key generation uses our fixed-base comb; shared secrets use mpn_sec_powm.
 
 import ArgumentParser
 import BenchBaselines

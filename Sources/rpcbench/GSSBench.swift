@@ -122,13 +122,14 @@ struct GSSBench: AsyncParsableCommand {
             let compute = 2 * keygen + 2 * derive
             // Under a lease, the warm-up left K_ss with both sides: a set-up asks no keyserver.
             let kssTimes: Double = kssLease > 0 ? 0 : 2
-            let rows: [(String, Double, Double)] = [
-                ("ephemeral key generation", keygen, 2), ("derivation (sec_powm)", derive, 2),
-                ("keyserver K_ss, cached", kss, kssTimes), ("connect + AUTH_SYS NULL + close", connection, 1),
+            let rows: [(name: String, each: Double, times: Double, note: String)] = [
+                ("ephemeral key generation", keygen, 2, ""), ("derivation (sec_powm)", derive, 2, ""),
+                ("keyserver K_ss, cached", kss, kssTimes, kssLease > 0 ? " (leased for \(kssLease) s)" : ""),
+                ("connect + AUTH_SYS NULL + close", connection, 1, ""),
             ]
-            for (name, each, times) in rows {
-                print("      " + name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f µs × %.0f", each, times)
-                      + (name.hasPrefix("keyserver") && kssLease > 0 ? " (leased for \(kssLease) s)" : ""))
+            for row in rows {
+                print("      " + row.name.padding(toLength: 34, withPad: " ", startingAt: 0)
+                      + String(format: "%8.1f µs × %.0f", row.each, row.times) + row.note)
             }
             let accounted = compute + kssTimes * kss + connection
             print("      " + "rest (INIT + DESTROY, tokens, hops)".padding(toLength: 34, withPad: " ", startingAt: 0)
