@@ -10,7 +10,6 @@ import MetricsEndpoint
 import NIOCore
 import NIOPosix
 import ONCRPC
-import ServiceLifecycle
 import SecureRPC
 import KeyDirectory
 import KeyServer
@@ -170,12 +169,13 @@ struct FileServiceDaemon: AsyncParsableCommand {
                 logger.warning("not registered with rpcbind: \(error); continuing without registration")
             }
         }
-        logger.notice("serving \(rootPath)", metadata: ["listening": "\(addresses.joined(separator: ", "))"])
-        ServiceNotification.ready(status: "serving \(rootPath)")
         // systemd (Type=notify) learns of the graceful shutdown as it starts.
         server.onShutdown { ServiceNotification.stopping() }
-        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        let listening = addresses.joined(separator: ", ")
+        try await server.runUntilShutdownSignal(logger: logger) {
+            logger.notice("serving \(rootPath)", metadata: ["listening": "\(listening)"])
+            ServiceNotification.ready(status: "serving \(rootPath)")
+        }
         await metricsEndpoint?.close()
     }
 

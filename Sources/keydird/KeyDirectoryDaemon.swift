@@ -18,7 +18,6 @@ import NIOCore
 import NIOPosix
 import ONCRPC
 import SecureRPC
-import ServiceLifecycle
 import SiteConfig
 
 @main
@@ -147,14 +146,14 @@ struct KeyDirectoryDaemon: AsyncParsableCommand {
                 logger.notice("directory key", metadata: ["netname": "\(me)", "mechanism": "\(key.mechanism.rawValue)", "fingerprint": "\(publicKey.fingerprint)"])
             }
         }
-        logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(shownPath)", "netname": "\(me)",
-                                                  "mode": "\(primary.map { "standby of \($0)" } ?? "primary")"])
-        FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
-        ServiceNotification.ready(status: "serving \(address)")
         // systemd (Type=notify) learns of the graceful shutdown as it starts.
         server.onShutdown { ServiceNotification.stopping() }
-        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        let mode = primary.map { "standby of \($0)" } ?? "primary"
+        try await server.runUntilShutdownSignal(logger: logger) {
+            logger.notice("keydird ready", metadata: ["address": "\(address)", "database": "\(shownPath)", "netname": "\(me)", "mode": "\(mode)"])
+            FileHandle.standardOutput.write(Data("ready \(address.port ?? 0)\n".utf8))
+            ServiceNotification.ready(status: "serving \(address)")
+        }
         await metricsEndpoint?.close()
         await keyserver.close()
     }

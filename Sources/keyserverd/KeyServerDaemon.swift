@@ -21,7 +21,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ONCRPC
 import SecureRPC
-import ServiceLifecycle
 import SiteConfig
 
 @main
@@ -168,13 +167,13 @@ struct KeyServerDaemon: AsyncParsableCommand {
                 logger.error("the root key file was not re-read; the root key in memory stays: \(error)")
             }
         }
-        logger.notice("keyserver ready", metadata: ["socket": "\(socket)"])
-        FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
-        ServiceNotification.ready(status: "serving \(socket)")
         // systemd (Type=notify) learns of the graceful shutdown as it starts.
         server.onShutdown { ServiceNotification.stopping() }
-        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        try await server.runUntilShutdownSignal(logger: logger) {
+            logger.notice("keyserver ready", metadata: ["socket": "\(socket)"])
+            FileHandle.standardOutput.write(Data("ready \(socket)\n".utf8))
+            ServiceNotification.ready(status: "serving \(socket)")
+        }
         await metricsEndpoint?.close()
         hangup.cancel()
         core.clearAll()

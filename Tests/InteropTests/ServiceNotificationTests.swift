@@ -27,10 +27,10 @@ final class ServiceNotificationTests: XCTestCase {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }
 
-        /// The next datagram, or nil after 30 s.
-        func receive() -> String? {
+        /// The next datagram, or nil after 30 s (or at once when `timeout` is 0 and none waits).
+        func receive(timeout: Int = 30) -> String? {
             var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
+            let count = recv(fd, &buffer, buffer.count, timeout == 0 ? Int32(MSG_DONTWAIT) : 0)
             return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
         }
 
@@ -65,5 +65,37 @@ final class ServiceNotificationTests: XCTestCase {
         XCTAssertEqual(listed2.status, 0, listed2.stderr + "\n" + files.log)
         kill(files.process.processIdentifier, SIGTERM)
         XCTAssertEqual(notify.receive(), "STOPPING=1", files.log)
+    }
+
+    /// A supervisor may stop a daemon the moment it says ready. Before, the daemons said so
+    /// before trapping SIGTERM, and such a SIGTERM killed them by its default action (status
+    /// 143, the socket left behind) in most rounds; now readiness comes from inside the
+    /// ServiceGroup, after the signals are trapped, and every round is a graceful stop.
+    func testASIGTERMTheMomentADaemonSaysReadyIsAGracefulStop() throws {
+        let bin = { Peers.productPath($0) }
+        let site = try SiteSandbox(prefix: "notify-race")
+        defer { site.remove() }
+        let notify = try NotifySocket(path: site.path("notify"))
+        for round in 0..<8 {
+            let keyserver = try BackgroundProcess(["NOTIFY_SOCKET=\(notify.path)", bin("keyserverd"), "--socket", site.socket,
+                                                   "--root-key", site.path("none"), "--no-rpcbind"], readyMarker: nil)
+            XCTAssertEqual(notify.receive(), "READY=1\nSTATUS=serving \(site.socket)", keyserver.log)
+            kill(keyserver.process.processIdentifier, SIGTERM)
+            keyserver.process.waitUntilExit()
+            XCTAssertEqual(keyserver.process.terminationReason, .exit, "round \(round): killed by the signal\n\(keyserver.log)")
+            XCTAssertEqual(keyserver.process.terminationStatus, 0, "round \(round)\n\(keyserver.log)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: site.socket), "round \(round): the socket was left behind")
+            while let message = notify.receive(timeout: 0), message == "STOPPING=1" {}
+        }
+        for round in 0..<8 {
+            let files = try BackgroundProcess(["NOTIFY_SOCKET=\(notify.path)", bin("filesvc-server"), "--root", site.path("files"),
+                                               "--port", "\(freePort())", "--require-auth", "none"], readyMarker: nil)
+            XCTAssertEqual(notify.receive(), "READY=1\nSTATUS=serving \(site.path("files"))", files.log)
+            kill(files.process.processIdentifier, SIGTERM)
+            files.process.waitUntilExit()
+            XCTAssertEqual(files.process.terminationReason, .exit, "round \(round): killed by the signal\n\(files.log)")
+            XCTAssertEqual(files.process.terminationStatus, 0, "round \(round)\n\(files.log)")
+            while let message = notify.receive(timeout: 0), message == "STOPPING=1" {}
+        }
     }
 }
