@@ -6,6 +6,7 @@
 // state, including the conversation keys (SecretBytes, never printed).
 
 import KeyCrypto
+import ONCRPC
 
 /// Live AUTH_DH conversations by nickname.
 struct AuthDHConversationTable {
@@ -16,6 +17,9 @@ struct AuthDHConversationTable {
         let schedule: SunDES.Schedule
         /// The client's public key the conversation was made with (issue 12 item 5).
         let clientKey: DHPublicKey
+        /// Who handlers are told the caller is (with the local uid and groups of a netname
+        /// of our domain), looked up when the conversation is made and at each key re-check.
+        var caller: RPCCaller
         /// The client's window, cut to the server's maximum.
         let window: UInt32
         /// The nickname handed to the client.
@@ -61,6 +65,10 @@ struct AuthDHConversationTable {
         slots[index]?.keyCheckedAt = now
     }
 
+    mutating func setCaller(_ index: Int, _ caller: RPCCaller) {
+        slots[index]?.caller = caller
+    }
+
     /// The slot of the conversation with this netname and key, if it is live (a linear scan:
     /// fullname calls only, which wait for the keyserver anyway).
     func find(netname: String, conversationKey: SecretBytes) -> Int? {
@@ -73,7 +81,7 @@ struct AuthDHConversationTable {
     /// Makes (or renews, when `existing` is its slot) a conversation and returns it. A new
     /// one takes a free slot or the least recently used one, and a fresh random handle.
     mutating func admit(existing: Int?, netname: String, conversationKey: SecretBytes, schedule: SunDES.Schedule,
-                        clientKey: DHPublicKey, window: UInt32, stamp: AuthDHTimestamp, now: Int64) -> Conversation {
+                        clientKey: DHPublicKey, caller: RPCCaller, window: UInt32, stamp: AuthDHTimestamp, now: Int64) -> Conversation {
         let index: Int
         let handle: UInt32
         if let existing, let slot = slots[existing] {
@@ -90,8 +98,8 @@ struct AuthDHConversationTable {
         }
         clock += 1
         serials += 1
-        let conversation = Conversation(netname: netname, conversationKey: conversationKey, schedule: schedule, clientKey: clientKey, window: window,
-                                        handle: handle, serial: serials, lastStamp: stamp, lastUsed: clock, keyCheckedAt: now)
+        let conversation = Conversation(netname: netname, conversationKey: conversationKey, schedule: schedule, clientKey: clientKey, caller: caller,
+                                        window: window, handle: handle, serial: serials, lastStamp: stamp, lastUsed: clock, keyCheckedAt: now)
         slots[index] = conversation
         return conversation
     }

@@ -92,6 +92,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
     private let state: NIOLockedValueBox<State>
     private let now: @Sendable () -> TimeInterval
     private let localDomain: String?
+    /// netname, domain → the local user's uid, gid and groups (getpwuid, getgrouplist);
+    /// tests count its calls.
+    let unixCredentials: @Sendable (String, String) -> Unixcred?
     private let skew: Int64, recheck: Int64
 
     /// - Parameters:
@@ -122,14 +125,22 @@ public final class AuthDHServer: RPCServerAuthenticator {
     ///     `cachedPublicKey` and keeps the conversation when the source cannot answer without
     ///     waiting (it refreshes in the background); a change the source announces ends the
     ///     principal's conversations made with another key at once.
-    public init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
-                now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
-                keys: any PublicKeySource) {
+    public convenience init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
+                            now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
+                            keys: any PublicKeySource) {
+        self.init(keyserver: keyserver, cacheSize: cacheSize, localDomain: localDomain, limits: limits, now: now, keys: keys,
+                  unixCredentials: { KeyServerService.unixCredentials(netname: $0, domain: $1) })
+    }
+
+    init(keyserver: KeyServerClient, cacheSize: Int = 128, localDomain: String? = nil, limits: Limits = Limits(),
+         now: @escaping @Sendable () -> TimeInterval = { Date().timeIntervalSince1970 },
+         keys: any PublicKeySource, unixCredentials: @escaping @Sendable (String, String) -> Unixcred?) {
         precondition(limits.maximumClockSkew >= 0 && limits.keyRecheckInterval >= 0)
         self.keyserver = keyserver
         self.keys = keys
         self.now = now
         self.localDomain = localDomain
+        self.unixCredentials = unixCredentials
         self.limits = limits
         admission = HandshakeAdmission(limits: limits.admission, now: now)
         skew = Self.microseconds(limits.maximumClockSkew)
@@ -208,6 +219,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
                 let keys = self.keys
                 Task { _ = try? await keys.fetchPublicKey(netname: netname, mechanism: .dh192des) }
             }
+            // The local user's groups are looked up again with the key, so that a change
+            // reaches a long conversation within the same interval.
+            let refreshedCaller = caller(netname)
             return state.withLockedValue { state in
                 guard let index = state.conversations.index(of: handle), let slot = state.conversations[index],
                       slot.serial == serial else {
@@ -220,6 +234,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
                     state.conversations.end(index)
                     return .rejected(.rejectedCredential)
                 }
+                state.conversations.setCaller(index, refreshedCaller)
                 guard case let .decided(decision) = decideNickname(&state, call: call, handle: handle, nickname: nickname,
                                                                    verifier: verifier, now: nowMicros, checkKey: false)
                 else { return .rejected(.failed) }
@@ -251,7 +266,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
             return .decided(.rejected(.failed))
         }
         state.conversations.accepted(index, stamp: stamp)
-        return .decided(.accepted(accepted(call, netname: slot.netname, reply: reply)))
+        return .decided(.accepted(RPCAcceptedCall(caller: slot.caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)),
+                                                  arguments: call.arguments)))
     }
 
     /// now − window < stamp ≤ now + maximumClockSkew, to the microsecond (Sun compares the
@@ -310,6 +326,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
         let window = min(opened.window, limits.maximumWindow)
         let nowMicros = Self.microseconds(now())
         if !isTimely(opened.timestamp, window: window, now: nowMicros) { return .rejected(.badCredential) }
+        // Who the handlers are told the caller is, looked up once for the conversation
+        // (getpwuid and getgrouplist read files or ask NSS: not work for every call).
+        let caller = caller(netname)
         return state.withLockedValue { state -> RPCAuthDecision in
             // A conversation we know (same key, same netname): a stamp not later than its
             // last is a replay.
@@ -330,25 +349,27 @@ public final class AuthDHServer: RPCServerAuthenticator {
             case .full: return .rejected(.failed)
             }
             let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
-                                                         schedule: schedule, clientKey: clientKey, window: window,
+                                                         schedule: schedule, clientKey: clientKey, caller: caller, window: window,
                                                          stamp: opened.timestamp, now: nowMicros)
             let nickname = withUnsafeBytes(of: conversation.handle.bigEndian, Array.init)
             guard let reply = try? AuthDHSeal.reply(schedule: schedule, timestamp: opened.timestamp, nickname: nickname) else {
                 return .rejected(.failed)
             }
             proven = true
-            return .accepted(self.accepted(call, netname: netname, reply: reply))
+            return .accepted(RPCAcceptedCall(caller: caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)),
+                                             arguments: call.arguments))
         }
     }
 
-    private func accepted(_ call: RPCCall, netname: String, reply: [UInt8]) -> RPCAcceptedCall {
+    /// The proven caller as handlers see it. unix.UID@<our domain> names a local user: its
+    /// uid, gid and groups go with it.
+    private func caller(_ netname: String) -> RPCCaller {
         var caller = RPCCaller(flavor: .dh, isVerified: true, netname: netname, mechanism: "dh192-des")
-        // unix.UID@<our domain> names a local user: hand the handler its uid and groups.
-        if let localDomain, let credentials = KeyServerService.unixCredentials(netname: netname, domain: localDomain) {
+        if let localDomain, let credentials = unixCredentials(netname, localDomain) {
             caller.uid = credentials.uid
             caller.gid = credentials.gid
             caller.gids = credentials.gids
         }
-        return RPCAcceptedCall(caller: caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)), arguments: call.arguments)
+        return caller
     }
 }
