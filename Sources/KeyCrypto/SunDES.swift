@@ -78,6 +78,29 @@ public enum SunDES {
         }
     }
 
+    /// One 8-byte block in ECB, its bytes as a big-endian integer (the form AUTH_DH's
+    /// timestamps take): no array, no allocation, for the per-call path.
+    public static func encryptBlock(schedule: Schedule, _ block: UInt64) -> UInt64 {
+        blockOperation(schedule: schedule, block, encrypt: true)
+    }
+
+    public static func decryptBlock(schedule: Schedule, _ block: UInt64) -> UInt64 {
+        blockOperation(schedule: schedule, block, encrypt: false)
+    }
+
+    private static func blockOperation(schedule: Schedule, _ block: UInt64, encrypt: Bool) -> UInt64 {
+        var output: UInt64 = 0
+        schedule.expanded.withUnsafeBytes { s in
+            withUnsafeBytes(of: block.bigEndian) { input in
+                withUnsafeMutableBytes(of: &output) { out in
+                    srpc_des_ecb_scheduled(s.baseAddress, input.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                           out.baseAddress!.assumingMemoryBound(to: UInt8.self), 8, encrypt ? 1 : 0)
+                }
+            }
+        }
+        return UInt64(bigEndian: output)
+    }
+
     public static func ecbEncrypt(schedule: Schedule, _ data: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
         try ecb(schedule: schedule, data, encrypt: true)
     }

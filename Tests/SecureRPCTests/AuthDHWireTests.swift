@@ -51,12 +51,26 @@ final class AuthDHWireTests: XCTestCase {
         AuthDHCredential.nickname([0, 0, 0, 5]).opaqueAuth.encode(into: &credential)
         XCTAssertEqual(hex(credential), "00000003" + "00000008" + "00000001" + "00000005")
         XCTAssertEqual(try AuthDHSeal.openNickname(conversationKey: conversationKey, verifier: verifier), later)
+
+        // The per-call forms (buffers and integers, no arrays) give the same bytes.
+        let schedule = try SunDES.Schedule(key: conversationKey)
+        XCTAssertEqual(hex(AuthDHSeal.replyVerifier(schedule: schedule, timestamp: stamp, nickname: 5)), "af11779fb567c231" + "00000005")
+        XCTAssertEqual(AuthDHSeal.checkReply(schedule: schedule, verifier: ByteBuffer(bytes: reply), sent: stamp), 5)
+        XCTAssertNil(AuthDHSeal.checkReply(schedule: schedule, verifier: ByteBuffer(bytes: reply.dropLast()), sent: stamp))
+        XCTAssertEqual(hex(AuthDHSeal.nicknameVerifier(schedule: schedule, timestamp: later)), "4257904db1fd0e61" + "00000000")
+        XCTAssertEqual(try AuthDHSeal.openNickname(schedule: schedule, verifier: ByteBuffer(bytes: verifier)), later)
+        XCTAssertThrowsError(try AuthDHSeal.openNickname(schedule: schedule, verifier: ByteBuffer(bytes: verifier + [0])))
+        var body = ByteBuffer(bytes: [0xff])
+        body.moveReaderIndex(forwardBy: 1)
+        body.writeBytes(bytes("00000001" + "00000005"))
+        XCTAssertEqual(AuthDHServer.nicknameHandle(body), 5, "read from the reader index")
     }
 
     func testMalformedCredentialsAreRefused() {
         for body in ["00000002", "00000001 000000", "00000001 00000005 00000000", "00000000 00000100" + String(repeating: "61", count: 256),
                      "00000000 00000003 61626300 371fc957 f1dd4736"] {
             XCTAssertThrowsError(try AuthDHCredential.decode(ByteBuffer(bytes: bytes(body))), body)
+            XCTAssertNil(AuthDHServer.nicknameHandle(ByteBuffer(bytes: bytes(body))), "the server's in-place read refuses \(body) too")
         }
     }
 }

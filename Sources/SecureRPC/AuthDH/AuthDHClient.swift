@@ -31,7 +31,9 @@ public final class AuthDHClient: RPCClientAuthenticator {
         /// `conversationKey` expanded for DES once, not twice per call.
         var schedule: SunDES.Schedule?
         var wrappedKey: [UInt8]?
-        var nickname: [UInt8]?
+        /// The server's nickname for this conversation and the credential that carries it,
+        /// made once per nickname rather than once per call.
+        var nickname: (handle: UInt32, credential: OpaqueAuth)?
         /// Seconds to add to the local clock (server time − local time).
         var clockOffset: Int64 = 0
         var lastStamp = AuthDHTimestamp(seconds: 0, microseconds: 0)
@@ -143,7 +145,7 @@ public final class AuthDHClient: RPCClientAuthenticator {
         }
         if refused { throw SecureRPCError.keyChangedOrRevoked(clientNetname) }
         let (conversationKey, schedule, wrapped) = try await session()
-        let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, [UInt8]?) in
+        let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, OpaqueAuth?) in
             let now = Date().timeIntervalSince1970 + Double(state.clockOffset)
             var stamp = AuthDHTimestamp(seconds: UInt32(clamping: Int64(now)), microseconds: UInt32(now.truncatingRemainder(dividingBy: 1) * 1_000_000))
             // Strictly increasing, so a server never sees our own calls as replays.
@@ -154,26 +156,26 @@ public final class AuthDHClient: RPCClientAuthenticator {
             }
             state.lastStamp = stamp
             if state.nickname == nil { state.pendingFullname = stamp }
-            return (stamp, state.nickname)
+            return (stamp, state.nickname?.credential)
         }
-        let credential: AuthDHCredential
-        let verifier: [UInt8]
+        let credential: OpaqueAuth
+        let verifier: ByteBuffer
         if let nickname {
-            credential = .nickname(nickname)
-            verifier = try AuthDHSeal.nickname(schedule: schedule, timestamp: stamp)
+            credential = nickname
+            verifier = AuthDHSeal.nicknameVerifier(schedule: schedule, timestamp: stamp)
         } else {
             let sealed = try AuthDHSeal.fullname(conversationKey: conversationKey, timestamp: stamp, window: window)
-            credential = .fullname(netname: clientNetname, wrappedKey: wrapped, encryptedWindow: sealed.encryptedWindow)
-            verifier = sealed.verifier
+            credential = AuthDHCredential.fullname(netname: clientNetname, wrappedKey: wrapped, encryptedWindow: sealed.encryptedWindow).opaqueAuth
+            verifier = ByteBuffer(bytes: sealed.verifier)
         }
         let state = self.state
         var prepared = RPCPreparedCall(
-            credential: credential.opaqueAuth,
-            verifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: verifier)),
+            credential: credential,
+            verifier: OpaqueAuth(flavor: .dh, body: verifier),
             arguments: arguments,
             validateReply: { replyVerifier, results in
                 guard replyVerifier.flavor == .dh,
-                      let nickname = AuthDHSeal.checkReply(schedule: schedule, verifier: Array(replyVerifier.body.readableBytesView), sent: stamp)
+                      let handle = AuthDHSeal.checkReply(schedule: schedule, verifier: replyVerifier.body, sent: stamp)
                 else {
                     throw RPCClientError.authError(.invalidResponse)
                 }
@@ -181,7 +183,9 @@ public final class AuthDHClient: RPCClientAuthenticator {
                     // Only for the key it was made with: a refresh may have replaced that
                     // key while this reply was on its way.
                     guard state.conversationKey === conversationKey else { return }
-                    state.nickname = nickname
+                    if state.nickname?.handle != handle {
+                        state.nickname = (handle, AuthDHCredential.nickname(withUnsafeBytes(of: handle.bigEndian, Array.init)).opaqueAuth)
+                    }
                     if state.pendingFullname == stamp {
                         state.pendingFullname = nil
                         state.established = true

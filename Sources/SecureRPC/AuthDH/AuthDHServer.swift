@@ -188,14 +188,15 @@ public final class AuthDHServer: RPCServerAuthenticator {
     var rememberedFullnames: Int { state.withLockedValue { $0.replays.count } }
 
     public func authenticateImmediately(_ call: RPCCall, context: RPCCallContext) -> RPCAuthDecision? {
-        guard let credential = try? AuthDHCredential.decode(call.credential.body) else { return .rejected(.badCredential) }
-        guard case let .nickname(nickname) = credential else { return nil }
-        let verifier = Array(call.verifier.body.readableBytesView)
-        guard call.verifier.flavor == .dh, verifier.count == 12 else { return .rejected(.badVerifier) }
-        let handle = nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard let handle = Self.nicknameHandle(call.credential.body) else {
+            // Not a nickname: a fullname (decided in `authenticate`) or nothing we take.
+            return (try? AuthDHCredential.decode(call.credential.body)) == nil ? .rejected(.badCredential) : nil
+        }
+        let verifier = call.verifier.body
+        guard call.verifier.flavor == .dh, verifier.readableBytes == 12 else { return .rejected(.badVerifier) }
         let nowMicros = Self.microseconds(now())
         let step = state.withLockedValue { state in
-            decideNickname(&state, call: call, handle: handle, nickname: nickname, verifier: verifier, now: nowMicros, checkKey: true)
+            decideNickname(&state, call: call, handle: handle, verifier: verifier, now: nowMicros, checkKey: true)
         }
         switch step {
         case let .decided(decision):
@@ -235,7 +236,7 @@ public final class AuthDHServer: RPCServerAuthenticator {
                     return .rejected(.rejectedCredential)
                 }
                 state.conversations.setCaller(index, refreshedCaller)
-                guard case let .decided(decision) = decideNickname(&state, call: call, handle: handle, nickname: nickname,
+                guard case let .decided(decision) = decideNickname(&state, call: call, handle: handle,
                                                                    verifier: verifier, now: nowMicros, checkKey: false)
                 else { return .rejected(.failed) }
                 return decision
@@ -243,8 +244,16 @@ public final class AuthDHServer: RPCServerAuthenticator {
         }
     }
 
+    /// A nickname credential's 4 bytes as a big-endian integer: the body that
+    /// `AuthDHCredential.decode` reads as `.nickname` (discriminant 1, 4 bytes, nothing
+    /// after), read in place, as every call after the first carries one.
+    static func nicknameHandle(_ body: ByteBuffer) -> UInt32? {
+        guard body.readableBytes == 8, body.getInteger(at: body.readerIndex, as: UInt32.self) == 1 else { return nil }
+        return body.getInteger(at: body.readerIndex + 4, as: UInt32.self)
+    }
+
     /// The nickname checks of PROTOCOL.md §3.6 plus the upper bound, under the lock.
-    private func decideNickname(_ state: inout State, call: RPCCall, handle: UInt32, nickname: [UInt8], verifier: [UInt8],
+    private func decideNickname(_ state: inout State, call: RPCCall, handle: UInt32, verifier: ByteBuffer,
                                 now: Int64, checkKey: Bool) -> NicknameStep {
         guard let index = state.conversations.index(of: handle), let slot = state.conversations[index] else {
             return .decided(.rejected(.badCredential))
@@ -262,11 +271,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
         // request cache answers it first).
         if !(slot.lastStamp < stamp) { return .decided(.rejected(.rejectedVerifier)) }
         if !isTimely(stamp, window: slot.window, now: now) { return .decided(.rejected(.rejectedVerifier)) }
-        guard let reply = try? AuthDHSeal.reply(schedule: slot.schedule, timestamp: stamp, nickname: nickname) else {
-            return .decided(.rejected(.failed))
-        }
+        let reply = AuthDHSeal.replyVerifier(schedule: slot.schedule, timestamp: stamp, nickname: handle)
         state.conversations.accepted(index, stamp: stamp)
-        return .decided(.accepted(RPCAcceptedCall(caller: slot.caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)),
+        return .decided(.accepted(RPCAcceptedCall(caller: slot.caller, replyVerifier: OpaqueAuth(flavor: .dh, body: reply),
                                                   arguments: call.arguments)))
     }
 
@@ -351,13 +358,9 @@ public final class AuthDHServer: RPCServerAuthenticator {
             let conversation = state.conversations.admit(existing: known, netname: netname, conversationKey: conversationKey,
                                                          schedule: schedule, clientKey: clientKey, caller: caller, window: window,
                                                          stamp: opened.timestamp, now: nowMicros)
-            let nickname = withUnsafeBytes(of: conversation.handle.bigEndian, Array.init)
-            guard let reply = try? AuthDHSeal.reply(schedule: schedule, timestamp: opened.timestamp, nickname: nickname) else {
-                return .rejected(.failed)
-            }
+            let reply = AuthDHSeal.replyVerifier(schedule: schedule, timestamp: opened.timestamp, nickname: conversation.handle)
             proven = true
-            return .accepted(RPCAcceptedCall(caller: caller, replyVerifier: OpaqueAuth(flavor: .dh, body: ByteBuffer(bytes: reply)),
-                                             arguments: call.arguments))
+            return .accepted(RPCAcceptedCall(caller: caller, replyVerifier: OpaqueAuth(flavor: .dh, body: reply), arguments: call.arguments))
         }
     }
 

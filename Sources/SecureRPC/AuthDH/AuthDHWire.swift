@@ -68,6 +68,14 @@ public struct AuthDHTimestamp: Equatable, Hashable, Sendable, Comparable {
         self.microseconds = microseconds
     }
 
+    /// Seconds and microseconds as one big-endian 8-byte block, as DES seals them.
+    var block: UInt64 { UInt64(seconds) << 32 | UInt64(microseconds) }
+
+    init(block: UInt64) {
+        seconds = UInt32(truncatingIfNeeded: block >> 32)
+        microseconds = UInt32(truncatingIfNeeded: block)
+    }
+
     var bytes: [UInt8] {
         withUnsafeBytes(of: seconds.bigEndian, Array.init) + withUnsafeBytes(of: microseconds.bigEndian, Array.init)
     }
@@ -114,7 +122,17 @@ public enum AuthDHSeal {
     }
 
     public static func nickname(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp) throws(KeyCryptoError) -> [UInt8] {
-        try SunDES.ecbEncrypt(schedule: schedule, timestamp.bytes) + [0, 0, 0, 0]
+        Array(nicknameVerifier(schedule: schedule, timestamp: timestamp).readableBytesView)
+    }
+
+    /// `nickname(schedule:timestamp:)` as the verifier body it goes out in (the per-call
+    /// path: one buffer, no arrays).
+    public static func nicknameVerifier(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp) -> ByteBuffer {
+        var body = ByteBuffer()
+        body.reserveCapacity(12)
+        body.writeInteger(SunDES.encryptBlock(schedule: schedule, timestamp.block))
+        body.writeInteger(UInt32(0))
+        return body
     }
 
     public static func openNickname(conversationKey: SecretBytes, verifier: [UInt8]) throws(KeyCryptoError) -> AuthDHTimestamp {
@@ -122,8 +140,16 @@ public enum AuthDHSeal {
     }
 
     public static func openNickname(schedule: SunDES.Schedule, verifier: [UInt8]) throws(KeyCryptoError) -> AuthDHTimestamp {
-        guard verifier.count == 12 else { throw .invalidLength("AUTH_DH nickname verifier") }
-        return AuthDHTimestamp(bytes: try SunDES.ecbDecrypt(schedule: schedule, Array(verifier[0..<8]))[0..<8])
+        try openNickname(schedule: schedule, verifier: ByteBuffer(bytes: verifier))
+    }
+
+    /// The timestamp of a 12-byte nickname verifier (its last 4 bytes are not looked at,
+    /// as in Sun's servers).
+    public static func openNickname(schedule: SunDES.Schedule, verifier: ByteBuffer) throws(KeyCryptoError) -> AuthDHTimestamp {
+        guard verifier.readableBytes == 12, let sealed = verifier.getInteger(at: verifier.readerIndex, as: UInt64.self) else {
+            throw .invalidLength("AUTH_DH nickname verifier")
+        }
+        return AuthDHTimestamp(block: SunDES.decryptBlock(schedule: schedule, sealed))
     }
 
     /// The server's reply verifier: ECB(sec-1 | usec) ‖ nickname.
@@ -132,8 +158,20 @@ public enum AuthDHSeal {
     }
 
     public static func reply(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp, nickname: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
+        guard nickname.count == 4 else { throw .invalidLength("an AUTH_DH nickname is 4 bytes") }
+        let handle = nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return Array(replyVerifier(schedule: schedule, timestamp: timestamp, nickname: handle).readableBytesView)
+    }
+
+    /// `reply(schedule:timestamp:nickname:)` as the verifier body it goes out in, the
+    /// nickname as the big-endian integer its 4 bytes are.
+    public static func replyVerifier(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp, nickname: UInt32) -> ByteBuffer {
         let earlier = AuthDHTimestamp(seconds: timestamp.seconds &- 1, microseconds: timestamp.microseconds)
-        return try SunDES.ecbEncrypt(schedule: schedule, earlier.bytes) + nickname
+        var body = ByteBuffer()
+        body.reserveCapacity(12)
+        body.writeInteger(SunDES.encryptBlock(schedule: schedule, earlier.block))
+        body.writeInteger(nickname)
+        return body
     }
 
     /// The client's check of a reply verifier: decrypt, add one second, compare with what it
@@ -144,9 +182,17 @@ public enum AuthDHSeal {
     }
 
     public static func checkReply(schedule: SunDES.Schedule, verifier: [UInt8], sent: AuthDHTimestamp) -> [UInt8]? {
-        guard verifier.count == 12, let plain = try? SunDES.ecbDecrypt(schedule: schedule, Array(verifier[0..<8])) else { return nil }
-        let echoed = AuthDHTimestamp(bytes: plain[0..<8])
+        checkReply(schedule: schedule, verifier: ByteBuffer(bytes: verifier), sent: sent)
+            .map { withUnsafeBytes(of: $0.bigEndian, Array.init) }
+    }
+
+    /// `checkReply(schedule:verifier:sent:)` on the verifier body as it came; the nickname
+    /// as the big-endian integer its 4 bytes are.
+    public static func checkReply(schedule: SunDES.Schedule, verifier: ByteBuffer, sent: AuthDHTimestamp) -> UInt32? {
+        guard verifier.readableBytes == 12, let sealed = verifier.getInteger(at: verifier.readerIndex, as: UInt64.self),
+              let nickname = verifier.getInteger(at: verifier.readerIndex + 8, as: UInt32.self) else { return nil }
+        let echoed = AuthDHTimestamp(block: SunDES.decryptBlock(schedule: schedule, sealed))
         guard echoed.seconds &+ 1 == sent.seconds, echoed.microseconds == sent.microseconds else { return nil }
-        return Array(verifier[8..<12])
+        return nickname
     }
 }
