@@ -106,13 +106,13 @@ struct AllocBench: AsyncParsableCommand {
 
     /// The counter's read function, found in the running process (the preloaded library).
     private func allocationCounter() throws -> AllocationCounter {
-        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "securerpc_malloc_count") else {
+        guard let counter = AllocationCounter.preloaded() else {
             throw AllocBenchError("""
                 no allocation counter in this process: build it with `bash Tests/CPeers/build.sh DIR` \
                 and run with LD_PRELOAD=DIR/libmalloc_count.so
                 """)
         }
-        return AllocationCounter(read: unsafeBitCast(symbol, to: (@convention(c) () -> UInt64).self))
+        return counter
     }
 }
 
@@ -123,9 +123,15 @@ private struct AllocBenchError: Error, CustomStringConvertible {
 }
 
 /// securerpc_malloc_count(): an atomic read, safe from any thread.
-private struct AllocationCounter: @unchecked Sendable {
+struct AllocationCounter: @unchecked Sendable {
     let read: @convention(c) () -> UInt64
     func callAsFunction() -> UInt64 { read() }
+
+    /// The counter of Tests/CPeers/malloc_count.c when it is preloaded (LD_PRELOAD), else nil.
+    static func preloaded() -> AllocationCounter? {
+        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "securerpc_malloc_count") else { return nil }
+        return AllocationCounter(read: unsafeBitCast(symbol, to: (@convention(c) () -> UInt64).self))
+    }
 }
 
 /// Runs blocking work on a thread of its own, off the concurrency pool and the event loops.

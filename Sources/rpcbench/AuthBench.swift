@@ -67,8 +67,12 @@ struct AuthBench: AsyncParsableCommand {
                                                   keyserver: try KeyServerClient(socketPath: socket, uid: 9001)),
                       group: group)
         }
-        func measure(_ client: RPCClient, count: Int, concurrency: Int = 1) async throws -> Double {
+        // With Tests/CPeers' malloc counter preloaded, heap allocations per call (client and
+        // server together, the whole process) are printed beside the rates.
+        let counter = AllocationCounter.preloaded()
+        func measure(_ client: RPCClient, count: Int, concurrency: Int = 1) async throws -> (rate: Double, allocations: Double?) {
             for _ in 0..<50 { try await client.ping() }
+            let allocationsBefore = counter?()
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for _ in 0..<concurrency {
@@ -76,7 +80,10 @@ struct AuthBench: AsyncParsableCommand {
                 }
                 try await tasks.waitForAll()
             }
-            return Double(count) / microseconds(ContinuousClock.now - start) * 1e6
+            let made = count / concurrency * concurrency
+            let rate = Double(made) / microseconds(ContinuousClock.now - start) * 1e6
+            guard let counter, let allocationsBefore else { return (rate, nil) }
+            return (rate, Double(counter() - allocationsBefore) / Double(made))
         }
 
         // One client per flavor; the rounds alternate between the flavors so that a slow
@@ -90,17 +97,21 @@ struct AuthBench: AsyncParsableCommand {
                       authenticator: AuthSysClient(), group: group),
             try dhClient(),
         ]
-        var rows: [(String, Double)] = []
+        var rows: [(name: String, rate: Double, allocations: Double?)] = []
         for concurrency in [1, 32] {
             var rates = Array(repeating: [Double](), count: clients.count)
+            var allocations = Array(repeating: [Double](), count: clients.count)
             for _ in 0..<rounds {
                 for index in clients.indices {
-                    rates[index].append(try await measure(clients[index], count: calls, concurrency: concurrency))
+                    let measured = try await measure(clients[index], count: calls, concurrency: concurrency)
+                    rates[index].append(measured.rate)
+                    if let perCall = measured.allocations { allocations[index].append(perCall) }
                 }
             }
             for (index, name) in flavors.enumerated() {
                 let shown = concurrency == 1 ? (name == "AUTH_DH" ? "AUTH_DH sequential (nickname)" : "\(name) sequential") : "\(name) 32 in flight"
-                rows.append((shown, rates[index].sorted()[rates[index].count / 2]))
+                let perCall = allocations[index].isEmpty ? nil : allocations[index].sorted()[allocations[index].count / 2]
+                rows.append((shown, rates[index].sorted()[rates[index].count / 2], perCall))
             }
         }
         for client in clients { await client.close() }
@@ -112,14 +123,18 @@ struct AuthBench: AsyncParsableCommand {
             try await fresh.ping()
             await fresh.close()
         }
-        rows.append(("AUTH_DH first call (fullname)", Double(firstCalls) / microseconds(ContinuousClock.now - start) * 1e6))
+        rows.append(("AUTH_DH first call (fullname)", Double(firstCalls) / microseconds(ContinuousClock.now - start) * 1e6, nil))
 
-        let sys = Dictionary(uniqueKeysWithValues: rows)
+        let sys = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0.rate) })
         print("rpcbench auth: NULL calls, one process, loopback TCP, \(threads) event loop thread(s); "
               + "steady state: median of \(rounds) interleaved rounds of \(calls) calls")
-        for (name, rate) in rows {
+        if counter == nil {
+            print("  (allocations per call: run with LD_PRELOAD=DIR/libmalloc_count.so, built by bash Tests/CPeers/build.sh DIR)")
+        }
+        for (name, rate, allocations) in rows {
             let base = name.contains("32") ? sys["AUTH_SYS 32 in flight"]! : sys["AUTH_SYS sequential"]!
-            print("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%9.0f calls/s   %5.2f× AUTH_SYS", rate, rate / base))
+            print("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%9.0f calls/s   %5.2f× AUTH_SYS", rate, rate / base)
+                  + (allocations.map { String(format: "   %5.1f allocations/call", $0) } ?? ""))
         }
         try printDESWorkPerCall()
         await server.shutdown()
