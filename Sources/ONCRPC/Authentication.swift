@@ -257,6 +257,14 @@ public protocol RPCClientAuthenticator: Sendable {
     /// (each timestamp must be later than the last): the client then makes and writes one
     /// call at a time, while replies are still awaited concurrently.
     var requiresOrderedTransmission: Bool { get }
+    /// For authenticators with ``requiresOrderedTransmission``: this call's credentials made
+    /// at once, without waiting for anything, or nil when it must wait (a new conversation, a
+    /// first call whose reply brings what the next ones use). ``RPCClient`` calls it while it
+    /// holds the transmission order without having waited for it, and queues the write
+    /// before letting go: calls then go out in credential order without handing a turn from
+    /// task to task. It must not block and must never return a call that holds the order
+    /// until its reply.
+    func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall?
     /// What ``RPCClient`` calls: like ``prepare(_:arguments:)``, with the client at hand
     /// for flavors that must talk to the server first (RPCSEC_GSS context creation).
     func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall
@@ -269,6 +277,7 @@ extension RPCClientAuthenticator {
     public func refresh(after status: AuthStatus) async -> Bool { false }
     public var freshCredentialsPerTransmission: Bool { false }
     public var requiresOrderedTransmission: Bool { false }
+    public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? { nil }
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer, client: RPCClient) async throws -> RPCPreparedCall {
         try await prepare(header, arguments: arguments)
     }

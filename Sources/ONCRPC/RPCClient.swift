@@ -179,24 +179,35 @@ public final class RPCClient: Sendable {
                 return value
             }
             let header = RPCCallHeader(xid: xid, program: program, version: version, procedure: procedure)
-            let turn = authenticator.requiresOrderedTransmission ? await transmissionOrder.acquire() : nil
+            let prepared: RPCPreparedCall
+            let reply: RPCReply
+            // A turn is held until the reply has been validated (below): a call that holds
+            // the order until its reply (AUTH_DH's fullname) lets the next one go only once
+            // the authenticator has taken what the reply brings (the nickname).
+            var turn: OrderedTransmissionGate.Turn?
             defer { turn?.release() }
-            let prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
-            let message = Self.encode(header, prepared)
-            let rebuild: (@Sendable () async throws -> ByteBuffer)?
-            if authenticator.freshCredentialsPerTransmission {
-                let transmissions = NIOLockedValueBox(0)
-                rebuild = { [weak self] in
-                    guard let self else { throw RPCClientError.clientClosed }
-                    var again = header
-                    again.transmission = transmissions.withLockedValue { $0 += 1; return $0 }
-                    return Self.encode(again, try await authenticator.prepare(again, arguments: arguments, client: self))
-                }
+            if authenticator.requiresOrderedTransmission,
+               let sent = try await sendInOrderWithoutWaiting(header, arguments: arguments, authenticator: authenticator, timeout: timeout) {
+                (prepared, reply) = sent
             } else {
-                rebuild = nil
-            }
-            let reply = try await send(xid: xid, message: message, timeout: timeout, rebuild: rebuild,
+                turn = authenticator.requiresOrderedTransmission ? await transmissionOrder.acquire() : nil
+                prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
+                let message = Self.encode(header, prepared)
+                let rebuild: (@Sendable () async throws -> ByteBuffer)?
+                if authenticator.freshCredentialsPerTransmission {
+                    let transmissions = NIOLockedValueBox(0)
+                    rebuild = { [weak self] in
+                        guard let self else { throw RPCClientError.clientClosed }
+                        var again = header
+                        again.transmission = transmissions.withLockedValue { $0 += 1; return $0 }
+                        return Self.encode(again, try await authenticator.prepare(again, arguments: arguments, client: self))
+                    }
+                } else {
+                    rebuild = nil
+                }
+                reply = try await send(xid: xid, message: message, timeout: timeout, rebuild: rebuild,
                                        written: prepared.holdsOrderUntilReply ? nil : turn)
+            }
 
             switch reply.status {
             case let .accepted(verifier, .success(results)):
@@ -243,13 +254,60 @@ public final class RPCClient: Sendable {
         return buffer
     }
 
+    /// An ordered call without waiting for a turn: when no call holds the transmission
+    /// order or waits for it, and the authenticator can make the credentials at once, they
+    /// are made and the write is queued on the channel's event loop under the order's lock,
+    /// so the next call may go as soon as the lock is let go (a turn handed from task to task
+    /// costs a task switch per call). nil: take a turn (`prepare` may wait). If the write or
+    /// the connection fails, the same message is sent again as `send` would.
+    private func sendInOrderWithoutWaiting(
+        _ header: RPCCallHeader, arguments: ByteBuffer, authenticator: any RPCClientAuthenticator, timeout: TimeAmount
+    ) async throws -> (RPCPreparedCall, RPCReply)? {
+        struct MustWait: Error {}
+        let channel = try await activeChannel()
+        var prepared: RPCPreparedCall?
+        var message: ByteBuffer?
+        do {
+            let reply = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RPCReply, any Error>) in
+                do {
+                    let queued = try transmissionOrder.ifFree { () throws -> Bool in
+                        guard let made = try authenticator.prepareImmediately(header, arguments: arguments) else { return false }
+                        precondition(!made.holdsOrderUntilReply, "prepareImmediately returned a call that holds the order")
+                        let encoded = Self.encode(header, made)
+                        prepared = made
+                        message = encoded
+                        let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
+                        let call = OutboundRPCCall(xid: header.xid, message: encoded, reply: reply, timeout: timeout, rebuild: nil)
+                        channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
+                            reply.finish(.failure(RPCCallNotSent()))
+                        }
+                        return true
+                    }
+                    if queued != true { continuation.resume(throwing: MustWait()) }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            return (prepared!, reply)
+        } catch is MustWait {
+            return nil
+        } catch is RPCCallNotSent {
+            forget(channel)
+        } catch RPCClientError.connectionClosed where transport == .tcp && configuration.retransmitAfterReconnect {
+            forget(channel)
+        }
+        // The first attempt failed after the message was made: once more, as `send` does.
+        guard let prepared, let message else { throw RPCClientError.connectionClosed }
+        return (prepared, try await send(xid: header.xid, message: message, timeout: timeout, rebuild: nil, attemptsMade: 1))
+    }
+
     /// Sends one message and waits for the reply with its xid. If the connection turns out
     /// to be dead before the message could be written, connects again and sends once more
     /// (the server cannot have seen it); if it closes before the reply, retransmits once on
     /// a new connection when `retransmitAfterReconnect` allows.
     private func send(
         xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?,
-        written: OrderedTransmissionGate.Turn? = nil
+        written: OrderedTransmissionGate.Turn? = nil, attemptsMade: Int = 0
     ) async throws -> RPCReply {
         let size = message.readableBytes - 4
         if transport == .udp && size > 65_507 {
@@ -258,7 +316,7 @@ public final class RPCClient: Sendable {
         if transport == .tcp && size > configuration.maximumRecordSize {
             throw RPCClientError.messageTooLarge(size: size, maximum: configuration.maximumRecordSize)
         }
-        var attempt = 0
+        var attempt = attemptsMade
         var message = message
         while true {
             attempt += 1
@@ -474,6 +532,16 @@ final class OrderedTransmissionGate: Sendable {
             }
         }
         return Turn(gate: self)
+    }
+
+    /// Runs `body` holding the order, without waiting: only when no call holds it and none
+    /// waits for it (a waiting call came first and goes first). nil, without running
+    /// `body`, otherwise. `body` runs under the gate's lock: it must not block or wait.
+    func ifFree<T>(_ body: () throws -> T) rethrows -> T? {
+        try state.withLockedValue { state -> T? in
+            guard !state.busy, state.waiting.isEmpty else { return nil }
+            return try body()
+        }
     }
 
     /// Hands the gate to the next waiter, or frees it.

@@ -45,6 +45,9 @@ final class AuthDHEndToEndTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// The AuthDHServer of the last `startServer()`.
+    private var lastVerifier: AuthDHServer?
+
     private func startServer() async throws -> (RPCServer, SocketAddress, SocketAddress) {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -52,6 +55,7 @@ final class AuthDHEndToEndTests: XCTestCase {
         let verifier = AuthDHServer(keyserver: try KeyServerClient(socketPath: socket, uid: 6002)) { netname in
             netname == clientName ? clientKey : nil
         }
+        lastVerifier = verifier
         var program = RPCProgram(number: 0x2000_0300, version: 1, policy: RequireFlavors([.dh]))
         program.addImmediateProcedure(1) { (_: XDRVoid, request) in Name(request.caller.netname ?? "?") }
         var configuration = RPCServer.Configuration()
@@ -91,7 +95,7 @@ final class AuthDHEndToEndTests: XCTestCase {
         let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1, authenticator: authenticator)
         let expected = clientNetname
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<32 {
+            for _ in 0..<64 {
                 group.addTask {
                     for _ in 0..<50 {
                         let name = try await client.call(1, XDRVoid(), returning: Name.self)
@@ -101,6 +105,10 @@ final class AuthDHEndToEndTests: XCTestCase {
             }
             try await group.waitForAll()
         }
+        // Every call reached the server in the order of its timestamp: one that overtook a
+        // later-stamped one would have been refused as a replay, and the client would have
+        // started over with a second fullname call.
+        XCTAssertEqual(lastVerifier?.rememberedFullnames, 1, "one fullname call: no nickname call arrived out of order")
         await client.close()
         await server.shutdown()
     }

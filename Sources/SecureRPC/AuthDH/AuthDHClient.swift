@@ -146,30 +146,60 @@ public final class AuthDHClient: RPCClientAuthenticator {
         if refused { throw SecureRPCError.keyChangedOrRevoked(clientNetname) }
         let (conversationKey, schedule, wrapped) = try await session()
         let (stamp, nickname) = state.withLockedValue { state -> (AuthDHTimestamp, OpaqueAuth?) in
-            let now = Date().timeIntervalSince1970 + Double(state.clockOffset)
-            var stamp = AuthDHTimestamp(seconds: UInt32(clamping: Int64(now)), microseconds: UInt32(now.truncatingRemainder(dividingBy: 1) * 1_000_000))
-            // Strictly increasing, so a server never sees our own calls as replays.
-            if !(state.lastStamp < stamp) {
-                stamp = state.lastStamp.microseconds >= 999_999
-                    ? AuthDHTimestamp(seconds: state.lastStamp.seconds + 1, microseconds: 0)
-                    : AuthDHTimestamp(seconds: state.lastStamp.seconds, microseconds: state.lastStamp.microseconds + 1)
-            }
-            state.lastStamp = stamp
+            let stamp = Self.nextStamp(&state)
             if state.nickname == nil { state.pendingFullname = stamp }
             return (stamp, state.nickname?.credential)
         }
-        let credential: OpaqueAuth
-        let verifier: ByteBuffer
         if let nickname {
-            credential = nickname
-            verifier = AuthDHSeal.nicknameVerifier(schedule: schedule, timestamp: stamp)
-        } else {
-            let sealed = try AuthDHSeal.fullname(conversationKey: conversationKey, timestamp: stamp, window: window)
-            credential = AuthDHCredential.fullname(netname: clientNetname, wrappedKey: wrapped, encryptedWindow: sealed.encryptedWindow).opaqueAuth
-            verifier = ByteBuffer(bytes: sealed.verifier)
+            return nicknameCall(credential: nickname, stamp: stamp, conversationKey: conversationKey, schedule: schedule, arguments: arguments)
         }
+        let sealed = try AuthDHSeal.fullname(conversationKey: conversationKey, timestamp: stamp, window: window)
+        var prepared = call(credential: AuthDHCredential.fullname(netname: clientNetname, wrappedKey: wrapped, encryptedWindow: sealed.encryptedWindow).opaqueAuth,
+                            verifier: ByteBuffer(bytes: sealed.verifier), stamp: stamp, conversationKey: conversationKey, schedule: schedule,
+                            arguments: arguments)
+        // Until the server has answered a fullname call there is no nickname; concurrent
+        // fullname calls would be verified in parallel on the server and could overtake
+        // each other there. Let them wait for this one.
+        prepared.holdsOrderUntilReply = true
+        return prepared
+    }
+
+    /// A nickname call when the conversation has its nickname and nothing else is pending
+    /// (one lock, no waiting); nil sends the caller through `prepare`.
+    public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? {
+        let ready = state.withLockedValue { state -> (AuthDHTimestamp, OpaqueAuth, SecretBytes, SunDES.Schedule)? in
+            guard !state.keyRefused, let nickname = state.nickname, let key = state.conversationKey, let schedule = state.schedule else { return nil }
+            return (Self.nextStamp(&state), nickname.credential, key, schedule)
+        }
+        guard let (stamp, credential, conversationKey, schedule) = ready else { return nil }
+        return nicknameCall(credential: credential, stamp: stamp, conversationKey: conversationKey, schedule: schedule, arguments: arguments)
+    }
+
+    /// The next timestamp: now on the (offset) clock, strictly later than the last one, so a
+    /// server never sees our own calls as replays.
+    private static func nextStamp(_ state: inout State) -> AuthDHTimestamp {
+        let now = Date().timeIntervalSince1970 + Double(state.clockOffset)
+        var stamp = AuthDHTimestamp(seconds: UInt32(clamping: Int64(now)), microseconds: UInt32(now.truncatingRemainder(dividingBy: 1) * 1_000_000))
+        if !(state.lastStamp < stamp) {
+            stamp = state.lastStamp.microseconds >= 999_999
+                ? AuthDHTimestamp(seconds: state.lastStamp.seconds + 1, microseconds: 0)
+                : AuthDHTimestamp(seconds: state.lastStamp.seconds, microseconds: state.lastStamp.microseconds + 1)
+        }
+        state.lastStamp = stamp
+        return stamp
+    }
+
+    private func nicknameCall(credential: OpaqueAuth, stamp: AuthDHTimestamp, conversationKey: SecretBytes, schedule: SunDES.Schedule,
+                              arguments: ByteBuffer) -> RPCPreparedCall {
+        call(credential: credential, verifier: AuthDHSeal.nicknameVerifier(schedule: schedule, timestamp: stamp), stamp: stamp,
+             conversationKey: conversationKey, schedule: schedule, arguments: arguments)
+    }
+
+    /// The prepared call, whose reply check takes the nickname the server hands back.
+    private func call(credential: OpaqueAuth, verifier: ByteBuffer, stamp: AuthDHTimestamp, conversationKey: SecretBytes,
+                      schedule: SunDES.Schedule, arguments: ByteBuffer) -> RPCPreparedCall {
         let state = self.state
-        var prepared = RPCPreparedCall(
+        return RPCPreparedCall(
             credential: credential,
             verifier: OpaqueAuth(flavor: .dh, body: verifier),
             arguments: arguments,
@@ -195,11 +225,6 @@ public final class AuthDHClient: RPCClientAuthenticator {
                 return results
             }
         )
-        // Until the server has answered a fullname call there is no nickname; concurrent
-        // fullname calls would be verified in parallel on the server and could overtake
-        // each other there. Let them wait for this one.
-        prepared.holdsOrderUntilReply = nickname == nil
-        return prepared
     }
 
     /// Stale nickname, server restart, replay window: go back to a fullname credential. After
