@@ -143,30 +143,34 @@ struct AuthBench: AsyncParsableCommand {
     }
 
     /// The DES work of one nickname call, both sides (client seals, server opens and seals
-    /// its reply, client checks it), with the conversation key's schedule kept and with a
-    /// one-off schedule made for each block operation (the key-based AuthDHSeal functions).
+    /// its reply, client checks it): as the calls do it now (the schedule kept, one block
+    /// in and out as an integer, verifiers written into their buffers), and with a one-off
+    /// schedule for each block operation (the key-based AuthDHSeal functions, arrays).
     private func printDESWorkPerCall() throws {
         let key = SunDES.randomKey(), schedule = try SunDES.Schedule(key: key)
-        let nickname: [UInt8] = [0, 0, 0, 7], rounds = 200_000
-        func oneCall(_ i: Int, kept: Bool) throws -> Bool {
+        let nickname: UInt32 = 7, rounds = 200_000
+        func oneCall(_ i: Int, perCallForms: Bool) throws -> Bool {
             let stamp = AuthDHTimestamp(seconds: 1_800_000_000 &+ UInt32(i), microseconds: UInt32(i % 1_000_000))
-            let verifier = kept ? try AuthDHSeal.nickname(schedule: schedule, timestamp: stamp)
-                : try AuthDHSeal.nickname(conversationKey: key, timestamp: stamp)
-            let opened = kept ? try AuthDHSeal.openNickname(schedule: schedule, verifier: verifier)
-                : try AuthDHSeal.openNickname(conversationKey: key, verifier: verifier)
-            let reply = kept ? try AuthDHSeal.reply(schedule: schedule, timestamp: opened, nickname: nickname)
-                : try AuthDHSeal.reply(conversationKey: key, timestamp: opened, nickname: nickname)
-            let checked = kept ? AuthDHSeal.checkReply(schedule: schedule, verifier: reply, sent: stamp)
-                : AuthDHSeal.checkReply(conversationKey: key, verifier: reply, sent: stamp)
-            return checked == nickname
+            if perCallForms {
+                let verifier = AuthDHSeal.nicknameVerifier(schedule: schedule, timestamp: stamp)
+                let opened = try AuthDHSeal.openNickname(schedule: schedule, verifier: verifier)
+                let reply = AuthDHSeal.replyVerifier(schedule: schedule, timestamp: opened, nickname: nickname)
+                return AuthDHSeal.checkReply(schedule: schedule, verifier: reply, sent: stamp) == nickname
+            }
+            let bytes: [UInt8] = [0, 0, 0, 7]
+            let verifier = try AuthDHSeal.nickname(conversationKey: key, timestamp: stamp)
+            let opened = try AuthDHSeal.openNickname(conversationKey: key, verifier: verifier)
+            let reply = try AuthDHSeal.reply(conversationKey: key, timestamp: opened, nickname: bytes)
+            return AuthDHSeal.checkReply(conversationKey: key, verifier: reply, sent: stamp) == bytes
         }
-        for kept in [false, true] {
+        for perCallForms in [false, true] {
             var good = 0
             let start = ContinuousClock.now
-            for i in 0..<rounds where try oneCall(i, kept: kept) { good += 1 }
+            for i in 0..<rounds where try oneCall(i, perCallForms: perCallForms) { good += 1 }
             precondition(good == rounds, "a nickname round trip did not verify")
             let perCall = microseconds(ContinuousClock.now - start) / Double(rounds)
-            print("  AUTH_DH DES work per call, " + (kept ? "schedule kept        " : "key expanded each time") + String(format: "%7.2f µs", perCall))
+            print("  AUTH_DH DES work per call, " + (perCallForms ? "as calls do it (schedule kept)" : "key expanded each time, arrays ")
+                  + String(format: "%7.2f µs", perCall))
         }
     }
 }
