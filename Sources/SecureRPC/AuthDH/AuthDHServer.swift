@@ -101,7 +101,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
     ///   - keyserver: this host's keyserver, as the server's own uid.
     ///   - cacheSize: nickname slots (Sun: 64; illumos: 128).
     ///   - localDomain: netnames `unix.UID@localDomain` are mapped to the local user's uid,
-    ///     gid and groups (as netname2user does); nil maps none.
+    ///     gid and groups (as netname2user does), looked up when a conversation starts and
+    ///     again at each key re-check, not on every call; nil maps none.
     ///   - limits: clock skew, window cap, key re-check interval, replay cache size.
     ///   - now: the clock (Unix seconds); tests inject one.
     ///   - publicKey: the directory lookup of a client's dh192-des public key by netname;
@@ -117,7 +118,8 @@ public final class AuthDHServer: RPCServerAuthenticator {
     /// - Parameters:
     ///   - keyserver: this host's keyserver, as the server process's uid.
     ///   - cacheSize: conversations kept (nickname slots).
-    ///   - localDomain: netnames of this domain are mapped to local uids for handlers.
+    ///   - localDomain: netnames of this domain are mapped to local uids and groups for
+    ///     handlers (looked up per conversation and at each key re-check).
     ///   - limits: the window, skew, replay cache and admission bounds.
     ///   - now: the clock (seconds since 1970), injected by tests.
     ///   - keys: where clients' dh192-des keys come from: a fullname waits for
