@@ -168,8 +168,12 @@ struct GSSBench: AsyncParsableCommand {
             buffer.writeXDR(String(repeating: "x", count: size))
             return buffer
         }()
-        func measure(_ rpc: RPCClient, concurrency: Int, count calls: Int) async throws -> Double {
+        // With Tests/CPeers' malloc counter preloaded, heap allocations per call (client and
+        // server together, the whole process) are printed beside the rates.
+        let counter = AllocationCounter.preloaded()
+        func measure(_ rpc: RPCClient, concurrency: Int, count calls: Int) async throws -> (rate: Double, allocations: Double?) {
             for _ in 0..<50 { _ = try await rpc.call(procedure: TestEcho.echo, arguments: argument) }
+            let allocationsBefore = counter?()
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for _ in 0..<concurrency {
@@ -182,7 +186,10 @@ struct GSSBench: AsyncParsableCommand {
                 }
                 try await tasks.waitForAll()
             }
-            return Double(calls) / microseconds(ContinuousClock.now - start) * 1e6
+            let made = calls / concurrency * concurrency
+            let rate = Double(made) / microseconds(ContinuousClock.now - start) * 1e6
+            guard let counter, let allocationsBefore else { return (rate, nil) }
+            return (rate, Double(counter() - allocationsBefore) / Double(made))
         }
         let flavors: [(String, () throws -> any RPCClientAuthenticator)] = [
             ("AUTH_SYS", { AuthSysClient() }),
@@ -200,17 +207,21 @@ struct GSSBench: AsyncParsableCommand {
             var clients: [RPCClient] = []
             for (_, make) in selected { clients.append(client(try make())) }
             var rates = Array(repeating: [Double](), count: selected.count)
+            var allocations = Array(repeating: [Double](), count: selected.count)
             for _ in 0..<rounds {
                 for index in selected.indices {
-                    rates[index].append(try await measure(clients[index], concurrency: concurrency, count: calls / rounds))
+                    let measured = try await measure(clients[index], concurrency: concurrency, count: calls / rounds)
+                    rates[index].append(measured.rate)
+                    if let perCall = measured.allocations { allocations[index].append(perCall) }
                 }
             }
             for rpc in clients { await rpc.close() }
             let medians = rates.map { $0.sorted()[$0.count / 2] }
             for (index, (name, _)) in selected.enumerated() {
                 let rate = medians[index]
+                let perCall = allocations[index].isEmpty ? "" : String(format: "   %5.1f allocations/call", allocations[index].sorted()[allocations[index].count / 2])
                 print("    " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                      + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, rate / medians[0]))
+                      + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, rate / medians[0]) + perCall)
             }
         }
         await server.shutdown()
