@@ -274,6 +274,7 @@ public final class RPCClient: Sendable {
                         guard let made = try authenticator.prepareImmediately(header, arguments: arguments) else { return false }
                         precondition(!made.holdsOrderUntilReply, "prepareImmediately returned a call that holds the order")
                         let encoded = Self.encode(header, made)
+                        try checkSize(encoded)
                         prepared = made
                         message = encoded
                         let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
@@ -301,6 +302,18 @@ public final class RPCClient: Sendable {
         return (prepared, try await send(xid: header.xid, message: message, timeout: timeout, rebuild: nil, attemptsMade: 1))
     }
 
+    /// A message the transport cannot carry (a UDP datagram's limit, the record size) is
+    /// refused before it is written.
+    private func checkSize(_ message: ByteBuffer) throws {
+        let size = message.readableBytes - 4
+        if transport == .udp && size > 65_507 {
+            throw RPCClientError.messageTooLarge(size: size, maximum: 65_507)
+        }
+        if transport == .tcp && size > configuration.maximumRecordSize {
+            throw RPCClientError.messageTooLarge(size: size, maximum: configuration.maximumRecordSize)
+        }
+    }
+
     /// Sends one message and waits for the reply with its xid. If the connection turns out
     /// to be dead before the message could be written, connects again and sends once more
     /// (the server cannot have seen it); if it closes before the reply, retransmits once on
@@ -309,13 +322,7 @@ public final class RPCClient: Sendable {
         xid: UInt32, message: ByteBuffer, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?,
         written: OrderedTransmissionGate.Turn? = nil, attemptsMade: Int = 0
     ) async throws -> RPCReply {
-        let size = message.readableBytes - 4
-        if transport == .udp && size > 65_507 {
-            throw RPCClientError.messageTooLarge(size: size, maximum: 65_507)
-        }
-        if transport == .tcp && size > configuration.maximumRecordSize {
-            throw RPCClientError.messageTooLarge(size: size, maximum: configuration.maximumRecordSize)
-        }
+        try checkSize(message)
         var attempt = attemptsMade
         var message = message
         while true {

@@ -113,6 +113,29 @@ final class AuthDHEndToEndTests: XCTestCase {
         await server.shutdown()
     }
 
+    /// A nickname call goes out without waiting for a turn; it must still meet the size
+    /// check every other call meets before it is written (it did not, at first: the record
+    /// went to the server).
+    func testAnOversizedNicknameCallIsRefusedBeforeItIsWritten() async throws {
+        let (server, tcp, _) = try await startServer()
+        var configuration = RPCClient.Configuration()
+        configuration.maximumRecordSize = 1024
+        let client = RPCClient(transport: .tcp, address: tcp, program: 0x2000_0300, version: 1,
+                               authenticator: AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname,
+                                                           serverPublicKey: bob.publicKey, keyserver: try KeyServerClient(socketPath: socket, uid: 6001)),
+                               configuration: configuration)
+        _ = try await client.call(1, XDRVoid(), returning: Name.self)
+        do {
+            _ = try await client.call(procedure: 1, arguments: ByteBuffer(repeating: 0, count: 2000))
+            XCTFail("a 2 KB record went out past a 1 KB maximum")
+        } catch let RPCClientError.messageTooLarge(size, maximum) {
+            XCTAssertGreaterThan(size, 2000)
+            XCTAssertEqual(maximum, 1024)
+        }
+        await client.close()
+        await server.shutdown()
+    }
+
     func testRejectedCredentialBringsAFreshConversationKey() async throws {
         let authenticator = AuthDHClient(clientNetname: clientNetname, serverNetname: serverNetname, serverPublicKey: bob.publicKey,
                                          keyserver: try KeyServerClient(socketPath: socket, uid: 6001))
