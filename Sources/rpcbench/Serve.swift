@@ -7,7 +7,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import ONCRPC
-import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,10 +47,12 @@ struct Serve: AsyncParsableCommand {
             let mappings = try await server.registerWithRPCBind()
             line += " registered=\(mappings.count)"
         }
-        // One line that launchers wait for; stdout may be a pipe, so write it unbuffered.
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
-        let services = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await services.run()
+        // One line that launchers wait for, once SIGTERM is a graceful stop (registrations
+        // removed); stdout may be a pipe, so write it unbuffered.
+        let ready = line
+        try await server.runUntilShutdownSignal(logger: logger) {
+            FileHandle.standardOutput.write(Data((ready + "\n").utf8))
+        }
         try await group.shutdownGracefully()
     }
 }
