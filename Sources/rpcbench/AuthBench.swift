@@ -110,8 +110,7 @@ struct AuthBench: AsyncParsableCommand {
             }
             for (index, name) in flavors.enumerated() {
                 let shown = concurrency == 1 ? (name == "AUTH_DH" ? "AUTH_DH sequential (nickname)" : "\(name) sequential") : "\(name) 32 in flight"
-                let perCall = allocations[index].isEmpty ? nil : allocations[index].sorted()[allocations[index].count / 2]
-                rows.append((shown, rates[index].sorted()[rates[index].count / 2], perCall))
+                rows.append((shown, median(rates[index])!, median(allocations[index])))
             }
         }
         for client in clients { await client.close() }

@@ -80,6 +80,12 @@ struct ClientBench: AsyncParsableCommand {
     }
 }
 
+/// The middle value (the upper one of an even count), nil for none: what the interleaved
+/// rounds of a measurement report.
+func median(_ values: [Double]) -> Double? {
+    values.isEmpty ? nil : values.sorted()[values.count / 2]
+}
+
 func microseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12
 }

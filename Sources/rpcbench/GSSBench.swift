@@ -93,28 +93,28 @@ struct GSSBench: AsyncParsableCommand {
 
         /// Where one set-up's time goes: each step alone, median of `setups` repetitions.
         func printSteps(_ gssGroup: GSSGroup, setupMicroseconds: Double) async throws {
-            func median(_ body: () async throws -> Void) async throws -> Double {
+            func medianTime(_ body: () async throws -> Void) async throws -> Double {
                 var samples: [Double] = []
                 for _ in 0..<max(setups, 5) {
                     let start = ContinuousClock.now
                     try await body()
                     samples.append(microseconds(ContinuousClock.now - start))
                 }
-                return samples.sorted()[samples.count / 2]
+                return median(samples)!
             }
             let dhGroup = gssGroup.dhGroup
             let peer = DHPrivateKey.generate(group: dhGroup).publicKey
-            let keygen = try await median { _ = DHPrivateKey.generate(group: dhGroup) }
+            let keygen = try await medianTime { _ = DHPrivateKey.generate(group: dhGroup) }
             let mine = DHPrivateKey.generate(group: dhGroup)
-            let derive = try await median { _ = try mine.sharedSecret(with: peer) }
+            let derive = try await medianTime { _ = try mine.sharedSecret(with: peer) }
             let serverKey = serverStrong[gssGroup]!.publicKey.bytes
             let info = SRPCDH.kssInfo(group: gssGroup, client: clientName, server: serverName)
-            let kss = try await median {
+            let kss = try await medianTime {
                 _ = try await clientKeyserver.performStrong {
                     try await $0.keyxDerive(KeyxDeriveArg(mechanism: gssGroup.keyserverMechanism, peer: serverKey, info: info))
                 }
             }
-            let connection = try await median {
+            let connection = try await medianTime {
                 let fresh = client(AuthSysClient())
                 try await fresh.ping()
                 await fresh.close()
@@ -216,10 +216,10 @@ struct GSSBench: AsyncParsableCommand {
                 }
             }
             for rpc in clients { await rpc.close() }
-            let medians = rates.map { $0.sorted()[$0.count / 2] }
+            let medians = rates.map { median($0)! }
             for (index, (name, _)) in selected.enumerated() {
                 let rate = medians[index]
-                let perCall = allocations[index].isEmpty ? "" : String(format: "   %5.1f allocations/call", allocations[index].sorted()[allocations[index].count / 2])
+                let perCall = median(allocations[index]).map { String(format: "   %5.1f allocations/call", $0) } ?? ""
                 print("    " + name.padding(toLength: 22, withPad: " ", startingAt: 0)
                       + String(format: "%9.0f calls/s  %6.1f MB/s each way   %5.2f× AUTH_SYS", rate, rate * Double(size) / 1e6, rate / medians[0]) + perCall)
             }
