@@ -159,8 +159,7 @@ public enum AuthDHSeal {
 
     public static func reply(schedule: SunDES.Schedule, timestamp: AuthDHTimestamp, nickname: [UInt8]) throws(KeyCryptoError) -> [UInt8] {
         guard nickname.count == 4 else { throw .invalidLength("an AUTH_DH nickname is 4 bytes") }
-        let handle = nickname.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        return Array(replyVerifier(schedule: schedule, timestamp: timestamp, nickname: handle).readableBytesView)
+        return Array(replyVerifier(schedule: schedule, timestamp: timestamp, nickname: value(nickname[...])).readableBytesView)
     }
 
     /// `reply(schedule:timestamp:nickname:)` as the verifier body it goes out in, the
@@ -183,7 +182,7 @@ public enum AuthDHSeal {
 
     public static func checkReply(schedule: SunDES.Schedule, verifier: [UInt8], sent: AuthDHTimestamp) -> [UInt8]? {
         checkReply(schedule: schedule, verifier: ByteBuffer(bytes: verifier), sent: sent)
-            .map { withUnsafeBytes(of: $0.bigEndian, Array.init) }
+            .map(word)
     }
 
     /// `checkReply(schedule:verifier:sent:)` on the verifier body as it came; the nickname
