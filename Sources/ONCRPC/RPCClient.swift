@@ -277,11 +277,7 @@ public final class RPCClient: Sendable {
                         try checkSize(encoded)
                         prepared = made
                         message = encoded
-                        let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
-                        let call = OutboundRPCCall(xid: header.xid, message: encoded, reply: reply, timeout: timeout, rebuild: nil)
-                        channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
-                            reply.finish(.failure(RPCCallNotSent()))
-                        }
+                        Self.queue(encoded, xid: header.xid, timeout: timeout, rebuild: nil, on: channel, replyTo: continuation)
                         return true
                     }
                     if queued != true { continuation.resume(throwing: MustWait()) }
@@ -300,6 +296,18 @@ public final class RPCClient: Sendable {
         // The first attempt failed after the message was made: once more, as `send` does.
         guard let prepared, let message else { throw RPCClientError.connectionClosed }
         return (prepared, try await send(xid: header.xid, message: message, timeout: timeout, rebuild: nil, attemptsMade: 1))
+    }
+
+    /// Queues the write of one call on `channel`; its reply, or `RPCCallNotSent` when the
+    /// write fails, resumes `continuation` on the event loop. Not awaited: one suspension per
+    /// call (for the reply) instead of two.
+    private static func queue(_ message: ByteBuffer, xid: UInt32, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?,
+                              on channel: any Channel, replyTo continuation: UnsafeContinuation<RPCReply, any Error>) {
+        let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
+        let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
+        channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
+            reply.finish(.failure(RPCCallNotSent()))
+        }
     }
 
     /// A message the transport cannot carry (a UDP datagram's limit, the record size) is
@@ -333,14 +341,7 @@ public final class RPCClient: Sendable {
             let channel = try await activeChannel()
             do {
                 return try await withUnsafeThrowingContinuation { continuation in
-                    let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
-                    let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
-                    // Not awaited: one suspension per call (for the reply) instead of two. A
-                    // failed write completes the reply with `RPCCallNotSent` (on the event
-                    // loop, like every other completion).
-                    channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
-                        reply.finish(.failure(RPCCallNotSent()))
-                    }
+                    Self.queue(message, xid: xid, timeout: timeout, rebuild: rebuild, on: channel, replyTo: continuation)
                     // The write is queued on the channel's event loop in order: the next call may go.
                     written?.release()
                 }
