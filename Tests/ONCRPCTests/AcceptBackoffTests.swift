@@ -44,6 +44,13 @@ final class AcceptBackoffTests: XCTestCase {
             rmdir(flag)
         }
 
+        // The test sleeps while the descriptors are used up. Swift's first Task.sleep in a
+        // process makes libdispatch create its timer descriptors, and with none to be had it
+        // traps (SIGILL; seen once in a fresh-clone CI run, where no earlier test had slept
+        // yet, and every time in a small program that sleeps first with none left). Sleep
+        // once before, so they exist.
+        try await Task.sleep(nanoseconds: 1_000_000)
+
         // Use up this process's descriptors: a low soft limit, then /dev/null until EMFILE.
         let nofile = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         var saved = rlimit()
