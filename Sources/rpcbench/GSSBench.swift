@@ -29,7 +29,7 @@ struct GSSBench: AsyncParsableCommand {
     )
 
     @Option(help: "Calls per steady-state measurement (split over the rounds).") var calls = 20_000
-    @Option(help: "Interleaved rounds per steady-state measurement; the median is printed.") var rounds = 5
+    @Option(help: "Interleaved rounds per measurement (steady state, and set-ups split over them); the median is printed.") var rounds = 5
     @Option(help: "Context set-ups per group.") var setups = 200
     @Option(help: "Argument (and result) size in bytes for the steady-state calls.") var size = 4096
     @Option(help: "Event loop threads.") var threads = 1
@@ -37,9 +37,12 @@ struct GSSBench: AsyncParsableCommand {
     @Option(help: "Only these steady-state rows (e.g. \"RPCSEC_GSS privacy\"), for profiling; repeatable.") var only: [String] = []
     @Flag(help: "Skip the context set-ups.") var noSetups = false
     @Option(help: "The keyserver's K_ss lease in seconds (keyserverd's --kss-lease; 0: each set-up asks the keyserver on both sides).") var kssLease: UInt32 = 30
+    @Flag(help: "Make each set-up's ephemeral keys during the set-up (EphemeralKeyReserve off), as before issue 18.") var noKeysAhead = false
+    @Flag(help: "Alternate set-up rounds with the ephemeral keys made ahead and made during the set-up, and print both.") var compareKeysAhead = false
     @Flag(help: "After each group's set-up rate, time each step of a set-up alone (key generation, derivation, keyserver round trip, connection).") var steps = false
 
     func run() async throws {
+        EphemeralKeyReserve.shared.isEnabled = !noKeysAhead
         var logger = Logger(label: "rpcbench.gss")
         logger.logLevel = .critical
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
@@ -119,11 +122,14 @@ struct GSSBench: AsyncParsableCommand {
                 try await fresh.ping()
                 await fresh.close()
             }
-            let compute = 2 * keygen + 2 * derive
+            // Keys made ahead are made while an earlier set-up waits: not on this one's path.
+            let keygenTimes: Double = noKeysAhead ? 2 : 0
+            let compute = keygenTimes * keygen + 2 * derive
             // Under a lease, the warm-up left K_ss with both sides: a set-up asks no keyserver.
             let kssTimes: Double = kssLease > 0 ? 0 : 2
             let rows: [(name: String, each: Double, times: Double, note: String)] = [
-                ("ephemeral key generation", keygen, 2, ""), ("derivation (sec_powm)", derive, 2, ""),
+                ("ephemeral key generation", keygen, keygenTimes, noKeysAhead ? "" : " (made ahead, in the background)"),
+                ("derivation (sec_powm)", derive, 2, ""),
                 ("keyserver K_ss, cached", kss, kssTimes, kssLease > 0 ? " (leased for \(kssLease) s)" : ""),
                 ("connect + AUTH_SYS NULL + close", connection, 1, ""),
             ]
@@ -138,7 +144,10 @@ struct GSSBench: AsyncParsableCommand {
 
         // 1. Context set-ups.
         print("rpcbench gss: one process, loopback TCP, \(threads) event loop thread(s), release build expected\n")
-        if !noSetups { print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group, K_ss lease \(kssLease) s:") }
+        if !noSetups {
+            print("context set-ups (new client, INIT, NULL, DESTROY), \(setups) per group, K_ss lease \(kssLease) s, ephemeral keys "
+                  + (noKeysAhead ? "made during each set-up:" : "made ahead:"))
+        }
         for gssGroup in GSSGroup.allCases where !noSetups {
             // Warm the keyserver's K_ss cache and the code paths.
             for _ in 0..<3 {
@@ -146,19 +155,36 @@ struct GSSBench: AsyncParsableCommand {
                 try await warm.ping()
                 await warm.close()
             }
-            let start = ContinuousClock.now
-            for _ in 0..<setups {
-                let fresh = client(try gss(gssGroup, .privacy))
-                try await fresh.ping()
-                await fresh.close()
+            // `rounds` rounds of set-ups, the median rate printed; with --compare-keys-ahead
+            // each round is run with the keys made ahead and then made during the set-up.
+            func setupRate(keysAhead: Bool) async throws -> Double {
+                EphemeralKeyReserve.shared.isEnabled = keysAhead
+                let count = max(1, setups / rounds)
+                let start = ContinuousClock.now
+                for _ in 0..<count {
+                    let fresh = client(try gss(gssGroup, .privacy))
+                    try await fresh.ping()
+                    await fresh.close()
+                }
+                return Double(count) / microseconds(ContinuousClock.now - start) * 1e6
             }
-            let rate = Double(setups) / microseconds(ContinuousClock.now - start) * 1e6
+            var aheadRates: [Double] = [], inlineRates: [Double] = []
+            for _ in 0..<rounds {
+                if compareKeysAhead || !noKeysAhead { aheadRates.append(try await setupRate(keysAhead: true)) }
+                if compareKeysAhead || noKeysAhead { inlineRates.append(try await setupRate(keysAhead: false)) }
+            }
+            EphemeralKeyReserve.shared.isEnabled = !noKeysAhead
+            let rate = median(noKeysAhead ? inlineRates : aheadRates)!
             var line = "  " + "\(gssGroup)".padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%8.1f set-ups/s", rate)
             if !noOpenssl, let derive = OpenSSLSpeed.ffdhDerivesPerSecond(bits: gssGroup.bits) {
                 let bound = derive / 4
                 line += String(format: "   openssl ffdh%d derive %7.1f/s → C bound %6.1f set-ups/s   %5.2f×", gssGroup.bits, derive, bound, rate / bound)
             }
             print(line)
+            if compareKeysAhead, let ahead = median(aheadRates), let inline = median(inlineRates) {
+                print("  " + "".padding(toLength: 12, withPad: " ", startingAt: 0)
+                      + String(format: "%8.1f set-ups/s with the keys made during each set-up; made ahead: %.2f×", inline, ahead / inline))
+            }
             if steps { try await printSteps(gssGroup, setupMicroseconds: 1e6 / rate) }
         }
 

@@ -95,7 +95,9 @@ final class GSSForwardSecrecyTests: XCTestCase {
 /// ATTACKS.md #26, second half: after a handshake nothing that could recompute the session
 /// keys is left. Every ephemeral exponent and every ephemeral Diffie-Hellman value made for
 /// a context (client and server side, both in this process) is released — and zeroed —
-/// by the time the call that made the context returns.
+/// by the time the call that made the context returns. What stays are the ephemeral keys
+/// made ahead for later set-ups (EphemeralKeyReserve), which no context has used yet; they
+/// too are zeroed when the reserve lets them go.
 final class GSSEphemeralWipeTests: XCTestCase {
     func testEphemeralSecretsDoNotOutliveTheHandshake() async throws {
         let fixture = try await GSSFixture()
@@ -108,6 +110,9 @@ final class GSSEphemeralWipeTests: XCTestCase {
 
         let exponentBytes = (DHGroup.named(group.dhGroup).exponentBits + 7) / 8
         let valueBytes = DHGroup.named(group.dhGroup).byteLength
+        let reserve = EphemeralKeyReserve.shared
+        reserve.clear()
+        let takenReadyBefore = reserve.counts.takenReady
         SecretBytesTracking.start()
         defer { SecretBytesTracking.stop() }
         var clients: [RPCClient] = []
@@ -118,8 +123,14 @@ final class GSSEphemeralWipeTests: XCTestCase {
         }
         // Five live contexts on both sides, and not one ephemeral secret or DH value left.
         XCTAssertEqual(gss.contextCount, 5)
+        reserve.settle()
+        XCTAssertGreaterThan(reserve.counts.takenReady, takenReadyBefore, "the set-ups took keys made ahead")
         XCTAssertEqual(SecretBytesTracking.live(count: exponentBytes), 0, "ephemeral exponents (\(exponentBytes) bytes) still alive")
-        XCTAssertEqual(SecretBytesTracking.live(count: valueBytes), 0, "ephemeral DH values (\(valueBytes) bytes) still alive")
+        // Each key waiting in the reserve holds one secret of the prime's width; nothing else does.
+        XCTAssertEqual(SecretBytesTracking.live(count: valueBytes), reserve.readyCount(group.dhGroup),
+                       "ephemeral DH values or used ephemeral keys (\(valueBytes) bytes) still alive")
+        reserve.clear()
+        XCTAssertEqual(SecretBytesTracking.live(count: valueBytes), 0, "the reserve's unused keys are released")
         XCTAssertEqual(SecretBytesTracking.releasedNotZeroed, 0)
         // The hook does see what lives on: each context's session keys (32 bytes).
         XCTAssertGreaterThanOrEqual(SecretBytesTracking.live(count: 32), 5 * 2 * 4)

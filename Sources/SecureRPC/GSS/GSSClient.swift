@@ -338,7 +338,7 @@ public final class GSSClient: RPCClientAuthenticator {
             throw SecureRPCError.keyserverRefused("\(status)")
         }
 
-        let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
+        let ephemeral = EphemeralKeyReserve.shared.take(group.dhGroup)
         let body = SrpcDhInitBody(
             tokenVersion: SRPCDH.tokenVersion, group: group.wire, client: clientNetname, server: serverNetname,
             clientEphemeral: ephemeral.publicKey.bytes, timestamp: UInt64(max(0, now() * 1_000_000)),

@@ -659,7 +659,7 @@ public final class GSSServer: RPCServerAuthenticator {
         }
         proven = true
 
-        let ephemeral = DHPrivateKey.generate(group: group.dhGroup)
+        let ephemeral = EphemeralKeyReserve.shared.take(group.dhGroup)
         guard let ephemeralShared = try? ephemeral.sharedSecret(with: clientEphemeral) else {
             return refuse(GSSMajorStatus.defectiveToken, .badEphemeralKey, detail: "from \(body.client)")
         }
