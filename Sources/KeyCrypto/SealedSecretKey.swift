@@ -69,9 +69,8 @@ public struct SealedSecretKey: Sendable, Equatable {
     /// Seals a key under a password with fresh salt and nonce.
     public static func seal(_ key: DHPrivateKey, password: SecretBytes, parameters: Parameters = .default) throws -> SealedSecretKey {
         try parameters.validate()
-        var random = SystemRandomNumberGenerator()
-        let salt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &random) }
-        let nonce = (0..<12).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let salt = RandomBytes.array(count: 16)
+        let nonce = RandomBytes.array(count: 12)
         let (aesKey, check) = try derive(password: password, salt: salt, parameters: parameters)
         let groupName = Array(key.group.rawValue.utf8)
         var header = magic + [currentVersion, scryptID, parameters.log2N, parameters.r, parameters.p, UInt8(groupName.count)]

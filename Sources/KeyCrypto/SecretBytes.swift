@@ -49,10 +49,7 @@ public final class SecretBytes: @unchecked Sendable {
 
     /// `count` bytes from the system CSPRNG.
     public static func random(count: Int) -> SecretBytes {
-        SecretBytes(count: count) { bytes in
-            var generator = SystemRandomNumberGenerator()
-            for i in 0..<bytes.count { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
-        }
+        SecretBytes(count: count) { RandomBytes.fill($0) }
     }
 
     deinit {

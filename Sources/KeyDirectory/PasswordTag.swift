@@ -46,8 +46,7 @@ public struct PasswordTag: Sendable, Equatable {
 
     /// A fresh per-principal salt.
     public static func newSalt() -> Data {
-        var random = SystemRandomNumberGenerator()
-        return Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &random) })
+        Data(RandomBytes.array(count: 16))
     }
 }
 

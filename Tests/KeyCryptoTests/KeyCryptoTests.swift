@@ -281,3 +281,31 @@ final class SecretHygieneTests: XCTestCase {
         XCTAssertFalse(StrongCrypto.verifyHMAC(key: key, [1, 2, 4], tag: tag))
     }
 }
+
+/// RandomBytes draws eight bytes per request: every byte of a buffer of any length is drawn
+/// (none left as it was), and two draws differ.
+final class RandomBytesTests: XCTestCase {
+    func testEveryByteOfAnyLengthIsDrawn() {
+        for count in [0, 1, 7, 8, 9, 12, 16, 29, 41, 64] {
+            // Each position is zero in one draw with probability 1/256: in 40 draws, every
+            // position is non-zero at least once unless it is never written.
+            var seenNonZero = [Bool](repeating: false, count: count)
+            for _ in 0..<40 {
+                let bytes = RandomBytes.array(count: count)
+                XCTAssertEqual(bytes.count, count)
+                for (i, byte) in bytes.enumerated() where byte != 0 { seenNonZero[i] = true }
+            }
+            XCTAssertEqual(seenNonZero.filter { !$0 }.count, 0, "\(count) bytes: a position was never drawn")
+        }
+        XCTAssertNotEqual(RandomBytes.array(count: 16), RandomBytes.array(count: 16))
+        // The buffer is written whole, whatever it held.
+        var buffer = [UInt8](repeating: 0xAA, count: 13)
+        var changed = [Bool](repeating: false, count: 13)
+        for _ in 0..<40 {
+            buffer.withUnsafeMutableBytes { RandomBytes.fill($0) }
+            for (i, byte) in buffer.enumerated() where byte != 0xAA { changed[i] = true }
+        }
+        XCTAssertTrue(changed.allSatisfy { $0 })
+        XCTAssertEqual(SecretBytes.random(count: 41).count, 41)
+    }
+}

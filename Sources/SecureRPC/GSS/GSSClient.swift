@@ -342,7 +342,7 @@ public final class GSSClient: RPCClientAuthenticator {
         let body = SrpcDhInitBody(
             tokenVersion: SRPCDH.tokenVersion, group: group.wire, client: clientNetname, server: serverNetname,
             clientEphemeral: ephemeral.publicKey.bytes, timestamp: UInt64(max(0, now() * 1_000_000)),
-            nonce: (0..<16).map { _ in UInt8.random(in: 0...255) }
+            nonce: RandomBytes.array(count: 16)
         )
         let token = try SRPCDH.sealAuthenticator(kss: kss, body: body)
         let initCall = GSSInitCall()

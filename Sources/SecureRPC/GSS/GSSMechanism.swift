@@ -211,7 +211,7 @@ public enum SRPCDH {
     /// The INIT authenticator: AES-256-GCM under K_ss, random 96-bit nonce, plaintext
     /// timestamp ‖ nonce, associated data XDR(body).
     public static func sealAuthenticator(kss: SecretBytes, body: SrpcDhInitBody) throws -> SrpcDhInitToken {
-        let aeadNonce = (0..<12).map { _ in UInt8.random(in: 0...255) }
+        let aeadNonce = RandomBytes.array(count: 12)
         let sealed = try StrongCrypto.seal(.aes256GCM, key: kss, nonce: aeadNonce,
                                            plaintext: authenticatorPlaintext(body), authenticating: Array(body.xdrEncoded().readableBytesView))
         return SrpcDhInitToken(body: body, authNonce: aeadNonce, authenticator: sealed)

@@ -665,7 +665,7 @@ public final class GSSServer: RPCServerAuthenticator {
         }
         let replyBody = SrpcDhReplyBody(
             tokenVersion: SRPCDH.tokenVersion, group: group.wire, serverEphemeral: ephemeral.publicKey.bytes,
-            nonce: (0..<16).map { _ in UInt8.random(in: 0...255) }, lifetime: UInt32(configuration.contextLifetime)
+            nonce: RandomBytes.array(count: 16), lifetime: UInt32(configuration.contextLifetime)
         )
         let transcript = SRPCDH.transcript(initToken: token, replyBody: replyBody)
         let keys = SRPCDH.sessionKeys(kss: kss, ephemeralShared: ephemeralShared, clientNonce: body.nonce,
@@ -682,7 +682,7 @@ public final class GSSServer: RPCServerAuthenticator {
             caller.gid = credentials.gid
             caller.gids = credentials.gids
         }
-        let handle = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let handle = RandomBytes.array(count: 16)
         let context = Context(handle: handle, client: body.client, group: group, keys: keys,
                               expires: nowSeconds + configuration.contextLifetime, clientKey: clientStatic, caller: caller)
         let evicted = insert(context, now: nowSeconds)
