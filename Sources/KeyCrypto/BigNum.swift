@@ -91,7 +91,10 @@ final class BigNum {
     /// Through `mpn_sec_powm` with a scratch area of our own, zeroed before it is freed:
     /// `mpz_powm_sec` puts its scratch (window tables of powers of the base, intermediate
     /// products) on the stack, where nothing wipes it.
-    static func powSecret(_ base: BigNum, _ exponent: BigNum, _ modulus: BigNum) -> BigNum {
+    ///
+    /// `exponentBits`, when given, is how many bits are processed: a public bound at or above
+    /// the exponent's width (a group's exponent size). Without it, the exponent's limbs.
+    static func powSecret(_ base: BigNum, _ exponent: BigNum, _ modulus: BigNum, exponentBits bound: Int? = nil) -> BigNum {
         let n = Int(abs(modulus.value._mp_size))
         let baseLimbs = Int(abs(base.value._mp_size))
         let exponentLimbs = Int(abs(exponent.value._mp_size))
@@ -99,7 +102,10 @@ final class BigNum {
         // The exponent's own limbs, as mpz_powm_sec does: the modulus's full width made a
         // derive with a 225-bit ffdhe2048 exponent ~7× slower (keybench dh: 160/s against
         // 1,189/s). What this shows of the secret is its limb count, which the group fixes.
-        let exponentBits = mp_bitcnt_t(max(exponentLimbs, 1) * MemoryLayout<mp_limb_t>.size * 8)
+        // A bound narrower than the limbs (225 bits, not 256) saves the squarings in between.
+        let limbBits = max(exponentLimbs, 1) * MemoryLayout<mp_limb_t>.size * 8
+        if let bound { precondition(bound >= exponent.bitWidth && bound > 0 && bound <= n * MemoryLayout<mp_limb_t>.size * 8, "powSecret: bound below the exponent") }
+        let exponentBits = mp_bitcnt_t(bound.map { min($0, limbBits) } ?? limbBits)
         var paddedExponent = [mp_limb_t](repeating: 0, count: n)
         var r = [mp_limb_t](repeating: 0, count: n)
         var scratch = [mp_limb_t](repeating: 0, count: Int(__gmpn_sec_powm_itch(mp_size_t(baseLimbs), exponentBits, mp_size_t(n))))

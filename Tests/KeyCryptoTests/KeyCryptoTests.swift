@@ -163,6 +163,33 @@ final class StrongGroupTests: XCTestCase {
         }
     }
 
+    /// A shared secret is raised with the group's exponent size (225 bits for ffdhe2048)
+    /// rather than the limbs' width when the key allows it. Both ways must give peer^x mod p
+    /// exactly (checked against GMP's public mpz_powm): exponents of exactly the group's size
+    /// (top bit set), tiny ones, and an imported key wider than the group's size.
+    func testSharedSecretsWithTheGroupsExponentSizeMatchPublicPowm() throws {
+        for name in [DHGroupName.ffdhe2048, .ffdhe3072, .ffdhe4096] {
+            let group = DHGroup.named(name), p = group.prime()
+            let peer = DHPrivateKey.generate(group: name).publicKey
+            let bits = group.exponentBits
+            var exponents: [[UInt8]] = [[2], [0xff, 0xff]]
+            // Exactly `bits` bits: the top one set, the rest random.
+            var exact = RandomBytes.array(count: (bits + 7) / 8)
+            exact[0] = (exact[0] & UInt8(0xff >> (8 * exact.count - bits))) | UInt8(1 << ((bits - 1) % 8))
+            exponents.append(exact)
+            // Wider than the group's size (an imported key): half the prime's width.
+            var wide = RandomBytes.array(count: group.byteLength / 2)
+            wide[0] |= 0x80
+            exponents.append(wide)
+            for bytes in exponents {
+                let key = try DHPrivateKey(group: name, secret: SecretBytes(copying: bytes))
+                let x = BigNum(bytes: bytes)
+                let expected = BigNum.powPublic(BigNum(bytes: peer.bytes), x, p).bytes(width: group.byteLength)
+                XCTAssertEqual(try key.sharedSecret(with: peer).copyBytes(), expected, "\(name), \(x.bitWidth)-bit exponent")
+            }
+        }
+    }
+
     func testMalformedPeerKeysAreRejected() {
         for name in DHGroupName.allCases {
             let group = DHGroup.named(name)
