@@ -41,6 +41,14 @@ struct GSSBench: AsyncParsableCommand {
     @Flag(help: "Alternate set-up rounds with the ephemeral keys made ahead and made during the set-up, and print both.") var compareKeysAhead = false
     @Flag(help: "After each group's set-up rate, time each step of a set-up alone (key generation, derivation, keyserver round trip, connection).") var steps = false
 
+    func validate() throws {
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard setups >= rounds else { throw ValidationError("--setups must be at least --rounds (\(rounds)): each round makes setups / rounds") }
+        // Each round's calls are shared by up to 32 callers: fewer would time nothing.
+        guard calls >= 32 * rounds else { throw ValidationError("--calls must be at least 32 × --rounds (\(32 * rounds)): each round's calls are shared by up to 32 callers") }
+        guard !(noKeysAhead && compareKeysAhead) else { throw ValidationError("--no-keys-ahead and --compare-keys-ahead exclude each other") }
+    }
+
     func run() async throws {
         EphemeralKeyReserve.shared.isEnabled = !noKeysAhead
         var logger = Logger(label: "rpcbench.gss")
@@ -113,13 +121,21 @@ struct GSSBench: AsyncParsableCommand {
             let serverKey = serverStrong[gssGroup]!.publicKey.bytes
             let info = SRPCDH.kssInfo(group: gssGroup, client: clientName, server: serverName)
             let kss = try await medianTime {
-                _ = try await clientKeyserver.performStrong {
-                    try await $0.keyxDerive(KeyxDeriveArg(mechanism: gssGroup.keyserverMechanism, peer: serverKey, info: info))
+                do {
+                    _ = try await clientKeyserver.performStrong {
+                        try await $0.keyxDerive(KeyxDeriveArg(mechanism: gssGroup.keyserverMechanism, peer: serverKey, info: info))
+                    }
+                } catch {
+                    throw GSSBenchFailure("\(gssGroup) steps, keyserver K_ss: \(error)")
                 }
             }
             let connection = try await medianTime {
                 let fresh = client(AuthSysClient())
-                try await fresh.ping()
+                do {
+                    try await fresh.ping()
+                } catch {
+                    throw GSSBenchFailure("\(gssGroup) steps, AUTH_SYS connection: \(error)")
+                }
                 await fresh.close()
             }
             // Keys made ahead are made while an earlier set-up waits: not on this one's path.
@@ -161,9 +177,13 @@ struct GSSBench: AsyncParsableCommand {
                 EphemeralKeyReserve.shared.isEnabled = keysAhead
                 let count = max(1, setups / rounds)
                 let start = ContinuousClock.now
-                for _ in 0..<count {
+                for index in 0..<count {
                     let fresh = client(try gss(gssGroup, .privacy))
-                    try await fresh.ping()
+                    do {
+                        try await fresh.ping()
+                    } catch {
+                        throw GSSBenchFailure("\(gssGroup) set-up \(index + 1) of \(count) (keys made \(keysAhead ? "ahead" : "during the set-up")): \(error)")
+                    }
                     await fresh.close()
                 }
                 return Double(count) / microseconds(ContinuousClock.now - start) * 1e6
@@ -254,4 +274,10 @@ struct GSSBench: AsyncParsableCommand {
         await keyserver.shutdown()
         try await group.shutdownGracefully()
     }
+}
+
+/// A failure at run time, saying which measurement it hit.
+private struct GSSBenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
