@@ -7,6 +7,7 @@
 import Foundation
 @_spi(Testing) import KeyCrypto
 import NIOConcurrencyHelpers
+import NIOCore
 import XCTest
 @testable import SecureRPC
 
@@ -14,7 +15,7 @@ final class EphemeralKeyReserveTests: XCTestCase {
     let group = DHGroupName.ffdhe2048
 
     func testTheFirstSetUpOfAGroupLeavesNoSpareBehind() {
-        let reserve = EphemeralKeyReserve()
+        let reserve = EphemeralKeyReserve(enabled: true)
         _ = reserve.take(group)
         reserve.settle()
         XCTAssertEqual(reserve.readyCount(group), 0)
@@ -22,7 +23,7 @@ final class EphemeralKeyReserveTests: XCTestCase {
     }
 
     func testFromTheSecondSetUpOnKeysAreMadeAheadAndEachIsHandedOutOnce() {
-        let reserve = EphemeralKeyReserve()
+        let reserve = EphemeralKeyReserve(enabled: true)
         var seen = Set<[UInt8]>()
         for _ in 0..<12 {
             let key = reserve.take(group)
@@ -41,7 +42,7 @@ final class EphemeralKeyReserveTests: XCTestCase {
 
     func testAReadyKeyOlderThanTheMaximumAgeIsWipedUnused() {
         let clock = NIOLockedValueBox<TimeInterval>(1000)
-        let reserve = EphemeralKeyReserve(maximumAge: 30, now: { clock.withLockedValue { $0 } })
+        let reserve = EphemeralKeyReserve(maximumAge: 30, enabled: true, now: { clock.withLockedValue { $0 } })
         SecretBytesTracking.start()
         defer { SecretBytesTracking.stop() }
         _ = reserve.take(group)
@@ -67,8 +68,13 @@ final class EphemeralKeyReserveTests: XCTestCase {
         XCTAssertEqual(SecretBytesTracking.releasedNotZeroed, 0, "and zeroed first")
     }
 
+    func testTheSharedReserveIsOnWhereTheProcessHasMoreThanOneCPU() {
+        XCTAssertEqual(EphemeralKeyReserve.shared.isEnabled, System.coreCount > 1)
+        XCTAssertFalse(EphemeralKeyReserve(enabled: false).isEnabled)
+    }
+
     func testTurnedOffEveryKeyIsMadeAtItsSetUpAndNoneWaits() {
-        let reserve = EphemeralKeyReserve()
+        let reserve = EphemeralKeyReserve(enabled: true)
         _ = reserve.take(group)
         _ = reserve.take(group)
         reserve.settle()
@@ -83,7 +89,7 @@ final class EphemeralKeyReserveTests: XCTestCase {
     }
 
     func testAFloodOfSetUpsMakesNoMoreKeysThanSetUpsPlusTheDepth() async {
-        let reserve = EphemeralKeyReserve()
+        let reserve = EphemeralKeyReserve(enabled: true)
         let group = self.group
         let takes = 8 * 25
         let keys = await withTaskGroup(of: [[UInt8]].self) { tasks in

@@ -124,7 +124,9 @@ final class GSSEphemeralWipeTests: XCTestCase {
         // Five live contexts on both sides, and not one ephemeral secret or DH value left.
         XCTAssertEqual(gss.contextCount, 5)
         reserve.settle()
-        XCTAssertGreaterThan(reserve.counts.takenReady, takenReadyBefore, "the set-ups took keys made ahead")
+        if reserve.isEnabled {   // off where the process has one CPU
+            XCTAssertGreaterThan(reserve.counts.takenReady, takenReadyBefore, "the set-ups took keys made ahead")
+        }
         XCTAssertEqual(SecretBytesTracking.live(count: exponentBytes), 0, "ephemeral exponents (\(exponentBytes) bytes) still alive")
         // Each key waiting in the reserve holds one secret of the prime's width; nothing else does.
         XCTAssertEqual(SecretBytesTracking.live(count: valueBytes), reserve.readyCount(group.dhGroup),
