@@ -1,7 +1,7 @@
 // Random bytes from the system CSPRNG, eight per request. `UInt8.random(in:)` asks the kernel
 // (getrandom) once per byte — 0.32 µs each here — and an RPCSEC_GSS context set-up made about
-// 140 such requests for its nonces, handle and exponents; drawing whole UInt64 words from the
-// same generator makes it about 20.
+// 130 such requests for its nonces, handle and exponents; drawing whole UInt64 words from the
+// same generator makes it about 19 (strace -c over rpcbench gss).
 
 /// Bytes from `SystemRandomNumberGenerator` (the kernel's getrandom), eight per request.
 public enum RandomBytes {

@@ -58,7 +58,7 @@ struct AllocBench: AsyncParsableCommand {
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = RPCServer(programs: [TestEcho.makeProgram()], group: serverGroup, logger: logger)
         let address = try await server.listenTCP()
-        guard let port = address.port else { throw AllocBenchError("the server has no TCP port") }
+        guard let port = address.port else { throw BenchFailure("the server has no TCP port") }
 
         // Fixed parameters (not the process's), so every run sends the same credential.
         let sys = AuthSysParameters(stamp: 1, machineName: "rpcbench", uid: 1000, gid: 1000, gids: [1000])
@@ -107,7 +107,7 @@ struct AllocBench: AsyncParsableCommand {
     /// The counter's read function, found in the running process (the preloaded library).
     private func allocationCounter() throws -> AllocationCounter {
         guard let counter = AllocationCounter.preloaded() else {
-            throw AllocBenchError("""
+            throw BenchFailure("""
                 no allocation counter in this process: build it with `bash Tests/CPeers/build.sh DIR` \
                 and run with LD_PRELOAD=DIR/libmalloc_count.so
                 """)
@@ -116,8 +116,9 @@ struct AllocBench: AsyncParsableCommand {
     }
 }
 
-/// A failure at run time, printed without the usage text that ValidationError brings.
-private struct AllocBenchError: Error, CustomStringConvertible {
+/// A failure at run time, printed without the usage text that ValidationError brings (every
+/// rpcbench subcommand).
+struct BenchFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
@@ -155,7 +156,7 @@ private final class RawClient {
         record.storeBytes(of: (0x8000_0000 | UInt32(call.count)).bigEndian, as: UInt32.self)
         UnsafeMutableRawBufferPointer(rebasing: record[4...]).copyBytes(from: call)
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw AllocBenchError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw BenchFailure("socket: \(String(cString: strerror(errno)))") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0), one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -167,7 +168,7 @@ private final class RawClient {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw AllocBenchError("connect to port \(port): \(String(cString: strerror(errno)))") }
+        guard connected == 0 else { throw BenchFailure("connect to port \(port): \(String(cString: strerror(errno)))") }
     }
 
     deinit {
@@ -192,13 +193,13 @@ private final class RawClient {
         let mark = UInt32(bigEndian: reply.loadUnaligned(as: UInt32.self))
         let length = Int(mark & 0x7fff_ffff)
         // The server answers in one fragment; anything else is a reply this client does not expect.
-        guard mark & 0x8000_0000 != 0, length >= 24, length <= reply.count else { throw AllocBenchError("unexpected record mark \(mark)") }
+        guard mark & 0x8000_0000 != 0, length >= 24, length <= reply.count else { throw BenchFailure("unexpected record mark \(mark)") }
         try transfer(reply.baseAddress!, length, write: false)
         func word(_ offset: Int) -> UInt32 { UInt32(bigEndian: reply.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
         // xid, REPLY, MSG_ACCEPTED, verifier (flavor, length, body), then accept_stat SUCCESS.
         let status = 20 + (Int(word(16)) + 3) & ~3
         guard word(0) == xid, word(4) == 1, word(8) == 0, status + 4 <= length, word(status) == 0 else {
-            throw AllocBenchError("the server did not answer SUCCESS to xid \(xid)")
+            throw BenchFailure("the server did not answer SUCCESS to xid \(xid)")
         }
     }
 
@@ -209,7 +210,7 @@ private final class RawClient {
             let n = writing ? write(fd, base + done, count - done) : read(fd, base + done, count - done)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                throw AllocBenchError("\(writing ? "write" : "read"): \(n == 0 ? "connection closed" : String(cString: strerror(errno)))")
+                throw BenchFailure("\(writing ? "write" : "read"): \(n == 0 ? "connection closed" : String(cString: strerror(errno)))")
             }
             done += n
         }

@@ -126,7 +126,7 @@ struct GSSBench: AsyncParsableCommand {
                         try await $0.keyxDerive(KeyxDeriveArg(mechanism: gssGroup.keyserverMechanism, peer: serverKey, info: info))
                     }
                 } catch {
-                    throw GSSBenchFailure("\(gssGroup) steps, keyserver K_ss: \(error)")
+                    throw BenchFailure("\(gssGroup) steps, keyserver K_ss: \(error)")
                 }
             }
             let connection = try await medianTime {
@@ -134,7 +134,7 @@ struct GSSBench: AsyncParsableCommand {
                 do {
                     try await fresh.ping()
                 } catch {
-                    throw GSSBenchFailure("\(gssGroup) steps, AUTH_SYS connection: \(error)")
+                    throw BenchFailure("\(gssGroup) steps, AUTH_SYS connection: \(error)")
                 }
                 await fresh.close()
             }
@@ -182,7 +182,7 @@ struct GSSBench: AsyncParsableCommand {
                     do {
                         try await fresh.ping()
                     } catch {
-                        throw GSSBenchFailure("\(gssGroup) set-up \(index + 1) of \(count) (keys made \(keysAhead ? "ahead" : "during the set-up")): \(error)")
+                        throw BenchFailure("\(gssGroup) set-up \(index + 1) of \(count) (keys made \(keysAhead ? "ahead" : "during the set-up")): \(error)")
                     }
                     await fresh.close()
                 }
@@ -274,10 +274,4 @@ struct GSSBench: AsyncParsableCommand {
         await keyserver.shutdown()
         try await group.shutdownGracefully()
     }
-}
-
-/// A failure at run time, saying which measurement it hit.
-private struct GSSBenchFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -17,7 +17,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
-/// Ephemeral key pairs for RPCSEC_GSS context set-ups, made ahead of need, one per group.
+/// Ephemeral key pairs for RPCSEC_GSS context set-ups, made ahead of need, two per group.
 ///
 /// ``GSSClient`` and ``GSSServer`` take their set-ups' ephemeral keys from ``shared``. A
 /// program that wants every ephemeral key made at the moment of its set-up (none waiting in
@@ -37,8 +37,8 @@ public final class EphemeralKeyReserve: Sendable {
     public let depth: Int
     private let enabled: Synchronization.Atomic<Bool>
     private let now: @Sendable () -> TimeInterval
-    /// Where replacements are made: off Swift's cooperative pool and off the event loops,
-    /// at a priority below the work that serves calls.
+    /// Where keys are made ahead: off Swift's cooperative pool and off the event loops. The
+    /// utility QoS is a hint; Linux's libdispatch does not lower the thread's priority.
     private let queue = DispatchQueue(label: "SecureRPC.EphemeralKeyReserve", qos: .utility)
 
     private struct Slot {
@@ -144,7 +144,7 @@ public final class EphemeralKeyReserve: Sendable {
         slots.withLockedValue { $0[group]?.ready.count ?? 0 }
     }
 
-    /// Waits until no replacement is being made (tests).
+    /// Waits until no key is being made ahead (tests).
     func settle() {
         queue.sync {}
     }
