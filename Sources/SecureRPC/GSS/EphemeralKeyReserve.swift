@@ -26,6 +26,9 @@ import Synchronization
 /// ```swift
 /// EphemeralKeyReserve.shared.isEnabled = false
 /// ```
+///
+/// A program that forks without exec after making contexts must turn it off first: parent
+/// and child would otherwise hold the same ready keys.
 public final class EphemeralKeyReserve: Sendable {
     /// The reserve that GSSClient and GSSServer share in a process.
     public static let shared = EphemeralKeyReserve()
