@@ -119,12 +119,21 @@ final class RPCBenchSoakTests: XCTestCase {
 
     /// `rpcbench gss --steps`: a line per step of a set-up under each group's rate.
     func testGSSStepsPrintsEachStepOfASetUp() throws {
-        let run = try Command.run([rpcbench, "gss", "--setups", "5", "--steps", "--no-openssl", "--calls", "20", "--rounds", "1"],
+        let run = try Command.run([rpcbench, "gss", "--setups", "5", "--steps", "--no-openssl", "--calls", "32", "--rounds", "1"],
                                   timeout: 300)
         XCTAssertEqual(run.status, 0, run.stderr)
         for step in ["ephemeral key generation", "derivation", "keyserver K_ss", "connect + AUTH_SYS NULL + close", "rest (INIT"] {
             XCTAssertEqual(run.stdout.components(separatedBy: step).count - 1, 3, "\(step): \(run.stdout)")
         }
+        XCTAssertFalse(run.stdout.contains("refused"), "the bench's server refused its own connections: \(run.stdout)")
+    }
+
+    /// Fewer calls than the 32 callers of a round timed nothing and printed "0 calls/s,
+    /// -nan×"; now a usage error before anything runs.
+    func testGSSRefusesCallsThatTimeNothing() throws {
+        let run = try Command.run([rpcbench, "gss", "--no-setups", "--no-openssl", "--calls", "20", "--rounds", "1"], timeout: 60)
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("--calls must be at least 32"), run.stderr)
     }
 
     func testFloodRefusesANonLoopbackTarget() throws {
