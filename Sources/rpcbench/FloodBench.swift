@@ -302,24 +302,21 @@ struct FloodBench: AsyncParsableCommand {
 
     /// Per phase, the median over rounds of each measurement; errors add up.
     private static func medians(_ rounds: [[PhaseResult]]) -> [PhaseResult] {
-        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-        func median(_ values: [Double?]) -> Double? {
-            let known = values.compactMap { $0 }
-            return known.isEmpty ? nil : median(known)
-        }
+        // A measurement some rounds lack (nil) is the median of the rounds that have it.
+        func medianOfKnown(_ values: [Double?]) -> Double? { median(values.compactMap { $0 }) }
         return rounds[0].indices.map { index in
             let all = rounds.map { $0[index] }
             var result = all[0]
-            result.sent = Int(median(all.map { Double($0.sent) }))
-            result.rate = median(all.map(\.rate))
+            result.sent = Int(median(all.map { Double($0.sent) })!)
+            result.rate = median(all.map(\.rate))!
             result.errors = all.reduce(0) { $0 + $1.errors }
-            result.p50 = median(all.map(\.p50))
-            result.p99 = median(all.map(\.p99))
-            result.newClientMs = median(all.map(\.newClientMs))
+            result.p50 = median(all.map(\.p50))!
+            result.p99 = median(all.map(\.p99))!
+            result.newClientMs = medianOfKnown(all.map(\.newClientMs))
             result.newClientError = all.compactMap(\.newClientError).first
             result.floodFailed = all.contains { $0.floodFailed }
-            result.serverCPU = median(all.map(\.serverCPU))
-            result.workerCPU = median(all.map(\.workerCPU))
+            result.serverCPU = medianOfKnown(all.map(\.serverCPU))
+            result.workerCPU = medianOfKnown(all.map(\.workerCPU))
             result.rssAfter = all.last!.rssAfter
             result.fdsAfter = all.last!.fdsAfter
             return result
