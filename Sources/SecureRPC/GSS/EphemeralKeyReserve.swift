@@ -49,8 +49,12 @@ public final class EphemeralKeyReserve: Sendable {
         var filling = false
         var taken = 0
     }
-    private let slots = NIOLockedValueBox<[DHGroupName: Slot]>([:])
-    private let counters = NIOLockedValueBox(Counters())
+    /// The groups' slots and the counters, under one lock: a take decides and counts at once.
+    private struct State {
+        var slots: [DHGroupName: Slot] = [:]
+        var counters = Counters()
+    }
+    private let state = NIOLockedValueBox(State())
 
     /// What the reserve has done since the process started.
     public struct Counters: Equatable, Sendable {
@@ -87,18 +91,19 @@ public final class EphemeralKeyReserve: Sendable {
     }
 
     /// What the reserve has done so far.
-    public var counts: Counters { counters.withLockedValue { $0 } }
+    public var counts: Counters { state.withLockedValue { $0.counters } }
 
     /// A key pair for one set-up: the oldest ready one still fresh, else one made now. From
     /// the group's second set-up on, the background then fills it up to `depth` again.
     func take(_ group: DHGroupName) -> DHPrivateKey {
         guard isEnabled else {
-            counters.withLockedValue { $0.madeInline += 1 }
+            state.withLockedValue { $0.counters.madeInline += 1 }
             return DHPrivateKey.generate(group: group)
         }
         let moment = now()
-        let (ready, stale, startFilling) = slots.withLockedValue { slots -> (DHPrivateKey?, [DHPrivateKey], Bool) in
-            var slot = slots[group] ?? Slot()
+        // The expired keys come out of the lock to be dropped (their SecretBytes wiped) here.
+        let (ready, _, startFilling) = state.withLockedValue { state -> (DHPrivateKey?, [DHPrivateKey], Bool) in
+            var slot = state.slots[group] ?? Slot()
             // Oldest first; the too old are wiped unused.
             let expired = slot.ready.prefix { moment - $0.made > maximumAge }.map(\.key)
             slot.ready.removeFirst(expired.count)
@@ -106,36 +111,31 @@ public final class EphemeralKeyReserve: Sendable {
             slot.taken += 1
             let start = !slot.filling && slot.taken >= 2
             if start { slot.filling = true }
-            slots[group] = slot
+            state.slots[group] = slot
+            state.counters.discardedStale += expired.count
+            if ready == nil { state.counters.madeInline += 1 } else { state.counters.takenReady += 1 }
             return (ready, expired, start)
         }
-        // `stale` goes out of scope here: its SecretBytes are wiped as they are released.
-        if !stale.isEmpty { counters.withLockedValue { $0.discardedStale += stale.count } }
         if startFilling { queue.async { self.fill(group) } }
-        if let ready {
-            counters.withLockedValue { $0.takenReady += 1 }
-            return ready
-        }
-        counters.withLockedValue { $0.madeInline += 1 }
-        return DHPrivateKey.generate(group: group)
+        return ready ?? DHPrivateKey.generate(group: group)
     }
 
     /// Makes keys until `depth` are ready.
     private func fill(_ group: DHGroupName) {
         while true {
             guard isEnabled else {
-                slots.withLockedValue { $0[group, default: Slot()].filling = false }
+                state.withLockedValue { $0.slots[group, default: Slot()].filling = false }
                 return
             }
             let key = DHPrivateKey.generate(group: group)
             let made = now()
-            counters.withLockedValue { $0.madeAhead += 1 }
-            let full = slots.withLockedValue { slots -> Bool in
-                var slot = slots[group] ?? Slot()
+            let full = state.withLockedValue { state -> Bool in
+                var slot = state.slots[group] ?? Slot()
                 slot.ready.append((key, made))
                 let full = slot.ready.count >= depth
                 if full { slot.filling = false }
-                slots[group] = slot
+                state.slots[group] = slot
+                state.counters.madeAhead += 1
                 return full
             }
             if full { return }
@@ -144,7 +144,7 @@ public final class EphemeralKeyReserve: Sendable {
 
     /// Keys ready for `group` now.
     func readyCount(_ group: DHGroupName) -> Int {
-        slots.withLockedValue { $0[group]?.ready.count ?? 0 }
+        state.withLockedValue { $0.slots[group]?.ready.count ?? 0 }
     }
 
     /// Waits until no key is being made ahead (tests).
@@ -155,6 +155,6 @@ public final class EphemeralKeyReserve: Sendable {
     /// Wipes every ready key once the replacement being made, if any, is done.
     func clear() {
         queue.sync {}
-        slots.withLockedValue { $0.removeAll() }
+        state.withLockedValue { $0.slots.removeAll() }
     }
 }
