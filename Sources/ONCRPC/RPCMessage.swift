@@ -102,32 +102,41 @@ extension RPCCall {
     public static func decode(_ message: ByteBuffer) throws(RPCMessageError) -> RPCCall {
         var buffer = message
         let start = buffer.readerIndex
-        let xid: UInt32
-        let type: UInt32
-        do {
-            xid = try buffer.readXDRUInt32()
-            type = try buffer.readXDRUInt32()
-        } catch {
-            throw .unreadable(error)
-        }
-        guard type == RPCMessageType.call.rawValue else {
-            throw .unexpectedMessageType(xid: xid, type: type)
-        }
-        let rpcvers: UInt32, program: UInt32, version: UInt32, procedure: UInt32
-        do {
-            rpcvers = try buffer.readXDRUInt32()
-            guard rpcvers == rpcProtocolVersion else {
-                throw RPCMessageError.rpcVersionMismatch(xid: xid, version: rpcvers)
+        let xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32
+        // The six fixed words in one bounds check (each read alone costs one, and the call
+        // path is hot); a message too short for them takes the word-by-word path, which
+        // says which word is missing.
+        if let words = buffer.readMultipleIntegers(endianness: .big, as: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32).self) {
+            guard words.1 == RPCMessageType.call.rawValue else { throw .unexpectedMessageType(xid: words.0, type: words.1) }
+            guard words.2 == rpcProtocolVersion else { throw .rpcVersionMismatch(xid: words.0, version: words.2) }
+            (xid, program, version, procedure) = (words.0, words.3, words.4, words.5)
+        } else {
+            let type: UInt32
+            do {
+                xid = try buffer.readXDRUInt32()
+                type = try buffer.readXDRUInt32()
+            } catch {
+                throw .unreadable(error)
             }
-            program = try buffer.readXDRUInt32()
-            version = try buffer.readXDRUInt32()
-            procedure = try buffer.readXDRUInt32()
-        } catch let error as RPCMessageError {
-            throw error
-        } catch let error as XDRError {
-            throw .unreadable(error)
-        } catch {
-            preconditionFailure("unreachable: \(error)")
+            guard type == RPCMessageType.call.rawValue else {
+                throw .unexpectedMessageType(xid: xid, type: type)
+            }
+            let rpcvers: UInt32
+            do {
+                rpcvers = try buffer.readXDRUInt32()
+                guard rpcvers == rpcProtocolVersion else {
+                    throw RPCMessageError.rpcVersionMismatch(xid: xid, version: rpcvers)
+                }
+                program = try buffer.readXDRUInt32()
+                version = try buffer.readXDRUInt32()
+                procedure = try buffer.readXDRUInt32()
+            } catch let error as RPCMessageError {
+                throw error
+            } catch let error as XDRError {
+                throw .unreadable(error)
+            } catch {
+                preconditionFailure("unreachable: \(error)")
+            }
         }
         let credential: OpaqueAuth
         let headerEnd: Int
@@ -151,14 +160,16 @@ extension RPCCall {
         xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32,
         credential: OpaqueAuth, verifier: OpaqueAuth, into buffer: inout ByteBuffer
     ) {
-        buffer.writeXDR(xid)
-        buffer.writeXDR(RPCMessageType.call.rawValue)
-        buffer.writeXDR(rpcProtocolVersion)
-        buffer.writeXDR(program)
-        buffer.writeXDR(version)
-        buffer.writeXDR(procedure)
+        writeFixedWords(xid: xid, program: program, version: version, procedure: procedure, into: &buffer)
         credential.encode(into: &buffer)
         verifier.encode(into: &buffer)
+    }
+
+    /// xid through procedure in one copy (see `RPCReply.encodeSuccessHeader`).
+    private static func writeFixedWords(xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, into buffer: inout ByteBuffer) {
+        var words = (xid.bigEndian, RPCMessageType.call.rawValue.bigEndian, rpcProtocolVersion.bigEndian,
+                     program.bigEndian, version.bigEndian, procedure.bigEndian)
+        _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
     }
 
     /// The bytes an RPCSEC_GSS header checksum covers: xid through the end of the
@@ -168,12 +179,7 @@ extension RPCCall {
     ) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(24 + credential.encodedSize)
-        buffer.writeXDR(xid)
-        buffer.writeXDR(RPCMessageType.call.rawValue)
-        buffer.writeXDR(rpcProtocolVersion)
-        buffer.writeXDR(program)
-        buffer.writeXDR(version)
-        buffer.writeXDR(procedure)
+        writeFixedWords(xid: xid, program: program, version: version, procedure: procedure, into: &buffer)
         credential.encode(into: &buffer)
         return buffer
     }
@@ -291,10 +297,19 @@ extension RPCReply {
     /// Appends the header of a successful accepted reply; the caller writes the results
     /// straight after it (saves building the results in a separate buffer).
     public static func encodeSuccessHeader(xid: UInt32, verifier: OpaqueAuth, into buffer: inout ByteBuffer) {
-        buffer.writeXDR(xid)
-        buffer.writeXDR(RPCMessageType.reply.rawValue)
-        buffer.writeXDR(UInt32(0))
-        verifier.encode(into: &buffer)
-        buffer.writeXDR(AcceptStatusCode.success.rawValue)
+        // One copy of the fixed words, not one write each: every ByteBuffer write checks
+        // capacity, uniqueness and exclusive access again (about 200 instructions each, most
+        // of a small reply's encoding), and this runs once per reply.
+        let reply = RPCMessageType.reply.rawValue, accepted = UInt32(0), success = AcceptStatusCode.success.rawValue
+        if verifier.body.readableBytes == 0 {
+            var words = (xid.bigEndian, reply.bigEndian, accepted.bigEndian, verifier.flavor.rawValue.bigEndian,
+                         UInt32(0).bigEndian, success.bigEndian)
+            _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
+        } else {
+            var words = (xid.bigEndian, reply.bigEndian, accepted.bigEndian, verifier.flavor.rawValue.bigEndian)
+            _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
+            buffer.writeXDROpaque(verifier.body)
+            buffer.writeInteger(success, endianness: .big)
+        }
     }
 }
