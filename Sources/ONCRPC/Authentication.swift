@@ -99,17 +99,46 @@ public struct PeerCredentials: Sendable, Hashable {
 /// Where a call came from and how.
 public struct RPCCallContext: Sendable {
     public enum Transport: String, Sendable { case tcp, udp }
-    public var transport: Transport
-    public var remoteAddress: SocketAddress?
-    public var localAddress: SocketAddress?
+
+    /// The fields, shared: a call's context is copied several times on its way (request,
+    /// flavor, handler), and a copy of two socket addresses costs two retains and two
+    /// releases where a copy of this costs one of each. Copied on write.
+    private final class Storage: Sendable {
+        let transport: Transport
+        let remoteAddress: SocketAddress?
+        let localAddress: SocketAddress?
+        let peer: PeerCredentials?
+
+        init(transport: Transport, remoteAddress: SocketAddress?, localAddress: SocketAddress?, peer: PeerCredentials?) {
+            self.transport = transport
+            self.remoteAddress = remoteAddress
+            self.localAddress = localAddress
+            self.peer = peer
+        }
+    }
+
+    private var storage: Storage
+
+    public var transport: Transport {
+        get { storage.transport }
+        set { storage = Storage(transport: newValue, remoteAddress: remoteAddress, localAddress: localAddress, peer: peer) }
+    }
+    public var remoteAddress: SocketAddress? {
+        get { storage.remoteAddress }
+        set { storage = Storage(transport: transport, remoteAddress: newValue, localAddress: localAddress, peer: peer) }
+    }
+    public var localAddress: SocketAddress? {
+        get { storage.localAddress }
+        set { storage = Storage(transport: transport, remoteAddress: remoteAddress, localAddress: newValue, peer: peer) }
+    }
     /// Set for calls over a unix-domain socket: who the kernel says is calling.
-    public var peer: PeerCredentials?
+    public var peer: PeerCredentials? {
+        get { storage.peer }
+        set { storage = Storage(transport: transport, remoteAddress: remoteAddress, localAddress: localAddress, peer: newValue) }
+    }
 
     public init(transport: Transport, remoteAddress: SocketAddress?, localAddress: SocketAddress?, peer: PeerCredentials? = nil) {
-        self.transport = transport
-        self.remoteAddress = remoteAddress
-        self.localAddress = localAddress
-        self.peer = peer
+        storage = Storage(transport: transport, remoteAddress: remoteAddress, localAddress: localAddress, peer: peer)
     }
 }
 

@@ -20,79 +20,127 @@ enum DuplicateCheck {
     case refused
 }
 
+/// What ``RPCDispatcher/handle(message:context:allocator:eventLoop:later:)`` did with a message.
+enum RPCDispatchOutcome {
+    /// Decided without suspending: the reply (built with 4 bytes reserved for framing, see
+    /// `RPCFraming`; nil for "no reply") and whether a stream transport closes the connection
+    /// after it (``RPCAuthDecision/disconnecting(_:)``).
+    case answered(ByteBuffer?, disconnect: Bool)
+    /// Went to a task: the completion the caller made runs on the event loop once, later.
+    case pending
+}
+
+/// Takes a reply that was not ready when `handle` returned; runs on the call's event loop.
+typealias RPCReplyCompletion = @Sendable (_ reply: consuming ByteBuffer?, _ disconnect: Bool) -> Void
+
 /// Dispatch tables and the authentication flavors of one server. Immutable.
 final class RPCDispatcher: Sendable {
     private struct ProgramKey: Hashable {
         var program: UInt32
         var version: UInt32
     }
+    private struct ProcedureKey: Hashable {
+        var program: UInt32
+        var version: UInt32
+        var procedure: UInt32
+    }
+    private struct ServedProcedure: Sendable {
+        var handler: RPCProcedureHandler
+        var policy: any RPCAuthorizationPolicy
+    }
 
-    private let programs: [ProgramKey: RPCProgram]
+    /// One entry per procedure of every program version served: a call needs one look-up.
+    private let procedures: [ProcedureKey: ServedProcedure]
+    private let servedVersions: Set<ProgramKey>
     private let versionRanges: [UInt32: ClosedRange<UInt32>]
-    private let authenticators: [AuthFlavor: any RPCServerAuthenticator]
+    /// At most a handful: a scan is cheaper than hashing.
+    private let authenticators: [(flavor: AuthFlavor, authenticator: any RPCServerAuthenticator)]
     let logger: Logger
     /// Calls by program, procedure, flavor and outcome; refused authentications by reason.
     let metrics = RPCCallMetrics()
 
     init(programs: [RPCProgram], authenticators: [any RPCServerAuthenticator], logger: Logger) {
-        var table: [ProgramKey: RPCProgram] = [:]
+        var table: [ProcedureKey: ServedProcedure] = [:]
+        var versions: Set<ProgramKey> = []
         var ranges: [UInt32: ClosedRange<UInt32>] = [:]
         for program in programs {
-            table[ProgramKey(program: program.number, version: program.version)] = program
+            // A later registration of the same program version replaces the earlier one whole.
+            if versions.contains(ProgramKey(program: program.number, version: program.version)) {
+                table = table.filter { $0.key.program != program.number || $0.key.version != program.version }
+            }
+            versions.insert(ProgramKey(program: program.number, version: program.version))
+            for (number, handler) in program.procedures {
+                table[ProcedureKey(program: program.number, version: program.version, procedure: number)] =
+                    ServedProcedure(handler: handler, policy: program.policy)
+            }
             if let range = ranges[program.number] {
                 ranges[program.number] = min(range.lowerBound, program.version)...max(range.upperBound, program.version)
             } else {
                 ranges[program.number] = program.version...program.version
             }
         }
-        var auths: [AuthFlavor: any RPCServerAuthenticator] = [:]
-        for authenticator in authenticators { auths[authenticator.flavor] = authenticator }
-        self.programs = table
+        var auths: [(flavor: AuthFlavor, authenticator: any RPCServerAuthenticator)] = []
+        for authenticator in authenticators {
+            auths.removeAll { $0.flavor == authenticator.flavor }
+            auths.append((authenticator.flavor, authenticator))
+        }
+        self.procedures = table
+        self.servedVersions = versions
         self.versionRanges = ranges
         self.authenticators = auths
         self.logger = logger
     }
 
-    /// Handles one message. `completion` runs on `eventLoop` exactly once, with the reply
-    /// (built with 4 bytes reserved for framing, see `RPCFraming`) or nil for "no reply",
-    /// and whether a stream transport closes the connection after it
-    /// (``RPCAuthDecision/disconnecting(_:)``).
+    private func authenticator(for flavor: AuthFlavor) -> (any RPCServerAuthenticator)? {
+        for entry in authenticators where entry.flavor == flavor { return entry.authenticator }
+        return nil
+    }
+
+    /// Handles one message. A call decided without suspending (every immediate procedure
+    /// under a flavor that decides at once) is answered in the return value, and
+    /// `makeCompletion` is never called: such a call costs no closure. Otherwise `handle`
+    /// calls `makeCompletion` once, before it returns `.pending`, and the completion it made
+    /// runs later on `eventLoop`, exactly once.
     func handle(
         message: ByteBuffer,
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (_ reply: consuming ByteBuffer?, _ disconnect: Bool) -> Void
-    ) {
+        later makeCompletion: () -> RPCReplyCompletion
+    ) -> RPCDispatchOutcome {
         let call: RPCCall
         do {
             call = try RPCCall.decode(message)
         } catch {
             metrics.call(program: nil, version: nil, procedure: nil, flavor: nil, .undecodable)
-            completion(self.replyToUndecodableCall(error, allocator: allocator, context: context), false)
-            return
+            return .answered(self.replyToUndecodableCall(error, allocator: allocator, context: context), disconnect: false)
         }
 
-        guard let authenticator = authenticators[call.credential.flavor] else {
+        guard let authenticator = authenticator(for: call.credential.flavor) else {
             logger.debug("unsupported credential flavor", metadata: ["xid": "\(call.xid)", "flavor": "\(call.credential.flavor)"])
             record(call, flavorServed: false, .authError)
             metrics.authenticationFailed(flavor: nil, .badCredential)
-            completion(Self.encodeDenied(xid: call.xid, .authError(.badCredential), allocator: allocator), false)
-            return
+            return .answered(Self.encodeDenied(xid: call.xid, .authError(.badCredential), allocator: allocator), disconnect: false)
         }
 
         if let decision = authenticator.authenticateImmediately(call, context: context) {
-            self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, completion: completion)
-            return
+            return proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, later: makeCompletion)
         }
         // The flavor needs to wait (keyserver, directory): decide in a task, then come back
         // to the event loop for the duplicate check and dispatch.
+        let completion = makeCompletion()
         Task {
             let decision = await authenticator.authenticate(call, context: context)
             eventLoop.execute {
-                self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, completion: completion)
+                switch self.proceed(call: call, decision: decision, context: context, allocator: allocator, eventLoop: eventLoop, later: { completion }) {
+                case let .answered(reply, disconnect):
+                    completion(reply, disconnect)
+                case .pending:
+                    break
+                }
             }
         }
+        return .pending
     }
 
     private func proceed(
@@ -101,85 +149,83 @@ final class RPCDispatcher: Sendable {
         context: RPCCallContext,
         allocator: ByteBufferAllocator,
         eventLoop: any EventLoop,
-        completion: @escaping @Sendable (_ reply: consuming ByteBuffer?, _ disconnect: Bool) -> Void
-    ) {
+        later makeCompletion: () -> RPCReplyCompletion
+    ) -> RPCDispatchOutcome {
         let accepted: RPCAcceptedCall
         switch decision {
         case let .disconnecting(inner):
-            self.proceed(call: call, decision: inner, context: context, allocator: allocator, eventLoop: eventLoop) { reply, _ in
-                completion(reply, true)
+            let outcome = self.proceed(call: call, decision: inner, context: context, allocator: allocator, eventLoop: eventLoop) {
+                let completion = makeCompletion()
+                return { reply, _ in completion(reply, true) }
             }
-            return
+            switch outcome {
+            case let .answered(reply, _): return .answered(reply, disconnect: true)
+            case .pending: return .pending
+            }
         case .drop:
             logger.debug("call dropped by its authentication flavor", metadata: ["xid": "\(call.xid)"])
             record(call, .dropped)
-            completion(nil, false)
-            return
+            return .answered(nil, disconnect: false)
         case let .rejected(status):
             logger.info("call denied", metadata: ["xid": "\(call.xid)", "status": "\(status)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "-")"])
             record(call, .authError)
             metrics.authenticationFailed(flavor: call.credential.flavor, status)
-            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
-            return
+            return .answered(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), disconnect: false)
         case let .handled(verifier, status):
             record(call, Self.outcome(of: status))
-            completion(Self.encodeAccepted(xid: call.xid, verifier: verifier, status, allocator: allocator), false)
-            return
+            return .answered(Self.encodeAccepted(xid: call.xid, verifier: verifier, status, allocator: allocator), disconnect: false)
         case let .accepted(value):
             accepted = value
         }
 
-        guard let program = programs[ProgramKey(program: call.program, version: call.version)] else {
+        guard let served = procedures[ProcedureKey(program: call.program, version: call.version, procedure: call.procedure)] else {
             let status: AcceptedReplyStatus
-            if let range = versionRanges[call.program] {
+            if servedVersions.contains(ProgramKey(program: call.program, version: call.version)) {
+                status = .procedureUnavailable
+            } else if let range = versionRanges[call.program] {
                 status = .programMismatch(low: range.lowerBound, high: range.upperBound)
             } else {
                 status = .programUnavailable
             }
             record(call, Self.outcome(of: status))
-            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, status, allocator: allocator), false)
-            return
+            return .answered(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, status, allocator: allocator), disconnect: false)
         }
-        guard let handler = program.procedures[call.procedure] else {
-            record(call, .procedureUnavailable)
-            completion(Self.encodeAccepted(xid: call.xid, verifier: accepted.replyVerifier, .procedureUnavailable, allocator: allocator), false)
-            return
-        }
-        if let status = program.policy.authorize(accepted.caller, procedure: call.procedure) {
+        if let status = served.policy.authorize(accepted.caller, procedure: call.procedure) {
             logger.info("call below policy", metadata: ["xid": "\(call.xid)", "caller": "\(accepted.caller)", "status": "\(status)"])
             record(call, .authError)
             metrics.authenticationFailed(flavor: call.credential.flavor, status)
-            completion(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), false)
-            return
+            return .answered(Self.encodeDenied(xid: call.xid, .authError(status), allocator: allocator), disconnect: false)
         }
 
         let request = RPCRequest(
             xid: call.xid, program: call.program, version: call.version, procedure: call.procedure,
             caller: accepted.caller, arguments: accepted.arguments, context: context
         )
-        switch handler {
+        switch served.handler {
         case let .immediate(body):
             let reply: ByteBuffer
             do {
                 let result = try body(request)
                 reply = try Self.encodeSuccess(xid: call.xid, accepted: accepted, result: result, allocator: allocator)
-                record(call, .success)
+                recordServed(call, .success)
             } catch {
                 reply = self.replyForHandlerError(error, call: call, accepted: accepted, allocator: allocator)
             }
-            completion(consume reply, false)  // the only reference: the transport frames it in place
+            return .answered(reply, disconnect: false)
         case let .async(body):
+            let completion = makeCompletion()
             Task {
                 let reply: ByteBuffer
                 do {
                     let result = try await body(request)
                     reply = try Self.encodeSuccess(xid: call.xid, accepted: accepted, result: result, allocator: allocator)
-                    self.record(call, .success)
+                    self.recordServed(call, .success)
                 } catch {
                     reply = self.replyForHandlerError(error, call: call, accepted: accepted, allocator: allocator)
                 }
                 eventLoop.execute { completion(reply, false) }
             }
+            return .pending
         }
     }
 
@@ -187,11 +233,18 @@ final class RPCDispatcher: Sendable {
 
     /// Counts `call` under labels the server chose: numbers it does not serve become "other".
     private func record(_ call: RPCCall, flavorServed: Bool = true, _ outcome: RPCCallOutcome) {
-        let served = programs[ProgramKey(program: call.program, version: call.version)]
+        let served = servedVersions.contains(ProgramKey(program: call.program, version: call.version))
         let knownProgram = versionRanges[call.program] != nil
-        let procedure = served?.procedures[call.procedure] != nil || call.procedure == 0 && served != nil ? call.procedure : nil
-        metrics.call(program: knownProgram ? call.program : nil, version: served != nil ? call.version : nil,
-                     procedure: procedure, flavor: flavorServed ? call.credential.flavor : nil, outcome)
+        // NULL (0) is defined in every program version.
+        let procedureServed = served && (call.procedure == 0
+            || procedures[ProcedureKey(program: call.program, version: call.version, procedure: call.procedure)] != nil)
+        metrics.call(program: knownProgram ? call.program : nil, version: served ? call.version : nil,
+                     procedure: procedureServed ? call.procedure : nil, flavor: flavorServed ? call.credential.flavor : nil, outcome)
+    }
+
+    /// `record` for a call whose procedure was found (so every number is one the server serves).
+    private func recordServed(_ call: RPCCall, _ outcome: RPCCallOutcome) {
+        metrics.call(program: call.program, version: call.version, procedure: call.procedure, flavor: call.credential.flavor, outcome)
     }
 
     static func outcome(of status: AcceptedReplyStatus) -> RPCCallOutcome {
@@ -231,15 +284,15 @@ final class RPCDispatcher: Sendable {
             if case .garbageArguments = status {
                 logger.debug("garbage arguments", metadata: ["xid": "\(xid)", "error": "\(error)"])
             }
-            record(call, Self.outcome(of: status))
+            recordServed(call, Self.outcome(of: status))
             return Self.encodeAccepted(xid: xid, verifier: accepted.replyVerifier, status, allocator: allocator)
         case let .denied(rejected)?:
-            record(call, .authError)
+            recordServed(call, .authError)
             if case let .authError(status) = rejected { metrics.authenticationFailed(flavor: call.credential.flavor, status) }
             return Self.encodeDenied(xid: xid, rejected, allocator: allocator)
         case nil:
             logger.error("procedure failed", metadata: ["xid": "\(xid)", "error": "\(String(reflecting: error))"])
-            record(call, .systemError)
+            recordServed(call, .systemError)
             return Self.encodeAccepted(xid: xid, verifier: accepted.replyVerifier, .systemError, allocator: allocator)
         }
     }

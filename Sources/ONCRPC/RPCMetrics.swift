@@ -24,12 +24,15 @@ enum RPCCallOutcome: String, Sendable {
 /// `securerpc_auth_failures_total{flavor, reason}`. Counters are made once per label set and
 /// kept: making one asks the factory, which takes its own lock and allocates.
 final class RPCCallMetrics: Sendable {
+    /// Numbers only, so that finding a call's counter hashes 16 bytes and no strings: the
+    /// labels are made from them once, with the counter.
     private struct CallKey: Hashable {
-        var program: UInt32?
-        var version: UInt32?
-        var procedure: UInt32?
-        var flavor: String
-        var outcome: RPCCallOutcome
+        /// Each number, or `UInt64.max` for "other".
+        var program: UInt64
+        var version: UInt64
+        var procedure: UInt64
+        /// The flavor's label index (`flavorNames`) in the high byte, the outcome's in the low.
+        var flavorAndOutcome: UInt16
     }
     private struct FailureKey: Hashable {
         var flavor: String
@@ -42,13 +45,16 @@ final class RPCCallMetrics: Sendable {
     /// Counts one call. Pass nil for a number the server does not serve (flavors outside the
     /// four served ones are "other" whatever the caller passes).
     func call(program: UInt32?, version: UInt32?, procedure: UInt32?, flavor: AuthFlavor?, _ outcome: RPCCallOutcome) {
-        let key = CallKey(program: program, version: version, procedure: procedure, flavor: Self.name(of: flavor), outcome: outcome)
+        let flavorIndex = Self.flavorIndex(of: flavor)
+        let key = CallKey(program: program.map(UInt64.init) ?? .max, version: version.map(UInt64.init) ?? .max,
+                          procedure: procedure.map(UInt64.init) ?? .max,
+                          flavorAndOutcome: UInt16(flavorIndex) << 8 | UInt16(Self.outcomeIndex(of: outcome)))
         counter(in: calls, key) {
             Counter(label: "securerpc_calls_total", dimensions: [
                 ("program", program.map { "\($0)" } ?? "other"),
                 ("version", version.map { "\($0)" } ?? "other"),
                 ("procedure", procedure.map { "\($0)" } ?? "other"),
-                ("flavor", key.flavor),
+                ("flavor", Self.flavorNames[flavorIndex]),
                 ("status", outcome.rawValue),
             ])
         }.increment()
@@ -72,13 +78,33 @@ final class RPCCallMetrics: Sendable {
     }
 
     static func name(of flavor: AuthFlavor?) -> String {
-        guard let flavor else { return "other" }
+        flavorNames[flavorIndex(of: flavor)]
+    }
+
+    private static let flavorNames = ["other", "none", "sys", "dh", "rpcsec_gss"]
+
+    private static func flavorIndex(of flavor: AuthFlavor?) -> Int {
+        guard let flavor else { return 0 }
         switch flavor {
-        case .none: return "none"
-        case .sys: return "sys"
-        case .dh: return "dh"
-        case .rpcsecGSS: return "rpcsec_gss"
-        default: return "other"
+        case .none: return 1
+        case .sys: return 2
+        case .dh: return 3
+        case .rpcsecGSS: return 4
+        default: return 0
+        }
+    }
+
+    private static func outcomeIndex(of outcome: RPCCallOutcome) -> UInt8 {
+        switch outcome {
+        case .success: return 0
+        case .garbageArguments: return 1
+        case .systemError: return 2
+        case .programUnavailable: return 3
+        case .programMismatch: return 4
+        case .procedureUnavailable: return 5
+        case .authError: return 6
+        case .dropped: return 7
+        case .undecodable: return 8
         }
     }
 

@@ -298,13 +298,11 @@ public final class RPCServer: Sendable {
         let configuration = self.configuration
         let handler = RPCServerTCPHandler(
             dispatcher: dispatcher, monitor: monitor, maximumInFlight: configuration.maximumCallsInFlightPerConnection,
-            recordDeadline: configuration.recordDeadline, peer: credentials
+            maximumRecordSize: configuration.maximumRecordSize, recordDeadline: configuration.recordDeadline,
+            idleTimeout: configuration.idleTimeout, peer: credentials
         )
         return channel.eventLoop.makeCompletedFuture {
-            let sync = channel.pipeline.syncOperations
-            try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
-            try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
-            try sync.addHandler(handler)
+            try channel.pipeline.syncOperations.addHandler(handler)
         }
     }
 

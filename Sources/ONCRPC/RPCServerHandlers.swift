@@ -100,6 +100,12 @@ final class ConnectionAdmissionHandler: ChannelInboundHandler {
     }
 }
 
+/// One TCP connection: bytes in, records framed here (``RecordMarkingDecoder/nextRecord(from:)``),
+/// calls dispatched, replies out. The framing and the idle timeout live in this handler
+/// rather than in NIO's `ByteToMessageHandler` and `IdleStateHandler` ahead of it: each
+/// pipeline stage costs every call a traversal in each direction, and the two cost about
+/// 5,000 of the ~30,000 instructions a small call took in the server's user space
+/// (callgrind, docs/PERFORMANCE.md).
 final class RPCServerTCPHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -108,13 +114,25 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     private let monitor: RPCServerMonitor
     private let maximumInFlight: Int
     private let recordDeadline: TimeAmount
+    private let idleTimeout: TimeAmount
     private let peer: PeerCredentials?
+    private var framing: RecordMarkingDecoder
+    /// Bytes read that do not yet make a whole record (at most one record's worth plus what
+    /// one read delivered: the decoder refuses a fragment header over the record limit
+    /// before its bytes are kept).
+    private var unframed: ByteBuffer?
+    /// The record now arriving has been counted as open (its deadline armed).
+    private var reportedOpenRecord = false
     private var inFlight = 0
-    /// A record has begun (``RecordMarkingOpenRecordEvent``) and has not been passed on.
+    /// A record has begun and has not been passed on: it arrived in more than one read.
     private var recordOpen = false
     /// Closes the connection when the open record is not complete in time; armed only
     /// while a record is open and reading is on.
     private var recordTimer: Scheduled<Void>?
+    /// When something was last read, for the idle timeout; checked by `idleTimer`.
+    private var lastReadAt = NIODeadline.now()
+    private var readSinceCheck = false
+    private var idleTimer: Scheduled<Void>?
     /// Too many calls running: stop reading until half of them are done.
     private var pausedForCalls = false
     /// Whether reading is currently switched off (autoRead false).
@@ -126,37 +144,81 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     private var quiescing = false
     /// A call's flavor asked for this connection to be closed (``RPCAuthDecision/disconnecting(_:)``).
     private var disconnecting = false
+    /// The channel went inactive: nothing more is framed or run.
+    private var closed = false
     private var insideRead = false
     private var flushPending = false
     private var callContext = RPCCallContext(transport: .tcp, remoteAddress: nil, localAddress: nil)
 
     /// `peer`: the kernel-verified credentials of a unix-socket peer (nil on TCP).
-    init(dispatcher: RPCDispatcher, monitor: RPCServerMonitor, maximumInFlight: Int, recordDeadline: TimeAmount, peer: PeerCredentials?) {
+    init(dispatcher: RPCDispatcher, monitor: RPCServerMonitor, maximumInFlight: Int, maximumRecordSize: Int,
+         recordDeadline: TimeAmount, idleTimeout: TimeAmount, peer: PeerCredentials?) {
         self.dispatcher = dispatcher
         self.monitor = monitor
         self.maximumInFlight = maximumInFlight
+        self.framing = RecordMarkingDecoder(maximumRecordSize: maximumRecordSize)
         self.recordDeadline = recordDeadline
+        self.idleTimeout = idleTimeout
         self.peer = peer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startIdleTimer(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         callContext = RPCCallContext(transport: .tcp, remoteAddress: context.channel.remoteAddress, localAddress: context.channel.localAddress, peer: peer)
+        startIdleTimer(context: context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        unframed = nil  // a half record at EOF has no one to answer
         cancelRecordTimer()
+        cancelIdleTimer()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         cancelRecordTimer()
+        cancelIdleTimer()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let record = Self.unwrapInboundIn(data)
-        // Records that were already in the read buffer when the connection was condemned.
-        guard !disconnecting else { return }
+        var bytes = Self.unwrapInboundIn(data)
+        readSinceCheck = true
+        // Bytes that were already in the read buffer when the connection was condemned.
+        guard !disconnecting, !closed else { return }
+        if var earlier = unframed.take() {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do {
+            while !disconnecting, !closed, let record = try framing.nextRecord(from: &bytes) {
+                reportedOpenRecord = false
+                received(record, context: context)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+            return
+        }
+        guard !closed else { return }
+        if bytes.readableBytes > 0 {
+            // Keep the tail only; compact a mostly consumed buffer rather than let it grow.
+            if bytes.readerIndex >= bytes.capacity / 2 { bytes.discardReadBytes() }
+            unframed = bytes
+        }
+        if !reportedOpenRecord && (bytes.readableBytes > 0 || framing.hasPartialRecord) {
+            // The read ended inside a record: from now until it is whole, it has a deadline,
+            // so that a peer trickling bytes cannot keep a half record (and this connection).
+            reportedOpenRecord = true
+            recordOpen = true
+            armRecordTimer(context: context)
+        }
+    }
+
+    private func received(_ record: ByteBuffer, context: ChannelHandlerContext) {
         // The open record (if any) is this one, and it is complete.
         recordOpen = false
         cancelRecordTimer()
@@ -176,12 +238,20 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
             pausedForCalls = true
             updateReading(context: context)
         }
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        dispatcher.handle(
+        let outcome = dispatcher.handle(
             message: record, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop
-        ) { reply, disconnect in
-            let (handler, context) = bound.value
-            handler.finished(reply: reply, disconnect: disconnect, context: context)
+        ) {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            return { reply, disconnect in
+                let (handler, context) = bound.value
+                handler.finished(reply: reply, disconnect: disconnect, context: context)
+            }
+        }
+        switch consume outcome {
+        case let .answered(reply, disconnect):
+            finished(reply: reply, disconnect: disconnect, context: context)
+        case .pending:
+            break
         }
     }
 
@@ -223,6 +293,10 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        if readSinceCheck {
+            readSinceCheck = false
+            lastReadAt = .now()
+        }
         if flushPending {
             flushPending = false
             context.flush()
@@ -279,25 +353,48 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         return callContext.remoteAddress.map { "\($0)" } ?? "-"
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is RecordMarkingOpenRecordEvent {
-            recordOpen = true
-            armRecordTimer(context: context)
+    private func startIdleTimer(context: ChannelHandlerContext) {
+        guard idleTimer == nil, !closed else { return }
+        lastReadAt = .now()
+        scheduleIdleCheck(in: idleTimeout, context: context)
+    }
+
+    private func scheduleIdleCheck(in delay: TimeAmount, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        idleTimer = context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            handler.checkIdle(context: context)
+        }
+    }
+
+    private func checkIdle(context: ChannelHandlerContext) {
+        idleTimer = nil
+        guard !closed else { return }
+        let idleFor = NIODeadline.now() - lastReadAt
+        guard idleFor >= idleTimeout else {
+            scheduleIdleCheck(in: idleTimeout - idleFor, context: context)
             return
         }
+        // Nothing arrived for the idle period: a silent peer, one that sent part of a record
+        // and stalled, or one whose calls are held because it reads no replies. Calls still
+        // running keep the connection open (and it is checked again a period later).
+        if inFlight == 0 {
+            dispatcher.logger.debug("closing idle connection", metadata: ["remote": "\(remoteDescription)"])
+            context.close(promise: nil)
+        } else {
+            scheduleIdleCheck(in: idleTimeout, context: context)
+        }
+    }
+
+    private func cancelIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is RPCServerQuiesceEvent {
             quiescing = true
             if inFlight == 0 { context.close(promise: nil) }
-            return
-        }
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            // Nothing arrived for the idle period: a silent peer, one that sent part of a
-            // record and stalled, or one whose calls are held because it reads no replies.
-            // Calls still running keep the connection open.
-            if inFlight == 0 {
-                dispatcher.logger.debug("closing idle connection", metadata: ["remote": "\(callContext.remoteAddress.map { "\($0)" } ?? "-")"])
-                context.close(promise: nil)
-            }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -401,28 +498,39 @@ final class RPCServerUDPHandler: ChannelInboundHandler {
             monitor.count { $0.udpCallsInFlightHighWater = max($0.udpCallsInFlightHighWater, value) }
         }
         let callContext = RPCCallContext(transport: .udp, remoteAddress: remote, localAddress: localAddress)
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         insideRead = true
-        dispatcher.handle(
-            message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop,
-            completion: { reply, _ in  // no connection to close
+        let outcome = dispatcher.handle(
+            message: envelope.data, context: callContext, allocator: context.channel.allocator, eventLoop: context.eventLoop
+        ) {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            return { reply, _ in  // no connection to close
                 let (handler, context) = bound.value
-                handler.inFlight -= 1
-                if let key {
-                    handler.cache.complete(key, reply: reply, now: .now())
-                }
-                guard var reply else { return }
-                RPCFraming.finishDatagram(&reply)
-                let out = AddressedEnvelope(remoteAddress: remote, data: reply)
-                if handler.insideRead {
-                    context.write(Self.wrapOutboundOut(out), promise: nil)
-                    handler.flushPending = true
-                } else {
-                    context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
-                }
+                handler.finished(reply: reply, key: key, remote: remote, context: context)
             }
-        )
+        }
+        switch consume outcome {
+        case let .answered(reply, _):
+            finished(reply: reply, key: key, remote: remote, context: context)
+        case .pending:
+            break
+        }
         insideRead = false
+    }
+
+    private func finished(reply: consuming ByteBuffer?, key: DuplicateRequestCache.Key?, remote: SocketAddress, context: ChannelHandlerContext) {
+        inFlight -= 1
+        if let key {
+            cache.complete(key, reply: reply, now: .now())
+        }
+        guard var reply = consume reply else { return }
+        RPCFraming.finishDatagram(&reply)
+        let out = AddressedEnvelope(remoteAddress: remote, data: reply)
+        if insideRead {
+            context.write(Self.wrapOutboundOut(out), promise: nil)
+            flushPending = true
+        } else {
+            context.writeAndFlush(Self.wrapOutboundOut(out), promise: nil)
+        }
     }
 
     /// Drops a new call because the socket has as many running as it may: like a datagram

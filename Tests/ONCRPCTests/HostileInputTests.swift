@@ -185,6 +185,68 @@ final class HostileInputTests: XCTestCase {
         await tcp.close()
     }
 
+    func testCallsSplitAtEveryByteBoundaryOnOneConnectionAreAllAnswered() async throws {
+        // The server frames records itself (no ByteToMessageHandler since issue 18's second
+        // trim): records cut anywhere, several in one read, one in many, and a record of two
+        // fragments must come out whole and in order.
+        let tcp = try await RawTCPPeer(to: running.tcp)
+        var stream: [UInt8] = []
+        for xid in 200..<203 as Range<UInt32> {
+            let call = CallBytes.call(xid: xid, procedure: TestProgram.echo, arguments: CallBytes.string("s\(xid)"))
+            stream += w(UInt32(call.count) | 0x8000_0000) + call
+        }
+        let split = CallBytes.call(xid: 203, procedure: TestProgram.echo, arguments: CallBytes.string("s203"))
+        stream += w(UInt32(10)) + split.prefix(10) + w(UInt32(split.count - 10) | 0x8000_0000) + split.dropFirst(10)
+        var offset = 0, chunk = 1
+        while offset < stream.count {
+            let end = min(stream.count, offset + chunk)
+            try await tcp.send(Array(stream[offset..<end]))
+            try await Task.sleep(nanoseconds: 1_000_000)  // most chunks arrive as reads of their own
+            offset = end
+            chunk = chunk % 7 + 1
+        }
+        let all = try await tcp.waitForBytes(timeout: .seconds(10)) { buffer in
+            var copy = buffer
+            var n = 0
+            var decoder = RecordMarkingDecoder()
+            while (try? decoder.nextRecord(from: &copy)) != nil { n += 1 }
+            return n == 4
+        }
+        var copy = all
+        var decoder = RecordMarkingDecoder()
+        var xids: [UInt32] = []
+        while let record = try decoder.nextRecord(from: &copy) {
+            let reply = try RPCReply.decode(record)
+            guard case let .accepted(_, .success(results)) = reply.status else { return XCTFail("\(reply)") }
+            XCTAssertEqual(try results.decodeXDRExactly(TestText.self).value, "s\(reply.xid)")
+            xids.append(reply.xid)
+        }
+        XCTAssertEqual(xids, [200, 201, 202, 203], "answered in order")
+        await tcp.close()
+    }
+
+    func testAConnectionThatKeepsCallingOutlivesTheIdleTimeout() async throws {
+        // 300 ms idle timeout (setUp); a call every 100 ms for over a second keeps it open.
+        let tcp = try await RawTCPPeer(to: running.tcp)
+        func records(_ buffer: ByteBuffer) -> Int {
+            var copy = buffer
+            var n = 0
+            var decoder = RecordMarkingDecoder()
+            while (try? decoder.nextRecord(from: &copy)) != nil { n += 1 }
+            return n
+        }
+        for (index, xid) in (300..<312 as Range<UInt32>).enumerated() {
+            try await tcp.sendRecord(CallBytes.call(xid: xid, procedure: 0))
+            let received = try await tcp.waitForBytes { records($0) == index + 1 }
+            XCTAssertEqual(records(received), index + 1, "call \(xid) unanswered")
+            XCTAssertFalse(tcp.handler.closed.withLockedValue { $0 }, "closed while in use, before call \(xid)")
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        let closed = try await tcp.waitForClose(timeout: .seconds(5))
+        XCTAssertTrue(closed, "and once it stops, the idle timeout closes it")
+        await tcp.close()
+    }
+
     func testThousandConnectionsOpenedAndDropped() async throws {
         let address = running.tcp
         for _ in 0..<20 {
