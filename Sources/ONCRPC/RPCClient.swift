@@ -435,9 +435,8 @@ public final class RPCClient: Sendable {
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(ByteToMessageHandler(RecordMarkingDecoder(maximumRecordSize: configuration.maximumRecordSize)))
-                        try sync.addHandler(RPCClientHandler(isDatagram: false, retransmit: nil))
+                        try channel.pipeline.syncOperations.addHandler(
+                            RPCClientHandler(isDatagram: false, retransmit: nil, maximumRecordSize: configuration.maximumRecordSize))
                     }
                 }
                 .connect(to: remote)

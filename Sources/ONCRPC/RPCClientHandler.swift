@@ -80,6 +80,12 @@ final class RPCClientHandler: ChannelDuplexHandler {
 
     private let isDatagram: Bool
     private let retransmit: RetransmitPolicy?
+    /// TCP: records are framed here, not by a `ByteToMessageHandler` ahead of this handler
+    /// (one pipeline stage less for every reply; see `RPCServerTCPHandler`). Nil for UDP,
+    /// where each datagram is one message.
+    private var framing: RecordMarkingDecoder?
+    /// Bytes read that do not yet make a whole record.
+    private var unframed: ByteBuffer?
     private var flushScheduled = false
     private var pending: [UInt32: Pending] = [:]
     private var context: ChannelHandlerContext?
@@ -88,9 +94,11 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private var timeoutTimer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
 
-    init(isDatagram: Bool, retransmit: RetransmitPolicy?) {
+    /// `maximumRecordSize`: the largest reply record a stream connection accepts.
+    init(isDatagram: Bool, retransmit: RetransmitPolicy?, maximumRecordSize: Int = RecordMarkingDecoder.defaultMaximumRecordSize) {
         self.isDatagram = isDatagram
         self.retransmit = retransmit
+        self.framing = isDatagram ? nil : RecordMarkingDecoder(maximumRecordSize: maximumRecordSize)
     }
 
     var outstandingCalls: Int { pending.count }
@@ -181,7 +189,28 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let message = Self.unwrapInboundIn(data)
+        var bytes = Self.unwrapInboundIn(data)
+        guard framing != nil else { return received(bytes) }
+        if var earlier = unframed.take() {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do {
+            while let record = try framing!.nextRecord(from: &bytes) {
+                received(record)
+            }
+        } catch {
+            // A reply record over the limit, or garbage: the stream cannot be resynchronised.
+            errorCaught(context: context, error: error)
+            return
+        }
+        if bytes.readableBytes > 0 {
+            if bytes.readerIndex >= bytes.capacity / 2 { bytes.discardReadBytes() }
+            unframed = bytes
+        }
+    }
+
+    private func received(_ message: ByteBuffer) {
         do {
             let reply = try RPCReply.decode(message)
             complete(xid: reply.xid, with: .success(reply))
@@ -233,6 +262,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        unframed = nil
         failAll(RPCClientError.connectionClosed)
         context.fireChannelInactive()
     }
