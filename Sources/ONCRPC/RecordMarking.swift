@@ -17,8 +17,9 @@ public enum RecordMarkingError: Error, Equatable, Sendable {
 /// Sent down the pipeline by ``RecordMarkingDecoder`` when the first bytes of a record have
 /// arrived but the record is not complete: from then until the record is passed on, the
 /// record is open. Once per record, and only for records that do not arrive whole in one
-/// read. A server uses it to give an open record a deadline, so that a peer trickling
-/// bytes cannot keep a half record (and its connection) forever.
+/// read. A server can use it to give an open record a deadline, so that a peer trickling
+/// bytes cannot keep a half record (and its connection) forever (``RPCServer`` frames its
+/// connections with ``RecordMarkingDecoder/nextRecord(from:)`` and does the same there).
 public struct RecordMarkingOpenRecordEvent: Sendable, Equatable {
     public init() {}
 }
