@@ -111,16 +111,7 @@ extension RPCCall {
             guard words.2 == rpcProtocolVersion else { throw .rpcVersionMismatch(xid: words.0, version: words.2) }
             (xid, program, version, procedure) = (words.0, words.3, words.4, words.5)
         } else {
-            let type: UInt32
-            do {
-                xid = try buffer.readXDRUInt32()
-                type = try buffer.readXDRUInt32()
-            } catch {
-                throw .unreadable(error)
-            }
-            guard type == RPCMessageType.call.rawValue else {
-                throw .unexpectedMessageType(xid: xid, type: type)
-            }
+            xid = try readXIDAndType(from: &buffer, expecting: .call)
             let rpcvers: UInt32
             do {
                 rpcvers = try buffer.readXDRUInt32()
@@ -195,23 +186,30 @@ extension RPCCall {
     }
 }
 
+/// Reads a message's xid and type, the type being `expected`: an unreadable message or one
+/// of the other type is an error that says which.
+private func readXIDAndType(from buffer: inout ByteBuffer, expecting expected: RPCMessageType) throws(RPCMessageError) -> UInt32 {
+    let xid: UInt32
+    let type: UInt32
+    do {
+        xid = try buffer.readXDRUInt32()
+        type = try buffer.readXDRUInt32()
+    } catch {
+        throw .unreadable(error)
+    }
+    guard type == expected.rawValue else {
+        throw .unexpectedMessageType(xid: xid, type: type)
+    }
+    return xid
+}
+
 // MARK: - REPLY
 
 extension RPCReply {
     /// Decodes a REPLY from a whole record or datagram. Results are a slice of `message`.
     public static func decode(_ message: ByteBuffer) throws(RPCMessageError) -> RPCReply {
         var buffer = message
-        let xid: UInt32
-        let type: UInt32
-        do {
-            xid = try buffer.readXDRUInt32()
-            type = try buffer.readXDRUInt32()
-        } catch {
-            throw .unreadable(error)
-        }
-        guard type == RPCMessageType.reply.rawValue else {
-            throw .unexpectedMessageType(xid: xid, type: type)
-        }
+        let xid = try readXIDAndType(from: &buffer, expecting: .reply)
         do {
             let replyStat = try buffer.readXDRUInt32()
             switch replyStat {
