@@ -192,7 +192,7 @@ public final class RPCClient: Sendable {
             } else {
                 turn = authenticator.requiresOrderedTransmission ? await transmissionOrder.acquire() : nil
                 prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
-                let message = Self.encode(header, prepared)
+                let message = Self.encode(header, prepared, for: transport)
                 let rebuild: (@Sendable () async throws -> ByteBuffer)?
                 if authenticator.freshCredentialsPerTransmission {
                     let transmissions = NIOLockedValueBox(0)
@@ -200,7 +200,7 @@ public final class RPCClient: Sendable {
                         guard let self else { throw RPCClientError.clientClosed }
                         var again = header
                         again.transmission = transmissions.withLockedValue { $0 += 1; return $0 }
-                        return Self.encode(again, try await authenticator.prepare(again, arguments: arguments, client: self))
+                        return Self.encode(again, try await authenticator.prepare(again, arguments: arguments, client: self), for: self.transport)
                     }
                 } else {
                     rebuild = nil
@@ -240,7 +240,11 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private static func encode(_ header: RPCCallHeader, _ prepared: RPCPreparedCall) -> ByteBuffer {
+    /// The whole message, with its TCP record mark already written: the mark goes into the
+    /// reserved 4 bytes while this is the buffer's only reference. Written later, by the
+    /// channel handler, it cost a copy of the whole message per call, because the call and
+    /// its retry keep references to the buffer (issue 18).
+    private static func encode(_ header: RPCCallHeader, _ prepared: RPCPreparedCall, for transport: RPCTransport) -> ByteBuffer {
         var buffer = RPCFraming.startMessage(
             allocator: ByteBufferAllocator(),
             capacity: 40 + prepared.credential.encodedSize + prepared.verifier.encodedSize + prepared.arguments.readableBytes
@@ -251,6 +255,7 @@ public final class RPCClient: Sendable {
         )
         var arguments = prepared.arguments
         buffer.writeBuffer(&arguments)
+        if transport == .tcp { RPCFraming.finishRecord(&buffer) }
         return buffer
     }
 
@@ -273,7 +278,7 @@ public final class RPCClient: Sendable {
                     let queued = try transmissionOrder.ifFree { () throws -> Bool in
                         guard let made = try authenticator.prepareImmediately(header, arguments: arguments) else { return false }
                         precondition(!made.holdsOrderUntilReply, "prepareImmediately returned a call that holds the order")
-                        let encoded = Self.encode(header, made)
+                        let encoded = Self.encode(header, made, for: transport)
                         try checkSize(encoded)
                         prepared = made
                         message = encoded

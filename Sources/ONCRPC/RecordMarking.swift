@@ -129,7 +129,11 @@ public enum RPCFraming {
     public static func finishRecord(_ buffer: inout ByteBuffer) {
         let length = buffer.readableBytes - 4
         precondition(length >= 0 && length <= 0x7fff_ffff)
-        buffer.setInteger(UInt32(length) | 0x8000_0000, at: buffer.readerIndex, endianness: .big)
+        let mark = UInt32(length) | 0x8000_0000
+        // Already framed (a message framed when it was made, sent again): reading the mark
+        // does not copy a buffer that others also hold; writing it would.
+        if buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) == mark { return }
+        buffer.setInteger(mark, at: buffer.readerIndex, endianness: .big)
     }
 
     /// Turns a message started with ``startMessage(allocator:capacity:)`` into a datagram.

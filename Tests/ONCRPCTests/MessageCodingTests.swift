@@ -93,4 +93,20 @@ final class MessageCodingTests: XCTestCase {
             XCTAssertEqual(results.getInteger(at: results.readerIndex, as: UInt32.self), 77)
         }
     }
+
+    func testFramingAMessageThatIsAlreadyFramedDoesNotCopyIt() {
+        // RPCClient frames a TCP call when it makes it; the call, its retry and the channel
+        // handler then each hold the buffer, and the handler frames it again on the way out.
+        var message = RPCFraming.startMessage(allocator: ByteBufferAllocator(), capacity: 16)
+        message.writeXDR(UInt32(7))
+        RPCFraming.finishRecord(&message)
+        XCTAssertEqual(message.getInteger(at: message.readerIndex, as: UInt32.self), 0x8000_0004)
+        let kept = message
+        var again = message
+        RPCFraming.finishRecord(&again)
+        XCTAssertEqual(again, kept)
+        let keptBytes = kept.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        let againBytes = again.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        XCTAssertEqual(againBytes, keptBytes, "framing an already framed message copied it")
+    }
 }
