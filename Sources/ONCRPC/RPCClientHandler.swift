@@ -83,9 +83,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     /// TCP: records are framed here, not by a `ByteToMessageHandler` ahead of this handler
     /// (one pipeline stage less for every reply; see `RPCServerTCPHandler`). Nil for UDP,
     /// where each datagram is one message.
-    private var framing: RecordMarkingDecoder?
-    /// Bytes read that do not yet make a whole record.
-    private var unframed: ByteBuffer?
+    private var records: RecordStream?
     private var flushScheduled = false
     private var pending: [UInt32: Pending] = [:]
     private var context: ChannelHandlerContext?
@@ -98,7 +96,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     init(isDatagram: Bool, retransmit: RetransmitPolicy?, maximumRecordSize: Int = RecordMarkingDecoder.defaultMaximumRecordSize) {
         self.isDatagram = isDatagram
         self.retransmit = retransmit
-        self.framing = isDatagram ? nil : RecordMarkingDecoder(maximumRecordSize: maximumRecordSize)
+        self.records = isDatagram ? nil : RecordStream(maximumRecordSize: maximumRecordSize)
     }
 
     var outstandingCalls: Int { pending.count }
@@ -189,24 +187,16 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = Self.unwrapInboundIn(data)
-        guard framing != nil else { return received(bytes) }
-        if var earlier = unframed.take() {
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
+        let bytes = Self.unwrapInboundIn(data)
+        guard records != nil else { return received(bytes) }
+        records!.append(bytes)
         do {
-            while let record = try framing!.nextRecord(from: &bytes) {
+            while let record = try records!.nextRecord() {
                 received(record)
             }
         } catch {
             // A reply record over the limit, or garbage: the stream cannot be resynchronised.
             errorCaught(context: context, error: error)
-            return
-        }
-        if bytes.readableBytes > 0 {
-            if bytes.readerIndex >= bytes.capacity / 2 { bytes.discardReadBytes() }
-            unframed = bytes
         }
     }
 
@@ -262,7 +252,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        unframed = nil
+        records?.discard()
         failAll(RPCClientError.connectionClosed)
         context.fireChannelInactive()
     }

@@ -116,15 +116,12 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     private let recordDeadline: TimeAmount
     private let idleTimeout: TimeAmount
     private let peer: PeerCredentials?
-    private var framing: RecordMarkingDecoder
-    /// Bytes read that do not yet make a whole record (at most one record's worth plus what
-    /// one read delivered: the decoder refuses a fragment header over the record limit
-    /// before its bytes are kept).
-    private var unframed: ByteBuffer?
-    /// The record now arriving has been counted as open (its deadline armed).
-    private var reportedOpenRecord = false
+    /// Holds at most one record's worth plus what one read delivered: the decoder refuses a
+    /// fragment header over the record limit before its bytes are kept.
+    private var records: RecordStream
     private var inFlight = 0
-    /// A record has begun and has not been passed on: it arrived in more than one read.
+    /// A record has begun and has not been passed on: it arrived in more than one read, and
+    /// its deadline is armed (while reading is on).
     private var recordOpen = false
     /// Closes the connection when the open record is not complete in time; armed only
     /// while a record is open and reading is on.
@@ -156,7 +153,7 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
         self.dispatcher = dispatcher
         self.monitor = monitor
         self.maximumInFlight = maximumInFlight
-        self.framing = RecordMarkingDecoder(maximumRecordSize: maximumRecordSize)
+        self.records = RecordStream(maximumRecordSize: maximumRecordSize)
         self.recordDeadline = recordDeadline
         self.idleTimeout = idleTimeout
         self.peer = peer
@@ -174,7 +171,7 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
-        unframed = nil  // a half record at EOF has no one to answer
+        records.discard()
         cancelRecordTimer()
         cancelIdleTimer()
         context.fireChannelInactive()
@@ -186,33 +183,21 @@ final class RPCServerTCPHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = Self.unwrapInboundIn(data)
         readSinceCheck = true
         // Bytes that were already in the read buffer when the connection was condemned.
         guard !disconnecting, !closed else { return }
-        if var earlier = unframed.take() {
-            earlier.writeBuffer(&bytes)
-            bytes = earlier
-        }
+        records.append(Self.unwrapInboundIn(data))
         do {
-            while !disconnecting, !closed, let record = try framing.nextRecord(from: &bytes) {
-                reportedOpenRecord = false
+            while !disconnecting, !closed, let record = try records.nextRecord() {
                 received(record, context: context)
             }
         } catch {
             errorCaught(context: context, error: error)
             return
         }
-        guard !closed else { return }
-        if bytes.readableBytes > 0 {
-            // Keep the tail only; compact a mostly consumed buffer rather than let it grow.
-            if bytes.readerIndex >= bytes.capacity / 2 { bytes.discardReadBytes() }
-            unframed = bytes
-        }
-        if !reportedOpenRecord && (bytes.readableBytes > 0 || framing.hasPartialRecord) {
+        if !closed, !recordOpen, records.hasPartialRecord {
             // The read ended inside a record: from now until it is whole, it has a deadline,
             // so that a peer trickling bytes cannot keep a half record (and this connection).
-            reportedOpenRecord = true
             recordOpen = true
             armRecordTimer(context: context)
         }

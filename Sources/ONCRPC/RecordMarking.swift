@@ -37,7 +37,7 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder {
     /// Cap on fragments per record.
     public static let maximumFragments = 4096
 
-    private let maximumRecordSize: Int
+    let maximumRecordSize: Int
     private var partialRecord: ByteBuffer?
     private var fragmentCount = 0
     /// Whether the record now being received was announced with a
@@ -107,6 +107,52 @@ public struct RecordMarkingDecoder: ByteToMessageDecoder {
             }
             partialRecord!.writeBuffer(&fragmentCopy)
         }
+    }
+}
+
+/// Records from a TCP byte stream for a channel handler that frames its own reads (the
+/// server's connection handler and the client's): what reads deliver is appended, whole
+/// records are taken off the front, and the tail of a record still arriving is kept.
+struct RecordStream {
+    private var decoder: RecordMarkingDecoder
+    /// Bytes read that do not yet make a whole record.
+    private var unframed: ByteBuffer?
+
+    init(maximumRecordSize: Int) {
+        decoder = RecordMarkingDecoder(maximumRecordSize: maximumRecordSize)
+    }
+
+    /// Part of a record has arrived and the rest has not.
+    var hasPartialRecord: Bool { unframed != nil || decoder.hasPartialRecord }
+
+    /// Adds what one read delivered.
+    mutating func append(_ bytes: ByteBuffer) {
+        if var earlier = unframed.take() {
+            var bytes = bytes
+            earlier.writeBuffer(&bytes)
+            unframed = earlier
+        } else {
+            unframed = bytes
+        }
+    }
+
+    /// The next whole record, or nil until more bytes come. After an error the stream
+    /// cannot be resynchronised: the connection must close.
+    mutating func nextRecord() throws(RecordMarkingError) -> ByteBuffer? {
+        guard var bytes = unframed.take() else { return nil }
+        let record = try decoder.nextRecord(from: &bytes)
+        if bytes.readableBytes > 0 {
+            // Keep the tail only; compact a mostly consumed buffer rather than let it grow.
+            if record == nil, bytes.readerIndex >= bytes.capacity / 2 { bytes.discardReadBytes() }
+            unframed = bytes
+        }
+        return record
+    }
+
+    /// Drops a half record (at EOF there is no one to answer).
+    mutating func discard() {
+        unframed = nil
+        decoder = RecordMarkingDecoder(maximumRecordSize: decoder.maximumRecordSize)
     }
 }
 

@@ -24,6 +24,35 @@ final class RecordMarkingTests: XCTestCase {
         }
     }
 
+    func testARecordStreamFedEveryWayGivesTheSameRecords() throws {
+        // The stream the connection handlers frame with: bytes appended in pieces of every
+        // size give the same records, a piece ending inside a record leaves it partial, and
+        // discarding drops the half record whole.
+        let payload: [UInt8] = Array(0..<40)
+        let stream = mark(40, last: true) + payload + mark(3, last: false) + [1, 2, 3] + mark(1, last: true) + [4]
+        for piece in 1...stream.count {
+            var records = RecordStream(maximumRecordSize: 1 << 20)
+            var out: [[UInt8]] = []
+            var offset = 0
+            while offset < stream.count {
+                let end = min(stream.count, offset + piece)
+                records.append(ByteBuffer(bytes: stream[offset..<end]))
+                while let record = try records.nextRecord() { out.append(Array(record.readableBytesView)) }
+                XCTAssertEqual(records.hasPartialRecord, end < stream.count && end != 44, "piece \(piece), at \(end)")
+                offset = end
+            }
+            XCTAssertEqual(out, [payload, [1, 2, 3, 4]], "piece \(piece)")
+        }
+        var records = RecordStream(maximumRecordSize: 1 << 20)
+        records.append(ByteBuffer(bytes: mark(3, last: false) + [9, 9, 9] + mark(5, last: true) + [1]))
+        XCTAssertNil(try records.nextRecord())
+        XCTAssertTrue(records.hasPartialRecord)
+        records.discard()
+        XCTAssertFalse(records.hasPartialRecord)
+        records.append(ByteBuffer(bytes: stream))
+        XCTAssertEqual(try records.nextRecord().map { Array($0.readableBytesView) }, payload)
+    }
+
     func testEmptyLastFragmentEndsARecord() throws {
         var decoder = RecordMarkingDecoder()
         var buffer = ByteBuffer(bytes: mark(2, last: false) + [9, 9] + mark(0, last: true))
