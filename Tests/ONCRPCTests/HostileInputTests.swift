@@ -165,17 +165,9 @@ final class HostileInputTests: XCTestCase {
             stream += w(UInt32(call.count) | 0x8000_0000) + call
         }
         try await tcp.send(stream)
-        let all = try await tcp.waitForBytes(timeout: .seconds(10)) { buffer in
-            var copy = buffer
-            var n = 0
-            var decoder = RecordMarkingDecoder()
-            while (try? decoder.nextRecord(from: &copy)) != nil { n += 1 }
-            return n == 50
-        }
-        var copy = all
-        var decoder = RecordMarkingDecoder()
+        let all = try await tcp.waitForBytes(timeout: .seconds(10)) { wholeRecords(in: $0).count == 50 }
         var xids: Set<UInt32> = []
-        while let record = try decoder.nextRecord(from: &copy) {
+        for record in wholeRecords(in: all) {
             let reply = try RPCReply.decode(record)
             guard case let .accepted(_, .success(results)) = reply.status else { return XCTFail("\(reply)") }
             XCTAssertEqual(try results.decodeXDRExactly(TestText.self).value, "n\(reply.xid)")
@@ -205,17 +197,9 @@ final class HostileInputTests: XCTestCase {
             offset = end
             chunk = chunk % 7 + 1
         }
-        let all = try await tcp.waitForBytes(timeout: .seconds(10)) { buffer in
-            var copy = buffer
-            var n = 0
-            var decoder = RecordMarkingDecoder()
-            while (try? decoder.nextRecord(from: &copy)) != nil { n += 1 }
-            return n == 4
-        }
-        var copy = all
-        var decoder = RecordMarkingDecoder()
+        let all = try await tcp.waitForBytes(timeout: .seconds(10)) { wholeRecords(in: $0).count == 4 }
         var xids: [UInt32] = []
-        while let record = try decoder.nextRecord(from: &copy) {
+        for record in wholeRecords(in: all) {
             let reply = try RPCReply.decode(record)
             guard case let .accepted(_, .success(results)) = reply.status else { return XCTFail("\(reply)") }
             XCTAssertEqual(try results.decodeXDRExactly(TestText.self).value, "s\(reply.xid)")
@@ -228,17 +212,10 @@ final class HostileInputTests: XCTestCase {
     func testAConnectionThatKeepsCallingOutlivesTheIdleTimeout() async throws {
         // 300 ms idle timeout (setUp); a call every 100 ms for over a second keeps it open.
         let tcp = try await RawTCPPeer(to: running.tcp)
-        func records(_ buffer: ByteBuffer) -> Int {
-            var copy = buffer
-            var n = 0
-            var decoder = RecordMarkingDecoder()
-            while (try? decoder.nextRecord(from: &copy)) != nil { n += 1 }
-            return n
-        }
         for (index, xid) in (300..<312 as Range<UInt32>).enumerated() {
             try await tcp.sendRecord(CallBytes.call(xid: xid, procedure: 0))
-            let received = try await tcp.waitForBytes { records($0) == index + 1 }
-            XCTAssertEqual(records(received), index + 1, "call \(xid) unanswered")
+            let received = try await tcp.waitForBytes { wholeRecords(in: $0).count == index + 1 }
+            XCTAssertEqual(wholeRecords(in: received).count, index + 1, "call \(xid) unanswered")
             XCTAssertFalse(tcp.handler.closed.withLockedValue { $0 }, "closed while in use, before call \(xid)")
             try await Task.sleep(nanoseconds: 100_000_000)
         }

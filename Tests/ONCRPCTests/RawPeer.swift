@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import XCTest
+@testable import ONCRPC
 
 /// Collects whatever arrives on a channel.
 final class CollectingHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -152,4 +153,13 @@ enum CallBytes {
         let utf8 = Array(s.utf8)
         return word(UInt32(utf8.count)) + utf8 + [UInt8](repeating: 0, count: (4 - utf8.count % 4) % 4)
     }
+}
+
+/// The whole records at the front of `buffer` (what a raw peer received), in order.
+func wholeRecords(in buffer: ByteBuffer) -> [ByteBuffer] {
+    var copy = buffer
+    var decoder = RecordMarkingDecoder()
+    var records: [ByteBuffer] = []
+    while let record = try? decoder.nextRecord(from: &copy) { records.append(record) }
+    return records
 }
