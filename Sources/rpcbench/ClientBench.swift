@@ -23,27 +23,40 @@ struct ClientBench: AsyncParsableCommand {
     @Option(help: "Event loop threads.") var threads = 1
     @Flag(help: "Run Swift tasks on the client's event loops (NIO's singleton group installed as Swift's global executor) instead of Swift's cooperative pool.")
     var nioExecutor = false
+    @Flag(help: "Run the calling tasks on the client's event loop through a task executor preference (ONCRPC's EventLoopTaskExecutor), Swift's global executor unchanged.")
+    var loopExecutor = false
 
     enum Procedure: String, ExpressibleByArgument { case null, echo }
 
-    func run() async throws {
-        let group: MultiThreadedEventLoopGroup
-        if nioExecutor {
-            // Swift's global executor becomes NIO's singleton group of `threads` loops, and
-            // the connection lives on it: a call's task resumes on the loop that read the
-            // reply instead of waking a thread of Swift's own pool (issue 18).
-            NIOSingletons.groupLoopCountSuggestion = threads
-            guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else {
-                throw ValidationError("could not make NIO's event loops Swift's global executor")
-            }
-            group = .singleton
-        } else {
-            group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    /// Swift's global executor becomes NIO's singleton group of `threads` loops, and the
+    /// connection lives on it: a call's task resumes on the loop that read the reply instead
+    /// of waking a thread of Swift's own pool (issue 18). Called by `RPCBench.main` before
+    /// any task has run.
+    func installNIOExecutor() throws {
+        NIOSingletons.groupLoopCountSuggestion = threads
+        guard NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor() else {
+            throw ValidationError("could not make NIO's event loops Swift's global executor")
         }
+    }
+
+    func run() async throws {
+        // With --nio-executor, `RPCBench.main` has installed the executor before this runs.
+        let group: MultiThreadedEventLoopGroup = nioExecutor ? .singleton : MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let loop = group.next()
         let client = RPCClient(
             transport: .tcp, address: try SocketAddress.makeAddressResolvingHost(host, port: port),
-            program: TestEcho.program, version: TestEcho.version, group: group
+            program: TestEcho.program, version: TestEcho.version, group: loopExecutor ? loop : group
         )
+        if loopExecutor {
+            try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) { try await measure(client) }
+        } else {
+            try await measure(client)
+        }
+        await client.close()
+        if group !== MultiThreadedEventLoopGroup.singleton { try await group.shutdownGracefully() }
+    }
+
+    private func measure(_ client: RPCClient) async throws {
         var payload = ByteBuffer()
         payload.writeXDR(String(repeating: "x", count: size))
         let arguments = procedure == .null ? ByteBuffer() : payload
@@ -75,8 +88,6 @@ struct ClientBench: AsyncParsableCommand {
         let sorted = latencies.sorted()
         let total = sorted.count
         print(String(format: "calls=%d seconds=%.6f p50_us=%.1f p99_us=%.1f", total, seconds, sorted[total / 2], sorted[min(total - 1, Int(Double(total) * 0.99))]))
-        await client.close()
-        if group !== MultiThreadedEventLoopGroup.singleton { try await group.shutdownGracefully() }
     }
 }
 

@@ -24,12 +24,17 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds the 32 C clients get to connect and warm up before the run fails.")
     var connectTimeout = 30.0
 
-    @Flag(help: "A short smoke run (few calls).")
+    @Option(help: "Rounds of every measurement, the servers alternated between them; a row is its median round.")
+    var rounds = 3
+
+    @Flag(help: "A short smoke run (few calls, one round).")
     var quick = false
 
     func run() async throws {
         let calls = quick ? 500 : self.calls
         let concurrentCalls = quick ? 100 : self.concurrentCalls
+        let rounds = quick ? 1 : self.rounds
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         let peers = try cPeers ?? buildCPeers()
         let cServer = peers + "/echo_server", cClient = peers + "/echo_client"
         let swift = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
@@ -50,63 +55,71 @@ struct Run: AsyncParsableCommand {
             var command = kind == "C"
                 ? [cClient, "-p", "\(port)", "-t", "tcp", "-m", procedure == "null" ? "benchnull" : "bench", "-n", "\(calls)"]
                 : [swift, "client", "-p", "\(port)", "--procedure", procedure, "--calls", "\(calls)", "--concurrency", "\(concurrency)",
-                   "--threads", "1"] + (kind == swiftOnLoop ? ["--nio-executor"] : [])
+                   "--threads", "1"] + (kind == swiftOnLoop ? ["--loop-executor"] : [])
             if let cpu { command = ["taskset", "-c", cpu] + command }
             return command
         }
 
-        // Sequential, pinned both ways.
-        for (pinning, serverCPU, clientCPU) in [("same CPU", "0", "0"), ("cross CPU", "0", "1")] {
-            for serverKind in ["C", "Swift"] {
-                let server = try startServer(serverKind, cpu: serverCPU)
-                for clientKind in ["C", "Swift", swiftOnLoop] {
-                    for procedure in ["null", "echo"] {
-                        let result = try Measurement.parse(try runToEnd(clientCommand(clientKind, port: server.port, cpu: clientCPU, procedure: procedure, calls: calls)))
-                        rows.append(Row(scenario: "sequential \(procedure)", server: serverKind, client: clientKind, pinning: pinning, result: result))
+        // Every scenario `rounds` times, C and Swift servers taking turns within each round,
+        // so that a slow minute of the machine (it varies by tens of percent) lands in one
+        // round of both sides rather than in one side's only measurement.
+        for _ in 0..<rounds {
+            // Sequential, pinned both ways.
+            for (pinning, serverCPU, clientCPU) in [("same CPU", "0", "0"), ("cross CPU", "0", "1")] {
+                for serverKind in ["C", "Swift"] {
+                    let server = try startServer(serverKind, cpu: serverCPU)
+                    for clientKind in ["C", "Swift", swiftOnLoop] {
+                        for procedure in ["null", "echo"] {
+                            let result = try Measurement.parse(try runToEnd(clientCommand(clientKind, port: server.port, cpu: clientCPU, procedure: procedure, calls: calls)))
+                            rows.append(Row(scenario: "sequential \(procedure)", server: serverKind, client: clientKind, pinning: pinning, result: result))
+                        }
                     }
+                    server.stop()
                 }
+            }
+
+            // 32 concurrent callers, unpinned: 32 C client processes, or one Swift client with 32
+            // calls in flight on one connection. The C processes are timed twice: connected and
+            // warmed up before a common start (the honest baseline), and as before, over the wall
+            // time of 32 freshly started processes (start-up included, kept for comparison with
+            // earlier runs).
+            for serverKind in ["C", "Swift"] {
+                let server = try startServer(serverKind, cpu: nil)
+                let commands = (0..<32).map { _ in clientCommand("C", port: server.port, cpu: nil, procedure: "echo", calls: concurrentCalls) }
+                // Bounded generously: a minute plus a millisecond per call.
+                let persistent = try runPersistentClients(commands.map { $0 + ["-w"] }, connectTimeout: connectTimeout,
+                                                          runTimeout: 60 + Double(32 * concurrentCalls) / 1000)
+                rows.append(Row(scenario: "32 callers echo", server: serverKind, client: cPersistent, pinning: "unpinned",
+                                result: Measurement.combine(try persistent.lines.map(Measurement.parse), wall: persistent.wall)))
+                let started = Date()
+                let results = try runConcurrently(commands).map(Measurement.parse)
+                let wall = Date().timeIntervalSince(started)
+                rows.append(Row(scenario: "32 callers echo", server: serverKind, client: cWithStartUp, pinning: "unpinned",
+                                result: Measurement.combine(results, wall: wall)))
+                let swiftResult = try Measurement.parse(try runToEnd(clientCommand("Swift", port: server.port, cpu: nil, procedure: "echo",
+                                                                                    calls: concurrentCalls * 32, concurrency: 32)))
+                rows.append(Row(scenario: "32 callers echo", server: serverKind, client: "Swift, 32 in flight", pinning: "unpinned", result: swiftResult))
                 server.stop()
             }
         }
+        rows = Row.medians(of: rows)
 
-        // 32 concurrent callers, unpinned: 32 C client processes, or one Swift client with 32
-        // calls in flight on one connection. The C processes are timed twice: connected and
-        // warmed up before a common start (the honest baseline), and as before, over the wall
-        // time of 32 freshly started processes (start-up included, kept for comparison with
-        // earlier runs).
-        for serverKind in ["C", "Swift"] {
-            let server = try startServer(serverKind, cpu: nil)
-            let commands = (0..<32).map { _ in clientCommand("C", port: server.port, cpu: nil, procedure: "echo", calls: concurrentCalls) }
-            // Bounded generously: a minute plus a millisecond per call.
-            let persistent = try runPersistentClients(commands.map { $0 + ["-w"] }, connectTimeout: connectTimeout,
-                                                      runTimeout: 60 + Double(32 * concurrentCalls) / 1000)
-            rows.append(Row(scenario: "32 callers echo", server: serverKind, client: cPersistent, pinning: "unpinned",
-                            result: Measurement.combine(try persistent.lines.map(Measurement.parse), wall: persistent.wall)))
-            let started = Date()
-            let results = try runConcurrently(commands).map(Measurement.parse)
-            let wall = Date().timeIntervalSince(started)
-            rows.append(Row(scenario: "32 callers echo", server: serverKind, client: cWithStartUp, pinning: "unpinned",
-                            result: Measurement.combine(results, wall: wall)))
-            let swiftResult = try Measurement.parse(try runToEnd(clientCommand("Swift", port: server.port, cpu: nil, procedure: "echo",
-                                                                                calls: concurrentCalls * 32, concurrency: 32)))
-            rows.append(Row(scenario: "32 callers echo", server: serverKind, client: "Swift, 32 in flight", pinning: "unpinned", result: swiftResult))
-            server.stop()
-        }
-
-        printTable(rows)
+        printTable(rows, rounds: rounds)
         printRatios(rows)
         printAllocations(peers: peers, swift: swift, quick: quick)
     }
 
-    /// The Swift client with its tasks on its event loop (`rpcbench client --nio-executor`).
-    private var swiftOnLoop: String { "Swift, NIO executor" }
+    /// The Swift client with its calling task on the connection's event loop
+    /// (`rpcbench client --loop-executor`: ONCRPC's `EventLoopTaskExecutor` as the task's
+    /// executor preference).
+    private var swiftOnLoop: String { "Swift, on its loop" }
     private var cPersistent: String { "C ×32 processes" }
     private var cWithStartUp: String { "C ×32 processes, start-up incl." }
 
     // MARK: output
 
-    private func printTable(_ rows: [Row]) {
-        print("\nrpcbench — ONC RPC over loopback TCP, AUTH_NONE, 16-byte echo strings")
+    private func printTable(_ rows: [Row], rounds: Int) {
+        print("\nrpcbench — ONC RPC over loopback TCP, AUTH_NONE, 16-byte echo strings; each row the median of \(rounds) round\(rounds == 1 ? "" : "s")")
         print(pad("scenario", 18) + pad("server", 7) + pad("client", 33) + pad("pinning", 10) + pad("calls/s", 10, right: true) + pad("p50 µs", 9, right: true) + pad("p99 µs", 9, right: true))
         for row in rows {
             print(pad(row.scenario, 18) + pad(row.server, 7) + pad(row.client, 33) + pad(row.pinning, 10)
@@ -201,6 +214,23 @@ struct Row {
     var client: String
     var pinning: String
     var result: Measurement
+
+    /// One row per scenario, server, client and pinning, in the order first measured: the
+    /// round with the median rate (the upper one of an even count), latencies from that
+    /// same round.
+    static func medians(of rows: [Row]) -> [Row] {
+        var order: [String] = []
+        var rounds: [String: [Row]] = [:]
+        for row in rows {
+            let key = [row.scenario, row.server, row.client, row.pinning].joined(separator: "\u{1F}")
+            if rounds[key] == nil { order.append(key) }
+            rounds[key, default: []].append(row)
+        }
+        return order.map { key in
+            let sorted = rounds[key]!.sorted { $0.result.rate < $1.result.rate }
+            return sorted[sorted.count / 2]
+        }
+    }
 }
 
 struct Measurement {
