@@ -9,6 +9,10 @@ public struct AuthNoneClient: RPCClientAuthenticator {
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
         RPCPreparedCall(credential: .none, verifier: .none, arguments: arguments)
     }
+
+    public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? {
+        RPCPreparedCall(credential: .none, verifier: .none, arguments: arguments)
+    }
 }
 
 /// Server side of AUTH_NONE: every call is accepted as ``RPCCaller/anonymous``.

@@ -80,6 +80,10 @@ public struct AuthSysClient: RPCClientAuthenticator {
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
         RPCPreparedCall(credential: credential, verifier: .none, arguments: arguments)
     }
+
+    public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? {
+        RPCPreparedCall(credential: credential, verifier: .none, arguments: arguments)
+    }
 }
 
 /// Server side of AUTH_SYS: decodes the claimed identity. The body must decode exactly;

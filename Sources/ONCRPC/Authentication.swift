@@ -286,13 +286,15 @@ public protocol RPCClientAuthenticator: Sendable {
     /// (each timestamp must be later than the last): the client then makes and writes one
     /// call at a time, while replies are still awaited concurrently.
     var requiresOrderedTransmission: Bool { get }
-    /// For authenticators with ``requiresOrderedTransmission``: this call's credentials made
-    /// at once, without waiting for anything, or nil when it must wait (a new conversation, a
-    /// first call whose reply brings what the next ones use). ``RPCClient`` calls it while it
-    /// holds the transmission order without having waited for it, and queues the write
-    /// before letting go: calls then go out in credential order without handing a turn from
-    /// task to task. It must not block and must never return a call that holds the order
-    /// until its reply.
+    /// This call's credentials made at once, without waiting for anything, or nil when they
+    /// must be made by ``prepare(_:arguments:client:)`` (a new conversation, a first call
+    /// whose reply brings what the next ones use). ``RPCClient`` tries it first for every
+    /// call: an asynchronous `prepare` costs a task switch check and a frame per call even
+    /// when it never suspends (issue 18). With ``requiresOrderedTransmission`` it is called
+    /// while the client holds the transmission order without having waited for it, and the
+    /// write is queued before letting go: calls then go out in credential order without
+    /// handing a turn from task to task. It must not block and must never return a call that
+    /// holds the order until its reply. The default returns nil.
     func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall?
     /// What ``RPCClient`` calls: like ``prepare(_:arguments:)``, with the client at hand
     /// for flavors that must talk to the server first (RPCSEC_GSS context creation).

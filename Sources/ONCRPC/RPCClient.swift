@@ -49,9 +49,16 @@ public final class RPCClient: Sendable {
 
     private enum ConnectionState {
         case idle
-        case connecting(EventLoopFuture<any Channel>)
-        case connected(any Channel)
+        case connecting(EventLoopFuture<Connection>)
+        case connected(Connection)
         case closed
+    }
+
+    /// A channel and its call handler, which calls are handed to directly on the channel's
+    /// event loop (see `RPCClientHandler`).
+    private struct Connection: Sendable {
+        let channel: any Channel
+        let handler: NIOLoopBound<RPCClientHandler>
     }
 
     public let transport: RPCTransport
@@ -111,14 +118,15 @@ public final class RPCClient: Sendable {
     }
 
     deinit {
-        if case let .connected(channel) = connection.withLockedValue({ $0 }) {
-            channel.close(promise: nil)
+        if case let .connected(current) = connection.withLockedValue({ $0 }) {
+            current.channel.close(promise: nil)
         }
     }
 
     // MARK: calls
 
     /// Calls `procedure` with XDR-encoded `arguments`; returns the XDR-encoded results.
+    @inlinable
     public func call(
         procedure: UInt32,
         arguments: ByteBuffer = ByteBuffer(),
@@ -150,6 +158,7 @@ public final class RPCClient: Sendable {
 
     /// Calls a procedure of another program or version on the same server and connection
     /// (rpcbind clients speak several versions).
+    @inlinable
     public func call(
         program: UInt32,
         version: UInt32,
@@ -191,7 +200,11 @@ public final class RPCClient: Sendable {
                 (prepared, reply) = sent
             } else {
                 turn = authenticator.requiresOrderedTransmission ? await transmissionOrder.acquire() : nil
-                prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
+                if let made = try authenticator.prepareImmediately(header, arguments: arguments), !made.holdsOrderUntilReply {
+                    prepared = made
+                } else {
+                    prepared = try await authenticator.prepare(header, arguments: arguments, client: self)
+                }
                 let message = Self.encode(header, prepared, for: transport)
                 let rebuild: (@Sendable () async throws -> ByteBuffer)?
                 if authenticator.freshCredentialsPerTransmission {
@@ -269,7 +282,8 @@ public final class RPCClient: Sendable {
         _ header: RPCCallHeader, arguments: ByteBuffer, authenticator: any RPCClientAuthenticator, timeout: TimeAmount
     ) async throws -> (RPCPreparedCall, RPCReply)? {
         struct MustWait: Error {}
-        let channel = try await activeChannel()
+        let connection: Connection
+        if let open = openConnection() { connection = open } else { connection = try await activeConnection() }
         var prepared: RPCPreparedCall?
         var message: ByteBuffer?
         do {
@@ -282,7 +296,7 @@ public final class RPCClient: Sendable {
                         try checkSize(encoded)
                         prepared = made
                         message = encoded
-                        Self.queue(encoded, xid: header.xid, timeout: timeout, rebuild: nil, on: channel, replyTo: continuation)
+                        Self.queue(encoded, xid: header.xid, timeout: timeout, rebuild: nil, on: connection, replyTo: continuation)
                         return true
                     }
                     if queued != true { continuation.resume(throwing: MustWait()) }
@@ -294,24 +308,32 @@ public final class RPCClient: Sendable {
         } catch is MustWait {
             return nil
         } catch is RPCCallNotSent {
-            forget(channel)
+            forget(connection.channel)
         } catch RPCClientError.connectionClosed where transport == .tcp && configuration.retransmitAfterReconnect {
-            forget(channel)
+            forget(connection.channel)
         }
         // The first attempt failed after the message was made: once more, as `send` does.
         guard let prepared, let message else { throw RPCClientError.connectionClosed }
         return (prepared, try await send(xid: header.xid, message: message, timeout: timeout, rebuild: nil, attemptsMade: 1))
     }
 
-    /// Queues the write of one call on `channel`; its reply, or `RPCCallNotSent` when the
-    /// write fails, resumes `continuation` on the event loop. Not awaited: one suspension per
-    /// call (for the reply) instead of two.
+    /// Hands one call to the connection's handler: at once when the caller runs on the
+    /// connection's event loop (a task preferring its `EventLoopTaskExecutor`), otherwise
+    /// queued onto the loop in order. Its reply, or `RPCCallNotSent` when the connection is
+    /// already gone, resumes `continuation` on the event loop. Not awaited: one suspension
+    /// per call (for the reply) instead of two.
     private static func queue(_ message: ByteBuffer, xid: UInt32, timeout: TimeAmount, rebuild: (@Sendable () async throws -> ByteBuffer)?,
-                              on channel: any Channel, replyTo continuation: UnsafeContinuation<RPCReply, any Error>) {
-        let reply = PendingReply(eventLoop: channel.eventLoop, continuation: continuation)
-        let call = OutboundRPCCall(xid: xid, message: message, reply: reply, timeout: timeout, rebuild: rebuild)
-        channel.writeAndFlush(RPCClientOutbound.call(call)).whenFailure { _ in
-            reply.finish(.failure(RPCCallNotSent()))
+                              on connection: Connection, replyTo continuation: UnsafeContinuation<RPCReply, any Error>) {
+        let loop = connection.channel.eventLoop
+        let call = OutboundRPCCall(
+            xid: xid, message: message, reply: PendingReply(eventLoop: loop, continuation: continuation),
+            timeout: timeout, rebuild: rebuild
+        )
+        if loop.inEventLoop {
+            connection.handler.value.send(call)
+        } else {
+            let handler = connection.handler
+            loop.execute { handler.value.send(call) }
         }
     }
 
@@ -343,20 +365,21 @@ public final class RPCClient: Sendable {
             // A resend after a reconnect needs fresh credentials too (RPCSEC_GSS: a new
             // sequence number, or the server would drop it as a replay).
             if attempt > 1, let rebuild { message = try await rebuild() }
-            let channel = try await activeChannel()
+            let connection: Connection
+            if let open = openConnection() { connection = open } else { connection = try await activeConnection() }
             do {
                 return try await withUnsafeThrowingContinuation { continuation in
-                    Self.queue(message, xid: xid, timeout: timeout, rebuild: rebuild, on: channel, replyTo: continuation)
+                    Self.queue(message, xid: xid, timeout: timeout, rebuild: rebuild, on: connection, replyTo: continuation)
                     // The write is queued on the channel's event loop in order: the next call may go.
                     written?.release()
                 }
             } catch is RPCCallNotSent {
                 // The server cannot have seen it: connect again and send it once more.
-                forget(channel)
+                forget(connection.channel)
                 if attempt < 2 { continue }
                 throw RPCClientError.connectionClosed
             } catch RPCClientError.connectionClosed where transport == .tcp && configuration.retransmitAfterReconnect && attempt < 2 {
-                forget(channel)
+                forget(connection.channel)
                 continue
             }
         }
@@ -364,17 +387,28 @@ public final class RPCClient: Sendable {
 
     // MARK: connection management
 
-    private func activeChannel() async throws -> any Channel {
+    /// The open connection, or nil: the synchronous check before `activeConnection()`, made
+    /// first because an async function costs a frame and a task switch check per call even
+    /// when it returns at once (issue 18).
+    private func openConnection() -> Connection? {
+        connection.withLockedValue { state in
+            if case let .connected(current) = state, current.channel.isActive { return current }
+            return nil
+        }
+    }
+
+    /// The open connection, or a new one once it is made.
+    private func activeConnection() async throws -> Connection {
         enum Next {
-            case use(any Channel)
-            case wait(EventLoopFuture<any Channel>)
+            case use(Connection)
+            case wait(EventLoopFuture<Connection>)
         }
         let next: Next = try connection.withLockedValue { state in
             switch state {
             case .closed:
                 throw RPCClientError.clientClosed
-            case let .connected(channel) where channel.isActive:
-                return .use(channel)
+            case let .connected(current) where current.channel.isActive:
+                return .use(current)
             case let .connecting(future):
                 return .wait(future)
             case .idle, .connected:
@@ -384,8 +418,8 @@ public final class RPCClient: Sendable {
             }
         }
         switch next {
-        case let .use(channel):
-            return channel
+        case let .use(current):
+            return current
         case let .wait(future):
             do {
                 return try await future.get()
@@ -398,30 +432,34 @@ public final class RPCClient: Sendable {
     }
 
     /// Starts a connection; the state is updated when it completes. Called with the lock held.
-    private func connect() -> EventLoopFuture<any Channel> {
+    private func connect() -> EventLoopFuture<Connection> {
         let configuration = self.configuration
         let remote = self.address
         let transport = self.transport
         // Create the socket on the event loop that will own it, not on whichever thread the
         // calling task runs on (a thread's network namespace decides where a socket lives).
         let loop = group.next()
-        let future: EventLoopFuture<any Channel> = loop.flatSubmit {
+        let future: EventLoopFuture<Connection> = loop.flatSubmit {
             Self.makeChannel(transport: transport, remote: remote, configuration: configuration, loop: loop)
+        }.flatMapThrowing { channel in
+            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+            return Connection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
         }
         future.whenComplete { [weak self] result in
             guard let self else { return }
             self.connection.withLockedValue { state in
                 guard case .connecting = state else {
                     // Closed meanwhile.
-                    if case let .success(channel) = result { channel.close(promise: nil) }
+                    if case let .success(made) = result { made.channel.close(promise: nil) }
                     return
                 }
                 switch result {
-                case let .success(channel): state = .connected(channel)
+                case let .success(made): state = .connected(made)
                 case .failure: state = .idle
                 }
             }
-            if case let .success(channel) = result {
+            if case let .success(made) = result {
+                let channel = made.channel
                 channel.closeFuture.whenComplete { [weak self] _ in self?.forget(channel) }
             }
         }
@@ -473,7 +511,7 @@ public final class RPCClient: Sendable {
     /// Drops a dead channel so the next call connects again.
     private func forget(_ channel: any Channel) {
         connection.withLockedValue { state in
-            if case let .connected(current) = state, current === channel {
+            if case let .connected(current) = state, current.channel === channel {
                 state = .idle
             }
         }
@@ -490,10 +528,10 @@ public final class RPCClient: Sendable {
             return previous
         }
         switch previous {
-        case let .connected(channel):
-            try? await channel.close()
+        case let .connected(current):
+            try? await current.channel.close()
         case let .connecting(future):
-            if let channel = try? await future.get() { try? await channel.close() }
+            if let made = try? await future.get() { try? await made.channel.close() }
         case .idle, .closed:
             break
         }
