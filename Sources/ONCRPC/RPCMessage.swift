@@ -151,9 +151,17 @@ extension RPCCall {
         xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32,
         credential: OpaqueAuth, verifier: OpaqueAuth, into buffer: inout ByteBuffer
     ) {
-        writeFixedWords(xid: xid, program: program, version: version, procedure: procedure, into: &buffer)
-        credential.encode(into: &buffer)
-        verifier.encode(into: &buffer)
+        // The fixed words with the credential's flavor and length in one copy, then the
+        // verifier's two words in another (see `RPCReply.encodeSuccessHeader`): an AUTH_NONE
+        // or AUTH_SYS call's header in two or three writes instead of eight (issue 18).
+        var words = (xid.bigEndian, RPCMessageType.call.rawValue.bigEndian, rpcProtocolVersion.bigEndian,
+                     program.bigEndian, version.bigEndian, procedure.bigEndian,
+                     credential.flavor.rawValue.bigEndian, UInt32(credential.body.readableBytes).bigEndian)
+        _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
+        if credential.body.readableBytes > 0 { buffer.writeXDRFixedOpaque(credential.body) }
+        var verifierWords = (verifier.flavor.rawValue.bigEndian, UInt32(verifier.body.readableBytes).bigEndian)
+        _ = withUnsafeBytes(of: &verifierWords) { buffer.writeBytes($0) }
+        if verifier.body.readableBytes > 0 { buffer.writeXDRFixedOpaque(verifier.body) }
     }
 
     /// xid through procedure in one copy (see `RPCReply.encodeSuccessHeader`).

@@ -94,6 +94,31 @@ final class MessageCodingTests: XCTestCase {
         }
     }
 
+    func testCallHeadersWrittenInFewCopiesReadBackWordForWord() throws {
+        // Credentials and verifiers empty, a multiple of four, and needing padding, in every pairing.
+        let bodies: [[UInt8]] = [[], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5]]
+        for credentialBody in bodies {
+            for verifierBody in bodies {
+                let credential = OpaqueAuth(flavor: .sys, body: ByteBuffer(bytes: credentialBody))
+                let verifier = OpaqueAuth(flavor: AuthFlavor(rawValue: 6), body: ByteBuffer(bytes: verifierBody))
+                var header = ByteBuffer()
+                RPCCall.encodeHeader(xid: 9, program: 0x2000_0101, version: 1, procedure: 7,
+                                     credential: credential, verifier: verifier, into: &header)
+                var expected = ByteBuffer()
+                for word: UInt32 in [9, 0, 2, 0x2000_0101, 1, 7] { expected.writeXDR(word) }
+                expected.writeXDR(credential.flavor.rawValue)
+                expected.writeXDROpaque(credential.body)
+                expected.writeXDR(verifier.flavor.rawValue)
+                expected.writeXDROpaque(verifier.body)
+                XCTAssertEqual(header, expected, "credential \(credentialBody.count) bytes, verifier \(verifierBody.count)")
+                let call = try RPCCall.decode(header)
+                XCTAssertEqual(call.credential, credential)
+                XCTAssertEqual(call.verifier, verifier)
+                XCTAssertEqual(call.procedure, 7)
+            }
+        }
+    }
+
     func testFramingAMessageThatIsAlreadyFramedDoesNotCopyIt() {
         // RPCClient frames a TCP call when it makes it; the call, its retry and the channel
         // handler then each hold the buffer, and the handler frames it again on the way out.
