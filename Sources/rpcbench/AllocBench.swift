@@ -73,21 +73,29 @@ struct AllocBench: AsyncParsableCommand {
         #if DEBUG
         print("(debug build: expect more than a release build)")
         #endif
+        // The client's calls made from a task on Swift's pool (hopping to the client's loop
+        // and back), then from a task on the client's loop (`EventLoopTaskExecutor`).
+        let clientLoop = clientGroup.next()
         for (authName, credential, authenticator) in auths {
             let client = RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
-                                   authenticator: authenticator, group: clientGroup)
+                                   authenticator: authenticator, group: clientLoop)
             for (procedureName, procedure, arguments) in procedures {
                 let bytes = Self.encodedCall(procedure: procedure, credential: credential, arguments: arguments)
                 let serverOnly = try await onOwnThread {
                     try RawClient(port: port, call: bytes).allocationsPerCall(calls: calls, count: count)
                 }
-                for _ in 0..<1_000 { _ = try await client.call(procedure: procedure, arguments: arguments) }
-                let before = count()
-                for _ in 0..<calls { _ = try await client.call(procedure: procedure, arguments: arguments) }
-                let both = Double(count() - before) / Double(calls)
+                @Sendable func clientAndServer() async throws -> Double {
+                    for _ in 0..<1_000 { _ = try await client.call(procedure: procedure, arguments: arguments) }
+                    let before = count()
+                    for _ in 0..<calls { _ = try await client.call(procedure: procedure, arguments: arguments) }
+                    return Double(count() - before) / Double(calls)
+                }
+                let both = try await clientAndServer()
+                let onLoop = try await withTaskExecutorPreference(EventLoopTaskExecutor(clientLoop)) { try await clientAndServer() }
                 let label = "\(procedureName), \(authName):".padding(toLength: 22, withPad: " ", startingAt: 0)
-                print("  server,        " + label + String(format: "%7.2f allocations/call", serverOnly))
-                print("  client+server, " + label + String(format: "%7.2f allocations/call  (client: %.2f)", both, both - serverOnly))
+                print("  server,                      " + label + String(format: "%7.2f allocations/call", serverOnly))
+                print("  client+server,               " + label + String(format: "%7.2f allocations/call  (client: %.2f)", both, both - serverOnly))
+                print("  client on its loop + server, " + label + String(format: "%7.2f allocations/call  (client: %.2f)", onLoop, onLoop - serverOnly))
             }
             await client.close()
         }
