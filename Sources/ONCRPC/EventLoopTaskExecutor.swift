@@ -6,13 +6,11 @@ import NIOCore
 
 /// Runs the jobs of the tasks that prefer it on one event loop.
 ///
-/// Give the client the same loop, and run the calling code with the executor as its
-/// preference; child tasks inherit it:
+/// Every ``RPCClient`` has one for its connection's loop, ``RPCClient/taskExecutor``; run
+/// the calling code with it as the task's executor preference (child tasks inherit it):
 ///
 /// ```swift
-/// let loop = MultiThreadedEventLoopGroup.singleton.next()
-/// let client = RPCClient(transport: .tcp, address: address, program: 100003, version: 3, group: loop)
-/// try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+/// try await withTaskExecutorPreference(client.taskExecutor) {
 ///     for _ in 0..<1_000 { _ = try await client.call(procedure: 0) }
 /// }
 /// ```

@@ -74,11 +74,10 @@ struct AllocBench: AsyncParsableCommand {
         print("(debug build: expect more than a release build)")
         #endif
         // The client's calls made from a task on Swift's pool (hopping to the client's loop
-        // and back), then from a task on the client's loop (`EventLoopTaskExecutor`).
-        let clientLoop = clientGroup.next()
+        // and back), then from a task on the client's loop (`RPCClient.taskExecutor`).
         for (authName, credential, authenticator) in auths {
             let client = RPCClient(transport: .tcp, address: address, program: TestEcho.program, version: TestEcho.version,
-                                   authenticator: authenticator, group: clientLoop)
+                                   authenticator: authenticator, group: clientGroup)
             for (procedureName, procedure, arguments) in procedures {
                 let bytes = Self.encodedCall(procedure: procedure, credential: credential, arguments: arguments)
                 let serverOnly = try await onOwnThread {
@@ -91,7 +90,7 @@ struct AllocBench: AsyncParsableCommand {
                     return Double(count() - before) / Double(calls)
                 }
                 let both = try await clientAndServer()
-                let onLoop = try await withTaskExecutorPreference(EventLoopTaskExecutor(clientLoop)) { try await clientAndServer() }
+                let onLoop = try await withTaskExecutorPreference(client.taskExecutor) { try await clientAndServer() }
                 let label = "\(procedureName), \(authName):".padding(toLength: 22, withPad: " ", startingAt: 0)
                 print("  server,                      " + label + String(format: "%7.2f allocations/call", serverOnly))
                 print("  client+server,               " + label + String(format: "%7.2f allocations/call  (client: %.2f)", both, both - serverOnly))

@@ -23,7 +23,7 @@ struct ClientBench: AsyncParsableCommand {
     @Option(help: "Event loop threads.") var threads = 1
     @Flag(help: "Run Swift tasks on the client's event loops (NIO's singleton group installed as Swift's global executor) instead of Swift's cooperative pool.")
     var nioExecutor = false
-    @Flag(help: "Run the calling tasks on the client's event loop through a task executor preference (ONCRPC's EventLoopTaskExecutor), Swift's global executor unchanged.")
+    @Flag(help: "Run the calling tasks on the client's event loop through a task executor preference (RPCClient.taskExecutor), Swift's global executor unchanged.")
     var loopExecutor = false
 
     enum Procedure: String, ExpressibleByArgument { case null, echo }
@@ -42,13 +42,12 @@ struct ClientBench: AsyncParsableCommand {
     func run() async throws {
         // With --nio-executor, `RPCBench.main` has installed the executor before this runs.
         let group: MultiThreadedEventLoopGroup = nioExecutor ? .singleton : MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        let loop = group.next()
         let client = RPCClient(
             transport: .tcp, address: try SocketAddress.makeAddressResolvingHost(host, port: port),
-            program: TestEcho.program, version: TestEcho.version, group: loopExecutor ? loop : group
+            program: TestEcho.program, version: TestEcho.version, group: group
         )
         if loopExecutor {
-            try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) { try await measure(client) }
+            try await withTaskExecutorPreference(client.taskExecutor) { try await measure(client) }
         } else {
             try await measure(client)
         }

@@ -1,34 +1,19 @@
-// Calls made from tasks that prefer the client's event loop (`EventLoopTaskExecutor`): they
-// run on that loop, and every path of a call (direct hand-over, reconnect, failure) still ends.
+// Calls made from tasks that prefer the client's event loop (`RPCClient.taskExecutor`, an
+// `EventLoopTaskExecutor`): they run on that loop, and every path of a call (direct hand-over,
+// reconnect, failure) still ends.
 
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOPosix
 import XCTest
 @testable import ONCRPC
 
 final class LoopExecutorTests: XCTestCase {
-    private var group: MultiThreadedEventLoopGroup!
-
-    override func setUp() {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    }
-
-    override func tearDown() async throws {
-        try await group.shutdownGracefully()
-    }
-
-    private func client(for running: RunningServer, on loop: any EventLoop, _ transport: RPCTransport = .tcp) -> RPCClient {
-        RPCClient(transport: transport, address: transport == .tcp ? running.tcp : running.udp,
-                  program: TestProgram.number, version: 1, group: loop)
-    }
-
     func testSequentialCallsRunOnTheLoopTheConnectionLivesOn() async throws {
         let running = try await RunningServer.start()
-        let loop = group.next()
         for transport in RPCTransport.allCases {
-            let client = client(for: running, on: loop, transport)
-            try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+            let client = running.client(transport)
+            let loop = client.eventLoop
+            try await withTaskExecutorPreference(client.taskExecutor) {
                 XCTAssertTrue(loop.inEventLoop, "the task starts on the loop")
                 for i in 0..<50 {
                     let reply = try await client.call(TestProgram.echo, TestText("call \(i)"), returning: TestText.self)
@@ -43,10 +28,10 @@ final class LoopExecutorTests: XCTestCase {
 
     func testChildTasksInheritTheLoopAndShareTheConnection() async throws {
         let running = try await RunningServer.start()
-        let loop = group.next()
-        let client = client(for: running, on: loop)
+        let client = running.client(.tcp)
+        let loop = client.eventLoop
         let offLoop = NIOLockedValueBox(0)
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        try await withTaskExecutorPreference(client.taskExecutor) {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for i in 0..<64 {
                     tasks.addTask {
@@ -69,19 +54,19 @@ final class LoopExecutorTests: XCTestCase {
     func testACallOnTheLoopReconnectsAfterTheServerRestarts() async throws {
         let first = try await RunningServer.start()
         let port = first.tcp.port!
-        let loop = group.next()
-        let client = client(for: first, on: loop)
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        let client = first.client(.tcp)
+        try await withTaskExecutorPreference(client.taskExecutor) {
             try await client.ping()
         }
         await first.server.shutdown()
         let second = try await RunningServer.start(tcpPort: port)
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        try await withTaskExecutorPreference(client.taskExecutor) {
             // The old connection is closed or closing: the call is handed to a handler that
             // is gone or to a dead channel, and must reconnect rather than fail or hang.
             for i in 0..<5 {
                 let reply = try await client.call(TestProgram.echo, TestText("again \(i)"), returning: TestText.self)
                 XCTAssertEqual(reply.value, "again \(i)")
+                XCTAssertTrue(client.eventLoop.inEventLoop, "the new connection is on another loop")
             }
         }
         await client.close()
@@ -92,12 +77,10 @@ final class LoopExecutorTests: XCTestCase {
         var serverConfiguration = RPCServer.Configuration()
         serverConfiguration.shutdownGracePeriod = .zero
         let running = try await RunningServer.start(configuration: serverConfiguration)
-        let loop = group.next()
         var configuration = RPCClient.Configuration()
         configuration.retransmitAfterReconnect = false
-        let client = RPCClient(transport: .tcp, address: running.tcp, program: TestProgram.number, version: 1,
-                               configuration: configuration, group: loop)
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        let client = running.client(.tcp, configuration: configuration)
+        try await withTaskExecutorPreference(client.taskExecutor) {
             try await client.ping()
             async let slow = client.call(TestProgram.slowEcho, TestText("cut off"), returning: TestText.self)
             try await Task.sleep(nanoseconds: 50_000_000)
@@ -114,9 +97,8 @@ final class LoopExecutorTests: XCTestCase {
 
     func testACallAfterCloseFailsOnTheLoop() async throws {
         let running = try await RunningServer.start()
-        let loop = group.next()
-        let client = client(for: running, on: loop)
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+        let client = running.client(.tcp)
+        try await withTaskExecutorPreference(client.taskExecutor) {
             try await client.ping()
             await client.close()
             do {

@@ -37,6 +37,10 @@ final class ReadmeSnippetTests: XCTestCase {
                                    program: 0x2000_0199, version: 1, authenticator: AuthSysClient())
         let reply = try await client.call(1, Text("hi"), returning: Text.self)
         _ = reply
+
+        try await withTaskExecutorPreference(client.taskExecutor) {
+            for i in 0..<1_000 { _ = try await client.call(1, Text("call \(i)"), returning: Text.self) }
+        }
     }
 
     /// README.md, "Authenticated calls".
