@@ -5,8 +5,8 @@
 
 import NIOCore
 
-/// The reply side of one call. Completed exactly once, always on the channel's event loop
-/// (by the handler, or by the client when the write itself failed), so the flag needs no lock.
+/// The reply side of one call. Completed at most once, always on the channel's event loop
+/// by the handler (with the reply, or the reason there is none), so it needs no lock.
 final class PendingReply: @unchecked Sendable {
     // The awaiting task's continuation, resumed once, on the event loop. (A promise and its
     // future's `get()` cost three allocations per call more: issue 18.)
@@ -19,15 +19,25 @@ final class PendingReply: @unchecked Sendable {
     }
 
     deinit {
-        // Dropped unanswered (a pipeline torn down under it): never leave the caller waiting.
+        // Dropped unanswered (never reached a handler: its loop was shut down): never leave
+        // the caller waiting.
         continuation?.resume(throwing: RPCClientError.connectionClosed)
     }
 
-    func finish(_ result: Result<RPCReply, any Error>) {
+    /// The reply, handed over without wrapping it in a `Result` (each copy of a reply
+    /// retains its buffers again).
+    func succeed(_ reply: RPCReply) {
         eventLoop.preconditionInEventLoop()
         guard let continuation else { return }
         self.continuation = nil
-        continuation.resume(with: result)
+        continuation.resume(returning: reply)
+    }
+
+    func fail(_ error: any Error) {
+        eventLoop.preconditionInEventLoop()
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(throwing: error)
     }
 }
 
@@ -67,7 +77,10 @@ final class RPCClientHandler: ChannelInboundHandler {
         var deadline: NIODeadline
         var timeout: TimeAmount
         var retransmitTask: Scheduled<Void>?
-        var message: ByteBuffer
+        /// Datagrams only, for retransmission (a stream call is sent again by `RPCClient`
+        /// after a reconnection); nil on a stream, where keeping it cost a retain and a
+        /// release per call.
+        var message: ByteBuffer?
         var interval: TimeAmount
         var rebuild: (@Sendable () async throws -> ByteBuffer)?
     }
@@ -114,13 +127,13 @@ final class RPCClientHandler: ChannelInboundHandler {
     /// Writes a call and waits for its reply. On the event loop only.
     func send(_ call: OutboundRPCCall) {
         guard let context, context.channel.isActive else {
-            call.reply.finish(.failure(RPCCallNotSent()))
+            call.reply.fail(RPCCallNotSent())
             return
         }
         guard pending[call.xid] == nil else {
             // Our xids are unique per client; a clash means a wrapped counter with a call
             // still outstanding 2^32 calls later.
-            call.reply.finish(.failure(RPCClientError.garbageReply("duplicate xid \(call.xid)")))
+            call.reply.fail(RPCClientError.garbageReply("duplicate xid \(call.xid)"))
             return
         }
         let xid = call.xid
@@ -128,7 +141,7 @@ final class RPCClientHandler: ChannelInboundHandler {
         armTimeoutTimer(for: deadline, context: context)
         var entry = Pending(
             reply: call.reply, deadline: deadline, timeout: call.timeout, retransmitTask: nil,
-            message: call.message, interval: retransmit?.initial ?? .zero, rebuild: call.rebuild
+            message: isDatagram ? call.message : nil, interval: retransmit?.initial ?? .zero, rebuild: call.rebuild
         )
         if retransmit != nil {
             entry.retransmitTask = scheduleRetransmit(xid: xid, after: entry.interval, context: context)
@@ -182,8 +195,8 @@ final class RPCClientHandler: ChannelInboundHandler {
                 guard let message = try? await rebuild() else { return }
                 handler.eventLoop.execute { handler.value.resend(xid: xid, message: message) }
             }
-        } else {
-            context.writeAndFlush(Self.wrapOutboundOut(frame(entry.message)), promise: nil)
+        } else if let message = entry.message {
+            context.writeAndFlush(Self.wrapOutboundOut(frame(message)), promise: nil)
         }
     }
 
@@ -204,11 +217,12 @@ final class RPCClientHandler: ChannelInboundHandler {
     private func received(_ message: ByteBuffer) {
         do {
             let reply = try RPCReply.decode(message)
-            complete(xid: reply.xid, with: .success(reply))
+            // Late or unknown replies are dropped.
+            takePending(xid: reply.xid)?.succeed(reply)
         } catch {
             switch error {
             case let .garbageReply(xid, reason):
-                complete(xid: xid, with: .failure(RPCClientError.garbageReply(reason)))
+                takePending(xid: xid)?.fail(RPCClientError.garbageReply(reason))
             default:
                 // Not a reply to anything we can name: ignore it, as libtirpc does.
                 break
@@ -216,10 +230,12 @@ final class RPCClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func complete(xid: UInt32, with result: Result<RPCReply, any Error>) {
-        guard let entry = pending.removeValue(forKey: xid) else { return }  // late or unknown reply
+    /// The call waiting for `xid`, no longer waiting (its retransmissions stopped); nil for
+    /// a late or unknown reply.
+    private func takePending(xid: UInt32) -> PendingReply? {
+        guard let entry = pending.removeValue(forKey: xid) else { return nil }
         entry.retransmitTask?.cancel()
-        entry.reply.finish(result)
+        return entry.reply
     }
 
     private func armTimeoutTimer(for deadline: NIODeadline, context: ChannelHandlerContext) {
@@ -247,7 +263,7 @@ final class RPCClientHandler: ChannelInboundHandler {
             }
         }
         for (xid, timeout) in expired {
-            complete(xid: xid, with: .failure(RPCClientError.timedOut(milliseconds: timeout.nanoseconds / 1_000_000)))
+            takePending(xid: xid)?.fail(RPCClientError.timedOut(milliseconds: timeout.nanoseconds / 1_000_000))
         }
         if let next, self.context != nil { armTimeoutTimer(for: next, context: context) }
     }
@@ -276,7 +292,7 @@ final class RPCClientHandler: ChannelInboundHandler {
         timerDeadline = nil
         for (_, entry) in entries {
             entry.retransmitTask?.cancel()
-            entry.reply.finish(.failure(error))
+            entry.reply.fail(error)
         }
     }
 }
