@@ -84,7 +84,10 @@ final class RPCBenchSoakTests: XCTestCase {
         let run = try Command.run(["/usr/bin/env", "LD_PRELOAD=" + counter, rpcbench, "allocs", "--quick"], timeout: 300)
         XCTAssertEqual(run.status, 0, "stdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
         let figures = run.stdout.split(separator: "\n").filter { $0.contains("allocations/call") }
-        XCTAssertEqual(figures.count, 8, run.stdout)
+        // Server alone, client and server, and client on its own loop and server: for NULL
+        // and ECHO, with AUTH_NONE and AUTH_SYS.
+        XCTAssertEqual(figures.count, 12, run.stdout)
+        XCTAssertEqual(figures.filter { $0.contains("client on its loop + server") }.count, 4, run.stdout)
         for line in figures {
             let value = line.range(of: #"[0-9.]+(?= allocations/call)"#, options: .regularExpression).flatMap { Double(line[$0]) }
             XCTAssertNotNil(value, String(line))
