@@ -451,8 +451,13 @@ public final class RPCClient: Sendable {
         let future: EventLoopFuture<Connection> = loop.flatSubmit {
             Self.makeChannel(transport: transport, remote: remote, configuration: configuration, loop: loop)
         }.flatMapThrowing { channel in
-            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
-            return Connection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            do {
+                let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+                return Connection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            } catch {
+                channel.close(promise: nil)  // no handler (closed at once, handlers removed): not kept open
+                throw error
+            }
         }
         future.whenComplete { [weak self] result in
             guard let self else { return }

@@ -112,7 +112,9 @@ final class RPCClientHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        flushTask = { [unowned self] in
+        // Holds the handler (a flush still queued when the connection goes must find it
+        // alive); the cycle is broken in handlerRemoved, which every pipeline calls.
+        flushTask = {
             self.flushScheduled = false
             self.context?.flush()
         }
