@@ -151,24 +151,26 @@ extension RPCCall {
         xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32,
         credential: OpaqueAuth, verifier: OpaqueAuth, into buffer: inout ByteBuffer
     ) {
-        // The fixed words with the credential's flavor and length in one copy, then the
-        // verifier's two words in another (see `RPCReply.encodeSuccessHeader`): an AUTH_NONE
-        // or AUTH_SYS call's header in two or three writes instead of eight (issue 18).
-        var words = (xid.bigEndian, RPCMessageType.call.rawValue.bigEndian, rpcProtocolVersion.bigEndian,
-                     program.bigEndian, version.bigEndian, procedure.bigEndian,
-                     credential.flavor.rawValue.bigEndian, UInt32(credential.body.readableBytes).bigEndian)
-        _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
-        if credential.body.readableBytes > 0 { buffer.writeXDRFixedOpaque(credential.body) }
+        writeHeaderThroughCredential(xid: xid, program: program, version: version, procedure: procedure,
+                                     credential: credential, into: &buffer)
         var verifierWords = (verifier.flavor.rawValue.bigEndian, UInt32(verifier.body.readableBytes).bigEndian)
         _ = withUnsafeBytes(of: &verifierWords) { buffer.writeBytes($0) }
         if verifier.body.readableBytes > 0 { buffer.writeXDRFixedOpaque(verifier.body) }
     }
 
-    /// xid through procedure in one copy (see `RPCReply.encodeSuccessHeader`).
-    private static func writeFixedWords(xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, into buffer: inout ByteBuffer) {
+    /// xid through the end of the credential: the fixed words with the credential's flavor
+    /// and length in one copy, then its body (see `RPCReply.encodeSuccessHeader`; with the
+    /// verifier's two words, an AUTH_NONE or AUTH_SYS header takes two or three writes
+    /// instead of eight: issue 18). One encoding for the call and for its RPCSEC_GSS
+    /// checksum, which must cover exactly these bytes.
+    private static func writeHeaderThroughCredential(
+        xid: UInt32, program: UInt32, version: UInt32, procedure: UInt32, credential: OpaqueAuth, into buffer: inout ByteBuffer
+    ) {
         var words = (xid.bigEndian, RPCMessageType.call.rawValue.bigEndian, rpcProtocolVersion.bigEndian,
-                     program.bigEndian, version.bigEndian, procedure.bigEndian)
+                     program.bigEndian, version.bigEndian, procedure.bigEndian,
+                     credential.flavor.rawValue.bigEndian, UInt32(credential.body.readableBytes).bigEndian)
         _ = withUnsafeBytes(of: &words) { buffer.writeBytes($0) }
+        if credential.body.readableBytes > 0 { buffer.writeXDRFixedOpaque(credential.body) }
     }
 
     /// The bytes an RPCSEC_GSS header checksum covers: xid through the end of the
@@ -178,8 +180,8 @@ extension RPCCall {
     ) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(24 + credential.encodedSize)
-        writeFixedWords(xid: xid, program: program, version: version, procedure: procedure, into: &buffer)
-        credential.encode(into: &buffer)
+        writeHeaderThroughCredential(xid: xid, program: program, version: version, procedure: procedure,
+                                     credential: credential, into: &buffer)
         return buffer
     }
 
