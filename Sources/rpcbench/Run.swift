@@ -30,11 +30,14 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "A short smoke run (few calls, one round).")
     var quick = false
 
+    func validate() throws {
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+    }
+
     func run() async throws {
         let calls = quick ? 500 : self.calls
         let concurrentCalls = quick ? 100 : self.concurrentCalls
         let rounds = quick ? 1 : self.rounds
-        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
         let peers = try cPeers ?? buildCPeers()
         let cServer = peers + "/echo_server", cClient = peers + "/echo_client"
         let swift = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0]
