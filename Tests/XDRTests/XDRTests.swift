@@ -205,6 +205,30 @@ final class XDRBoundsTests: XCTestCase {
         XCTAssertThrowsError(try b.readXDRString()) { XCTAssertEqual($0 as? XDRError, .invalidString) }
     }
 
+    func testStringsAreAcceptedExactlyWhenTheyAreValidUTF8() throws {
+        // Valid: ASCII (with a NUL), two-, three- and four-byte sequences, U+FFFD itself.
+        for text in ["", "host-1", "a\u{0}b", "héllo", "日本語", "𝄞 clef", "\u{FFFD}", "naïve\u{10FFFF}"] {
+            var b = ByteBuffer()
+            b.writeXDR(text)
+            XCTAssertEqual(try b.readXDRString(), text)
+            XCTAssertEqual(b.readableBytes, 0)
+        }
+        // Invalid: a lone continuation byte, an overlong encoding, an encoded surrogate, a
+        // sequence cut short (at the end and in the middle), a byte that never occurs, a
+        // code point past U+10FFFF. Each is refused and leaves the reader where it was.
+        let invalid: [[UInt8]] = [
+            [0x80], [0x61, 0xBF], [0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xED, 0xA0, 0x80],
+            [0xE6, 0x97], [0xE6, 0x97, 0x61], [0xF0, 0x9D, 0x84], [0xFF], [0x61, 0xFE, 0x62],
+            [0xF4, 0x90, 0x80, 0x80], [0xC3],
+        ]
+        for bytes in invalid {
+            var b = ByteBuffer()
+            b.writeXDROpaque(bytes)
+            XCTAssertThrowsError(try b.readXDRString(), "\(bytes)") { XCTAssertEqual($0 as? XDRError, .invalidString) }
+            XCTAssertEqual(b.readerIndex, 0)
+        }
+    }
+
     func testTrailingBytes() {
         XCTAssertThrowsError(try buffer("00000001 00000002").decodeXDRExactly(UInt32.self)) {
             XCTAssertEqual($0 as? XDRError, .trailingBytes(count: 4))
