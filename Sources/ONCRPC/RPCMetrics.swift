@@ -24,8 +24,9 @@ enum RPCCallOutcome: String, Sendable {
 /// `securerpc_auth_failures_total{flavor, reason}`. Counters are made once per label set and
 /// kept: making one asks the factory, which takes its own lock and allocates.
 final class RPCCallMetrics: Sendable {
-    /// Numbers only, so that finding a call's counter hashes 16 bytes and no strings: the
-    /// labels are made from them once, with the counter.
+    /// A call some of whose numbers the server does not serve. Numbers only, so that finding
+    /// its counter hashes 16 bytes and no strings: the labels are made from them once, with
+    /// the counter.
     private struct CallKey: Hashable {
         /// Each number, or `UInt64.max` for "other".
         var program: UInt64
@@ -34,37 +35,78 @@ final class RPCCallMetrics: Sendable {
         /// The flavor's label index (`flavorNames`) in the high byte, the outcome's in the low.
         var flavorAndOutcome: UInt16
     }
+    private struct ProcedureNumbers: Hashable {
+        var program: UInt32
+        var version: UInt32
+        var procedure: UInt32
+    }
     private struct FailureKey: Hashable {
         var flavor: String
         var reason: String
     }
 
+    /// The factory counters are made with; nil for the one the process bootstrapped.
+    private let factory: (any MetricsFactory)?
+    /// Calls whose three numbers are all served are counted in their procedure's
+    /// `RPCProcedureCounters` (the dispatcher keeps it beside the handler, so a served call
+    /// finds its counter without hashing); every label set has exactly one home.
+    private let procedures = NIOLockedValueBox<[ProcedureNumbers: RPCProcedureCounters]>([:])
     private let calls = NIOLockedValueBox<[CallKey: Counter]>([:])
     private let failures = NIOLockedValueBox<[FailureKey: Counter]>([:])
+
+    init(factory: (any MetricsFactory)? = nil) {
+        self.factory = factory
+    }
+
+    /// The counters of one served procedure (made on first request, then the same object).
+    func counters(program: UInt32, version: UInt32, procedure: UInt32) -> RPCProcedureCounters {
+        let numbers = ProcedureNumbers(program: program, version: version, procedure: procedure)
+        return procedures.withLockedValue { table in
+            if let existing = table[numbers] { return existing }
+            let made = RPCProcedureCounters(program: program, version: version, procedure: procedure, factory: factory)
+            table[numbers] = made
+            return made
+        }
+    }
 
     /// Counts one call. Pass nil for a number the server does not serve (flavors outside the
     /// four served ones are "other" whatever the caller passes).
     func call(program: UInt32?, version: UInt32?, procedure: UInt32?, flavor: AuthFlavor?, _ outcome: RPCCallOutcome) {
+        if let program, let version, let procedure {
+            counters(program: program, version: version, procedure: procedure).increment(flavor: flavor, outcome)
+            return
+        }
         let flavorIndex = Self.flavorIndex(of: flavor)
         let key = CallKey(program: program.map(UInt64.init) ?? .max, version: version.map(UInt64.init) ?? .max,
                           procedure: procedure.map(UInt64.init) ?? .max,
                           flavorAndOutcome: UInt16(flavorIndex) << 8 | UInt16(Self.outcomeIndex(of: outcome)))
         counter(in: calls, key) {
-            Counter(label: "securerpc_calls_total", dimensions: [
-                ("program", program.map { "\($0)" } ?? "other"),
-                ("version", version.map { "\($0)" } ?? "other"),
-                ("procedure", procedure.map { "\($0)" } ?? "other"),
-                ("flavor", Self.flavorNames[flavorIndex]),
-                ("status", outcome.rawValue),
-            ])
+            Self.makeCallCounter(program: program, version: version, procedure: procedure, flavorIndex: flavorIndex, outcome,
+                                 factory: factory)
         }.increment()
+    }
+
+    fileprivate static func makeCallCounter(program: UInt32?, version: UInt32?, procedure: UInt32?, flavorIndex: Int,
+                                            _ outcome: RPCCallOutcome, factory: (any MetricsFactory)?) -> Counter {
+        makeCounter("securerpc_calls_total", factory: factory, [
+            ("program", program.map { "\($0)" } ?? "other"),
+            ("version", version.map { "\($0)" } ?? "other"),
+            ("procedure", procedure.map { "\($0)" } ?? "other"),
+            ("flavor", Self.flavorNames[flavorIndex]),
+            ("status", outcome.rawValue),
+        ])
+    }
+
+    private static func makeCounter(_ label: String, factory: (any MetricsFactory)?, _ dimensions: [(String, String)]) -> Counter {
+        if let factory { return Counter(label: label, dimensions: dimensions, factory: factory) }
+        return Counter(label: label, dimensions: dimensions)
     }
 
     /// Counts a refused authentication (the reason is one of RFC 5531's or RFC 2203's).
     func authenticationFailed(flavor: AuthFlavor?, _ status: AuthStatus) {
         let key = FailureKey(flavor: Self.name(of: flavor), reason: Self.name(of: status))
         counter(in: failures, key) {
-            Counter(label: "securerpc_auth_failures_total", dimensions: [("flavor", key.flavor), ("reason", key.reason)])
+            Self.makeCounter("securerpc_auth_failures_total", factory: factory, [("flavor", key.flavor), ("reason", key.reason)])
         }.increment()
     }
 
@@ -81,9 +123,9 @@ final class RPCCallMetrics: Sendable {
         flavorNames[flavorIndex(of: flavor)]
     }
 
-    private static let flavorNames = ["other", "none", "sys", "dh", "rpcsec_gss"]
+    fileprivate static let flavorNames = ["other", "none", "sys", "dh", "rpcsec_gss"]
 
-    private static func flavorIndex(of flavor: AuthFlavor?) -> Int {
+    fileprivate static func flavorIndex(of flavor: AuthFlavor?) -> Int {
         guard let flavor else { return 0 }
         switch flavor {
         case .none: return 1
@@ -94,7 +136,9 @@ final class RPCCallMetrics: Sendable {
         }
     }
 
-    private static func outcomeIndex(of outcome: RPCCallOutcome) -> UInt8 {
+    fileprivate static let outcomeCount = 9
+
+    fileprivate static func outcomeIndex(of outcome: RPCCallOutcome) -> UInt8 {
         switch outcome {
         case .success: return 0
         case .garbageArguments: return 1
@@ -121,5 +165,34 @@ final class RPCCallMetrics: Sendable {
         case .gssContextProblem: return "gss_ctxproblem"
         default: return "other"
         }
+    }
+}
+
+/// The call counters of one served procedure, one per flavor and outcome, found by index.
+final class RPCProcedureCounters: Sendable {
+    private let program: UInt32
+    private let version: UInt32
+    private let procedure: UInt32
+    private let factory: (any MetricsFactory)?
+    private let counters: NIOLockedValueBox<[Counter?]>
+
+    fileprivate init(program: UInt32, version: UInt32, procedure: UInt32, factory: (any MetricsFactory)?) {
+        self.program = program
+        self.version = version
+        self.procedure = procedure
+        self.factory = factory
+        self.counters = NIOLockedValueBox(Array(repeating: nil, count: RPCCallMetrics.flavorNames.count * RPCCallMetrics.outcomeCount))
+    }
+
+    func increment(flavor: AuthFlavor?, _ outcome: RPCCallOutcome) {
+        let flavorIndex = RPCCallMetrics.flavorIndex(of: flavor)
+        let index = flavorIndex * RPCCallMetrics.outcomeCount + Int(RPCCallMetrics.outcomeIndex(of: outcome))
+        counters.withLockedValue { counters in
+            if let existing = counters[index] { return existing }
+            let made = RPCCallMetrics.makeCallCounter(program: program, version: version, procedure: procedure,
+                                                      flavorIndex: flavorIndex, outcome, factory: factory)
+            counters[index] = made
+            return made
+        }.increment()
     }
 }

@@ -6,6 +6,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOPosix
+import MetricsTestKit
 import XCTest
 import XDR
 @testable import ONCRPC
@@ -93,6 +94,48 @@ final class ServerCallPathTests: XCTestCase {
         guard case .procedureUnavailable? = try status(call(version: 3, procedure: 1, argument: 1)) else { return XCTFail("v3 proc 1") }
         guard case .programMismatch(low: 1, high: 3)? = try status(call(version: 2, procedure: 1)) else { return XCTFail("v2") }
         guard case .programUnavailable? = try status(call(program: 0x2000_0102, procedure: 1)) else { return XCTFail("other program") }
+    }
+
+    func testEveryCallIsCountedOnceUnderTheLabelsTheServerServes() throws {
+        var v1 = RPCProgram(number: 0x2000_0101, version: 1)
+        v1.addImmediateProcedure(1) { (value: UInt32, _) in value }
+        v1.addImmediateProcedure(2) { (_: UInt32, _) -> UInt32 in throw RPCServerError.systemError }
+        var v3 = RPCProgram(number: 0x2000_0101, version: 3)
+        v3.addImmediateProcedure(2) { (value: UInt32, _) in value }
+        let metrics = TestMetrics()
+        let dispatcher = RPCDispatcher(programs: [v1, v3], authenticators: [AuthNoneServer(), AuthSysServer()],
+                                       logger: quietLogger(), metricsFactory: metrics)
+        let loop = EmbeddedEventLoop()
+        let context = RPCCallContext(transport: .tcp, remoteAddress: nil, localAddress: nil)
+        func send(_ message: ByteBuffer) {
+            _ = dispatcher.handle(message: message, context: context, allocator: ByteBufferAllocator(), eventLoop: loop) {
+                { _, _ in XCTFail("completion ran") }
+            }
+        }
+        send(call(procedure: 1, argument: 1))
+        send(call(procedure: 1, argument: 2))
+        send(call(procedure: 1))  // no argument: garbage
+        send(call(procedure: 2, argument: 1))  // the handler fails
+        send(call(version: 3, procedure: 0))  // NULL, served by every version without registering it
+        send(call(version: 3, procedure: 1, argument: 1))  // a procedure v3 does not have
+        send(call(version: 2, procedure: 1))  // a version not served
+        send(call(program: 0x2000_0102, procedure: 1))  // a program not served
+
+        func count(_ program: String, _ version: String, _ procedure: String, _ status: String) throws -> Int64 {
+            try metrics.expectCounter("securerpc_calls_total", [
+                ("program", program), ("version", version), ("procedure", procedure), ("flavor", "none"), ("status", status),
+            ]).totalValue
+        }
+        let program = "\(0x2000_0101)"
+        XCTAssertEqual(try count(program, "1", "1", "success"), 2)
+        XCTAssertEqual(try count(program, "1", "1", "garbage_args"), 1)
+        XCTAssertEqual(try count(program, "1", "2", "system_err"), 1)
+        XCTAssertEqual(try count(program, "3", "0", "success"), 1)
+        XCTAssertEqual(try count(program, "3", "other", "proc_unavail"), 1)
+        XCTAssertEqual(try count(program, "other", "other", "prog_mismatch"), 1)
+        XCTAssertEqual(try count("other", "other", "other", "prog_unavail"), 1)
+        XCTAssertEqual(metrics.counters(label: "securerpc_calls_total").map(\.totalValue).reduce(0, +), 8,
+                       "a call counted twice or not at all")
     }
 
     func testALaterRegistrationOfTheSameVersionReplacesItWhole() throws {
