@@ -5,6 +5,9 @@
 // a fixed buffer, so it allocates nothing per call and everything counted meanwhile is the
 // server's. Client+server figures come from the Swift RPCClient calling sequentially in the
 // same process; their difference is the client's share. Trusts only the server it starts.
+// Beside each figure: thread wake-ups per call, the voluntary context switches of all the
+// process's threads (getrusage) over the same calls, i.e. how often a call's work waited for
+// a thread that had to be woken: the hops between Swift's pool and the event loops.
 
 import ArgumentParser
 import Foundation
@@ -20,7 +23,7 @@ import Glibc
 struct AllocBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "allocs",
-        abstract: "Heap allocations per call: the Swift server alone, and the Swift client + server pair.",
+        abstract: "Heap allocations and thread wake-ups per call: the Swift server alone, and the Swift client + server pair.",
         discussion: """
             Needs the allocation counter preloaded:
               bash Tests/CPeers/build.sh /tmp/cpeers
@@ -29,6 +32,9 @@ struct AllocBench: AsyncParsableCommand {
             Counts calls to malloc, calloc, realloc and the aligned allocators (not free), in \
             the whole process, over sequential NULL and ECHO calls with AUTH_NONE and AUTH_SYS \
             on loopback TCP. Measure a release build; a debug build allocates more. \
+            Thread wake-ups per call are the voluntary context switches of all of the process's \
+            threads over the same calls (each time a thread blocked and had to be woken for the \
+            call's work); the server figure includes the raw client's own wait for each reply. \
             `rpcbench run` runs this at its end when the counter is beside the C peers.
             """
     )
@@ -46,8 +52,8 @@ struct AllocBench: AsyncParsableCommand {
         let echoArguments = echoArgument(size: size)
         if let port = checkRawClient {
             let bytes = Self.encodedCall(procedure: TestEcho.echo, credential: .none, arguments: echoArguments)
-            let own = try await onOwnThread { try RawClient(port: port, call: bytes).allocationsPerCall(calls: calls, count: count) }
-            print(String(format: "raw client alone, ECHO %d B, AUTH_NONE: %.2f allocations/call", size, own))
+            let own = try await onOwnThread { try RawClient(port: port, call: bytes).costPerCall(calls: calls, count: count) }
+            print(String(format: "raw client alone, ECHO %d B, AUTH_NONE: %.2f allocations/call", size, own.allocations))
             return
         }
         var logger = Logger(label: "rpcbench.allocs")
@@ -81,20 +87,23 @@ struct AllocBench: AsyncParsableCommand {
             for (procedureName, procedure, arguments) in procedures {
                 let bytes = Self.encodedCall(procedure: procedure, credential: credential, arguments: arguments)
                 let serverOnly = try await onOwnThread {
-                    try RawClient(port: port, call: bytes).allocationsPerCall(calls: calls, count: count)
+                    try RawClient(port: port, call: bytes).costPerCall(calls: calls, count: count)
                 }
-                @Sendable func clientAndServer() async throws -> Double {
+                @Sendable func clientAndServer() async throws -> CostPerCall {
                     for _ in 0..<1_000 { _ = try await client.call(procedure: procedure, arguments: arguments) }
-                    let before = count()
+                    let start = CostPerCall.Counts(count)
                     for _ in 0..<calls { _ = try await client.call(procedure: procedure, arguments: arguments) }
-                    return Double(count() - before) / Double(calls)
+                    return CostPerCall(since: start, count, calls: calls)
                 }
                 let both = try await clientAndServer()
                 let onLoop = try await withTaskExecutorPreference(client.taskExecutor) { try await clientAndServer() }
                 let label = "\(procedureName), \(authName):".padding(toLength: 22, withPad: " ", startingAt: 0)
-                print("  server,                      " + label + String(format: "%7.2f allocations/call", serverOnly))
-                print("  client+server,               " + label + String(format: "%7.2f allocations/call  (client: %.2f)", both, both - serverOnly))
-                print("  client on its loop + server, " + label + String(format: "%7.2f allocations/call  (client: %.2f)", onLoop, onLoop - serverOnly))
+                print("  server,                      " + label + String(format: "%7.2f allocations/call                   %5.2f thread wake-ups/call",
+                                                                                serverOnly.allocations, serverOnly.wakeUps))
+                for (name, both) in [("client+server,               ", both), ("client on its loop + server, ", onLoop)] {
+                    print("  " + name + label + String(format: "%7.2f allocations/call  (client: %5.2f)  %5.2f thread wake-ups/call",
+                                                       both.allocations, both.allocations - serverOnly.allocations, both.wakeUps))
+                }
             }
             await client.close()
         }
@@ -128,6 +137,31 @@ struct AllocBench: AsyncParsableCommand {
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Allocations and thread wake-ups per call over a run of calls.
+struct CostPerCall: Sendable {
+    var allocations: Double
+    /// Voluntary context switches of every thread of the process, per call.
+    var wakeUps: Double
+
+    struct Counts {
+        var allocations: UInt64
+        var contextSwitches: Int
+
+        init(_ count: AllocationCounter) {
+            allocations = count()
+            var usage = rusage()
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)  // on Linux, summed over all the process's threads
+            contextSwitches = usage.ru_nvcsw
+        }
+    }
+
+    init(since start: Counts, _ count: AllocationCounter, calls: Int) {
+        let end = Counts(count)
+        allocations = Double(end.allocations - start.allocations) / Double(calls)
+        wakeUps = Double(end.contextSwitches - start.contextSwitches) / Double(calls)
+    }
 }
 
 /// securerpc_malloc_count(): an atomic read, safe from any thread.
@@ -184,12 +218,12 @@ private final class RawClient {
         reply.deallocate()
     }
 
-    /// Warms up, then counts allocations in the whole process over `calls` calls.
-    func allocationsPerCall(calls: Int, count: AllocationCounter) throws -> Double {
+    /// Warms up, then counts allocations and wake-ups in the whole process over `calls` calls.
+    func costPerCall(calls: Int, count: AllocationCounter) throws -> CostPerCall {
         for _ in 0..<1_000 { try call() }
-        let before = count()
+        let start = CostPerCall.Counts(count)
         for _ in 0..<calls { try call() }
-        return Double(count() - before) / Double(calls)
+        return CostPerCall(since: start, count, calls: calls)
     }
 
     private func call() throws {

@@ -92,6 +92,10 @@ final class RPCBenchSoakTests: XCTestCase {
             let value = line.range(of: #"[0-9.]+(?= allocations/call)"#, options: .regularExpression).flatMap { Double(line[$0]) }
             XCTAssertNotNil(value, String(line))
             XCTAssertGreaterThan(value ?? 0, 0, "the Swift runtime allocates per call: \(line)")
+            // Sequential calls between threads make some thread wait and be woken.
+            let wakeUps = line.range(of: #"[0-9.]+(?= thread wake-ups/call)"#, options: .regularExpression).flatMap { Double(line[$0]) }
+            XCTAssertNotNil(wakeUps, String(line))
+            XCTAssertGreaterThan(wakeUps ?? 0, 0, String(line))
         }
 
         let port = try freePort()
