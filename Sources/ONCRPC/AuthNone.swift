@@ -7,9 +7,10 @@ public struct AuthNoneClient: RPCClientAuthenticator {
     public init() {}
     public var flavor: AuthFlavor { .none }
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
-        RPCPreparedCall(credential: .none, verifier: .none, arguments: arguments)
+        try prepareImmediately(header, arguments: arguments)!
     }
 
+    /// Never waits for anything, so `RPCClient` takes this path for every call.
     public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? {
         RPCPreparedCall(credential: .none, verifier: .none, arguments: arguments)
     }

@@ -78,9 +78,10 @@ public struct AuthSysClient: RPCClientAuthenticator {
     public var flavor: AuthFlavor { .sys }
 
     public func prepare(_ header: RPCCallHeader, arguments: ByteBuffer) async throws -> RPCPreparedCall {
-        RPCPreparedCall(credential: credential, verifier: .none, arguments: arguments)
+        try prepareImmediately(header, arguments: arguments)!
     }
 
+    /// Never waits for anything, so `RPCClient` takes this path for every call.
     public func prepareImmediately(_ header: RPCCallHeader, arguments: ByteBuffer) throws -> RPCPreparedCall? {
         RPCPreparedCall(credential: credential, verifier: .none, arguments: arguments)
     }
